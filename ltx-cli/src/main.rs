@@ -1,0 +1,68 @@
+//! `ltx`: LTX-2 / LTX-2.3 from one native binary — parity checks against the PyTorch reference
+//! and benchmarks (generation pipelines land with the pipelines crate).
+
+mod bench;
+mod parity;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+use ltx_core::device::{DTypeChoice, DeviceChoice};
+
+#[derive(Parser)]
+#[command(
+    name = "ltx",
+    version,
+    about = "LTX-2 audio+video diffusion in Rust (Candle)"
+)]
+struct Cli {
+    /// Device to run on.
+    #[arg(long, global = true, default_value = "auto", value_parser = parse_device)]
+    device: DeviceChoice,
+    /// Compute dtype (default: bf16 on GPUs, f32 on the CPU).
+    #[arg(long, global = true, value_parser = parse_dtype)]
+    dtype: Option<DTypeChoice>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run reference fixtures (files or folders of .safetensors) and compare every output.
+    Parity(parity::Args),
+    /// Time a component against the PyTorch reference on this machine.
+    #[command(subcommand)]
+    Bench(bench::Command),
+    #[command(hide = true)]
+    BenchWorker(bench::WorkerArgs),
+}
+
+fn parse_device(s: &str) -> Result<DeviceChoice, String> {
+    s.parse().map_err(|e: ltx_core::Error| e.to_string())
+}
+
+fn parse_dtype(s: &str) -> Result<DTypeChoice, String> {
+    s.parse().map_err(|e: ltx_core::Error| e.to_string())
+}
+
+fn main() -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let device = cli.device.open()?;
+    match cli.command {
+        Command::Parity(args) => {
+            let ok = parity::run(&args, &device)?;
+            if !ok {
+                std::process::exit(1);
+            }
+            Ok(())
+        }
+        Command::Bench(cmd) => bench::run(cmd, &device, cli.dtype),
+        Command::BenchWorker(args) => bench::worker(args, &device, cli.dtype),
+    }
+}

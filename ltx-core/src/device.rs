@@ -1,0 +1,121 @@
+//! Device and compute-dtype selection, made once at start (`--device`, `--dtype`).
+
+use std::str::FromStr;
+
+use candle_core::{DType, Device};
+
+use crate::{Error, Result};
+
+/// Which device to run on. `Auto` prefers CUDA, then Metal, then the CPU.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum DeviceChoice {
+    #[default]
+    Auto,
+    Cpu,
+    Cuda,
+    Metal,
+}
+
+impl FromStr for DeviceChoice {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "auto" => Ok(Self::Auto),
+            "cpu" => Ok(Self::Cpu),
+            "cuda" => Ok(Self::Cuda),
+            "metal" => Ok(Self::Metal),
+            other => Err(crate::error::unsupported(
+                "device",
+                other,
+                "auto|cpu|cuda|metal",
+            )),
+        }
+    }
+}
+
+impl DeviceChoice {
+    /// Opens the chosen device. An explicit `cuda`/`metal` that is not compiled in or not present
+    /// is an error; `auto` falls back to the CPU.
+    pub fn open(self) -> Result<Device> {
+        match self {
+            Self::Cpu => Ok(Device::Cpu),
+            Self::Cuda => Device::new_cuda(0)
+                .map_err(|e| Error::DeviceUnavailable("cuda".into(), e.to_string())),
+            Self::Metal => Device::new_metal(0)
+                .map_err(|e| Error::DeviceUnavailable("metal".into(), e.to_string())),
+            Self::Auto => {
+                if candle_core::utils::cuda_is_available() {
+                    if let Ok(d) = Device::new_cuda(0) {
+                        return Ok(d);
+                    }
+                }
+                if candle_core::utils::metal_is_available() {
+                    if let Ok(d) = Device::new_metal(0) {
+                        return Ok(d);
+                    }
+                }
+                Ok(Device::Cpu)
+            }
+        }
+    }
+}
+
+/// The compute dtype. `None` in [`resolve_dtype`] picks bf16 on GPUs and f32 on the CPU.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DTypeChoice {
+    F32,
+    F16,
+    BF16,
+}
+
+impl FromStr for DTypeChoice {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "f32" => Ok(Self::F32),
+            "f16" => Ok(Self::F16),
+            "bf16" => Ok(Self::BF16),
+            other => Err(crate::error::unsupported("dtype", other, "f32|f16|bf16")),
+        }
+    }
+}
+
+impl From<DTypeChoice> for DType {
+    fn from(d: DTypeChoice) -> Self {
+        match d {
+            DTypeChoice::F32 => DType::F32,
+            DTypeChoice::F16 => DType::F16,
+            DTypeChoice::BF16 => DType::BF16,
+        }
+    }
+}
+
+/// The compute dtype for `device`: the explicit choice, else bf16 on CUDA/Metal and f32 on the CPU.
+pub fn resolve_dtype(choice: Option<DTypeChoice>, device: &Device) -> DType {
+    match choice {
+        Some(c) => c.into(),
+        None if device.is_cpu() => DType::F32,
+        None => DType::BF16,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_and_rejects() {
+        assert_eq!("cpu".parse::<DeviceChoice>().unwrap(), DeviceChoice::Cpu);
+        assert_eq!("bf16".parse::<DTypeChoice>().unwrap(), DTypeChoice::BF16);
+        let err = "tpu".parse::<DeviceChoice>().unwrap_err();
+        assert!(err.to_string().contains("tpu"), "{err}");
+        assert!("f64".parse::<DTypeChoice>().is_err());
+    }
+
+    #[test]
+    fn cpu_defaults_to_f32() {
+        let dev = DeviceChoice::Cpu.open().unwrap();
+        assert_eq!(resolve_dtype(None, &dev), DType::F32);
+        assert_eq!(resolve_dtype(Some(DTypeChoice::F16), &dev), DType::F16);
+    }
+}

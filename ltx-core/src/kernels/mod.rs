@@ -1,0 +1,3 @@
+//! Compute kernels for operations Candle lacks or runs slowly (no Python twin).
+
+pub mod conv3d;

@@ -1,0 +1,21 @@
+//! ltx-core: the LTX-2 (19B) / LTX-2.3 (22B) audio-video diffusion models on Candle.
+//!
+//! The module tree mirrors the Python package `ltx_core` 1.0.0 one-for-one, so a reader holding
+//! a reference file finds its twin at the same path:
+//!
+//! | Rust module | Python module |
+//! |---|---|
+//! | [`loader`] | `ltx_core/loader/` (safetensors, key renames, strict loading) |
+//! | [`model::video_vae`] | `ltx_core/model/video_vae/` |
+//! | [`model::common`] | `ltx_core/model/common/` |
+//! | [`model::transformer`] | `ltx_core/model/transformer/` (timestep embeddings so far) |
+//! | [`kernels`] | no twin: fast paths for what Candle lacks (Conv3d on CPU) |
+//! | [`device`] | no twin: device / dtype selection shared by every binary |
+
+pub mod device;
+pub mod error;
+pub mod kernels;
+pub mod loader;
+pub mod model;
+
+pub use error::{Error, Result};

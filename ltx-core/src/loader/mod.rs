@@ -1,0 +1,16 @@
+//! Port of `ltx_core/loader/`: memory-mapped safetensors, checkpoint config metadata, key
+//! renaming ops and strict weight loading.
+//!
+//! A checkpoint is opened once ([`SafetensorsFiles`]), each component takes its keys through its
+//! own [`SDOps`] into a [`StateDict`], and the component is built from a strict
+//! [`candle_nn::VarBuilder`] over that state dict: a missing key, a wrong shape or an unusable
+//! dtype is a typed [`crate::Error`] naming the key.
+
+pub mod primitives;
+pub mod sd_ops;
+pub mod sft_loader;
+pub mod synthetic;
+
+pub use primitives::StateDict;
+pub use sd_ops::SDOps;
+pub use sft_loader::SafetensorsFiles;

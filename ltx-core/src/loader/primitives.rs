@@ -1,0 +1,273 @@
+//! Port of `ltx_core/loader/primitives.py`: the state dict a component is built from, and the
+//! strict [`VarBuilder`] backend over it.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+
+use candle_core::safetensors::Load;
+use candle_core::{DType, Device, Shape, Tensor};
+use candle_nn::var_builder::SimpleBackend;
+use candle_nn::VarBuilder;
+use safetensors::tensor::{TensorInfo, TensorView};
+
+use super::sft_loader::Shard;
+use crate::Error;
+
+/// Where a tensor's data lives.
+#[derive(Clone)]
+pub(crate) enum TensorSource {
+    /// Inside a memory-mapped shard (loaded lazily, once, when the model asks for it).
+    Mapped {
+        shard: Arc<Shard>,
+        info: TensorInfo,
+        checkpoint_key: String,
+    },
+    /// Already in memory (tests, synthetic checkpoints).
+    Memory(Tensor),
+}
+
+impl TensorSource {
+    fn shape(&self) -> Vec<usize> {
+        match self {
+            Self::Mapped { info, .. } => info.shape.clone(),
+            Self::Memory(t) => t.dims().to_vec(),
+        }
+    }
+
+    fn load(&self, key: &str, device: &Device) -> candle_core::Result<Tensor> {
+        match self {
+            Self::Memory(t) => t.to_device(device),
+            Self::Mapped {
+                shard,
+                info,
+                checkpoint_key,
+            } => {
+                let view = TensorView::new(info.dtype, info.shape.clone(), shard.bytes(info))
+                    .map_err(|e| {
+                        Error::InvalidSafetensors {
+                            path: shard.path.clone(),
+                            reason: format!("tensor `{checkpoint_key}`: {e}"),
+                        }
+                        .into_candle()
+                    })?;
+                view.load(device).map_err(|_| {
+                    Error::UnsupportedWeightDtype {
+                        key: key.to_string(),
+                        dtype: format!("{:?}", info.dtype),
+                    }
+                    .into_candle()
+                })
+            }
+        }
+    }
+}
+
+/// The weights of one component under module-side names (after its [`super::SDOps`]).
+///
+/// It remembers which keys the model asked for, so what the checkpoint holds beyond the model
+/// can be reported ([`StateDict::unused_keys`]).
+pub struct StateDict {
+    ops_name: &'static str,
+    entries: HashMap<String, TensorSource>,
+    used: Mutex<BTreeSet<String>>,
+}
+
+impl StateDict {
+    pub(crate) fn new(ops_name: &'static str, entries: HashMap<String, TensorSource>) -> Self {
+        Self {
+            ops_name,
+            entries,
+            used: Mutex::new(BTreeSet::new()),
+        }
+    }
+
+    /// A state dict over in-memory tensors (tests and synthetic checkpoints).
+    pub fn from_tensors(tensors: HashMap<String, Tensor>) -> Self {
+        let entries = tensors
+            .into_iter()
+            .map(|(k, t)| (k, TensorSource::Memory(t)))
+            .collect();
+        Self::new("IN_MEMORY", entries)
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    pub fn contains(&self, key: &str) -> bool {
+        self.entries.contains_key(key)
+    }
+
+    /// A strict [`VarBuilder`]: every weight is checked against the shape the model expects and
+    /// cast once to `dtype` on `device`. F8_E4M3 weights are upcast here.
+    pub fn var_builder(self: &Arc<Self>, dtype: DType, device: &Device) -> VarBuilder<'static> {
+        VarBuilder::from_backend(Box::new(StrictBackend(self.clone())), dtype, device.clone())
+    }
+
+    /// Keys present in the state dict that the model never asked for, sorted.
+    pub fn unused_keys(&self) -> Vec<String> {
+        let used = self.used.lock().unwrap_or_else(|e| e.into_inner());
+        let mut unused: Vec<String> = self
+            .entries
+            .keys()
+            .filter(|k| !used.contains(*k))
+            .cloned()
+            .collect();
+        unused.sort();
+        unused
+    }
+
+    /// Logs the unused keys at debug level (the reference loads with `strict=False` and ignores
+    /// them silently; here they are at least visible with `RUST_LOG=debug`).
+    pub fn report_unused(&self, component: &str) {
+        let unused = self.unused_keys();
+        if !unused.is_empty() {
+            tracing::debug!(
+                component,
+                ops = self.ops_name,
+                count = unused.len(),
+                keys = ?unused,
+                "checkpoint keys not used by the model"
+            );
+        }
+    }
+
+    fn fetch(
+        &self,
+        name: &str,
+        expected: Option<&Shape>,
+        dtype: DType,
+        dev: &Device,
+    ) -> candle_core::Result<Tensor> {
+        let Some(source) = self.entries.get(name) else {
+            return Err(Error::MissingWeight {
+                key: name.to_string(),
+                expected: expected.map(|s| s.dims().to_vec()).unwrap_or_default(),
+            }
+            .into_candle());
+        };
+        if let Some(expected) = expected {
+            let found = source.shape();
+            if found != expected.dims() {
+                return Err(Error::ShapeMismatch {
+                    key: name.to_string(),
+                    expected: expected.dims().to_vec(),
+                    found,
+                }
+                .into_candle());
+            }
+        }
+        let tensor = source.load(name, dev)?;
+        if !is_float(tensor.dtype()) {
+            return Err(Error::UnsupportedWeightDtype {
+                key: name.to_string(),
+                dtype: format!("{:?}", tensor.dtype()),
+            }
+            .into_candle());
+        }
+        self.used
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(name.to_string());
+        tensor.to_dtype(dtype)
+    }
+}
+
+fn is_float(dtype: DType) -> bool {
+    matches!(
+        dtype,
+        DType::F32 | DType::F16 | DType::BF16 | DType::F64 | DType::F8E4M3
+    )
+}
+
+struct StrictBackend(Arc<StateDict>);
+
+impl SimpleBackend for StrictBackend {
+    fn get(
+        &self,
+        s: Shape,
+        name: &str,
+        _h: candle_nn::Init,
+        dtype: DType,
+        dev: &Device,
+    ) -> candle_core::Result<Tensor> {
+        self.0.fetch(name, Some(&s), dtype, dev)
+    }
+
+    fn get_unchecked(&self, name: &str, dtype: DType, dev: &Device) -> candle_core::Result<Tensor> {
+        self.0.fetch(name, None, dtype, dev)
+    }
+
+    fn contains_tensor(&self, name: &str) -> bool {
+        self.0.contains(name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sd(pairs: &[(&str, Tensor)]) -> Arc<StateDict> {
+        Arc::new(StateDict::from_tensors(
+            pairs
+                .iter()
+                .map(|(k, t)| (k.to_string(), t.clone()))
+                .collect(),
+        ))
+    }
+
+    #[test]
+    fn strict_errors_are_typed() {
+        let dev = Device::Cpu;
+        let sd = sd(&[
+            ("a.weight", Tensor::zeros((2, 3), DType::F32, &dev).unwrap()),
+            ("ids", Tensor::zeros(4, DType::U32, &dev).unwrap()),
+            ("extra", Tensor::zeros(1, DType::F32, &dev).unwrap()),
+        ]);
+        let vb = sd.var_builder(DType::F32, &dev);
+        let missing: Error = vb.get((2, 3), "b.weight").unwrap_err().into();
+        assert!(
+            matches!(missing, Error::MissingWeight { ref key, .. } if key == "b.weight"),
+            "{missing}"
+        );
+        let shape: Error = vb.get((3, 2), "a.weight").unwrap_err().into();
+        match shape {
+            Error::ShapeMismatch {
+                key,
+                expected,
+                found,
+            } => {
+                assert_eq!(
+                    (key.as_str(), expected, found),
+                    ("a.weight", vec![3, 2], vec![2, 3])
+                )
+            }
+            other => panic!("unexpected {other}"),
+        }
+        let dtype: Error = vb.get(4, "ids").unwrap_err().into();
+        assert!(
+            matches!(dtype, Error::UnsupportedWeightDtype { .. }),
+            "{dtype}"
+        );
+        vb.get((2, 3), "a.weight").unwrap();
+        assert_eq!(
+            sd.unused_keys(),
+            vec!["extra".to_string(), "ids".to_string()]
+        );
+    }
+
+    #[test]
+    fn casts_to_compute_dtype_and_upcasts_fp8() {
+        let dev = Device::Cpu;
+        let w = Tensor::new(&[0.5f32, -1.25, 3.0], &dev).unwrap();
+        let sd = sd(&[("w8", w.to_dtype(DType::F8E4M3).unwrap()), ("w", w.clone())]);
+        let vb = sd.var_builder(DType::BF16, &dev);
+        assert_eq!(vb.get(3, "w").unwrap().dtype(), DType::BF16);
+        let up = sd.var_builder(DType::F32, &dev).get(3, "w8").unwrap();
+        assert_eq!(up.to_vec1::<f32>().unwrap(), vec![0.5, -1.25, 3.0]);
+    }
+}

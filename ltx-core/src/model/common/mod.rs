@@ -1,0 +1,3 @@
+//! Port of `ltx_core/model/common/`.
+
+pub mod normalization;

@@ -1,0 +1,5 @@
+//! Port of `ltx_core/model/`.
+
+pub mod common;
+pub mod transformer;
+pub mod video_vae;

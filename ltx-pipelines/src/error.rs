@@ -1,0 +1,30 @@
+//! The crate's error type.
+
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Core(#[from] ltx_core::Error),
+
+    #[error("fixture `{path}`: {reason}")]
+    BadFixture { path: PathBuf, reason: String },
+
+    #[error("fixture `{path}`: unknown component `{component}`")]
+    UnknownComponent { path: PathBuf, component: String },
+
+    #[error("cannot read `{path}`: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl From<candle_core::Error> for Error {
+    fn from(e: candle_core::Error) -> Self {
+        Error::Core(e.into())
+    }
+}
+
+pub type Result<T> = std::result::Result<T, Error>;

@@ -1,0 +1,7 @@
+//! Port of `ltx_pipelines`: generation pipelines, model ledger and media IO (in progress), plus
+//! the parity harness that checks every component against PyTorch-reference fixtures.
+
+pub mod error;
+pub mod parity;
+
+pub use error::{Error, Result};
