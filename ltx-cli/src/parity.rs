@@ -30,13 +30,13 @@ pub fn run(args: &Args, device: &Device) -> Result<bool> {
             Ok(checks) => {
                 for c in checks {
                     println!(
-                        "{} {} {} {:.3e} {:.3e} {}",
-                        name,
+                        "{} {} {:.3e} {:.3e} {} {}",
                         c.component,
                         c.output,
                         c.max_abs,
                         c.max_rel,
-                        if c.pass { "PASS" } else { "FAIL" }
+                        if c.pass { "PASS" } else { "FAIL" },
+                        name
                     );
                     if c.pass {
                         passed += 1;
@@ -46,7 +46,7 @@ pub fn run(args: &Args, device: &Device) -> Result<bool> {
                 }
             }
             Err(e) => {
-                println!("{name} ERROR {e}");
+                println!("ERROR {name}: {e}");
                 failed += 1;
             }
         }

@@ -75,6 +75,11 @@ impl SafetensorsFiles {
         self.shards.iter().map(|s| s.path.as_path()).collect()
     }
 
+    /// The first shard's whole `__metadata__` map (empty when absent).
+    pub fn metadata(&self) -> HashMap<String, String> {
+        self.shards[0].header.metadata().clone().unwrap_or_default()
+    }
+
     /// A string entry of the first shard's `__metadata__` (e.g. `model_version`).
     pub fn metadata_entry(&self, key: &str) -> Option<&str> {
         self.shards[0]

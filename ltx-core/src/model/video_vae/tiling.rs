@@ -342,17 +342,6 @@ fn create_tiles(shape: &[usize], plans: Vec<Option<AxisPlan>>) -> Vec<Tile> {
     tiles
 }
 
-/// Python's `round` (half to even) for the spatial tile size.
-fn round_half_even(x: f64) -> usize {
-    let r = x.round();
-    let r = if (x - x.trunc()).abs() == 0.5 && r % 2.0 != 0.0 {
-        r - x.signum()
-    } else {
-        r
-    };
-    r.max(0.0) as usize
-}
-
 /// Decoder tiles over the latent (`VideoDecoder._prepare_tiles`).
 pub fn decoder_tiles(latent_shape: &[usize], cfg: &TilingConfig) -> Vec<Tile> {
     let mut plans: Vec<Option<AxisPlan>> = (0..5).map(|_| None).collect();
@@ -363,7 +352,9 @@ pub fn decoder_tiles(latent_shape: &[usize], cfg: &TilingConfig) -> Vec<Tile> {
             let overlap = s.tile_overlap_in_pixels / SPACE_SCALE;
             let len = latent_shape[axis];
             let lower = 2.max(overlap + 1);
-            let tile = lower.max(round_half_even(size as f64 * len as f64 / long_side as f64));
+            // Python's `round` rounds halves to even.
+            let tile =
+                lower.max((size as f64 * len as f64 / long_side as f64).round_ties_even() as usize);
             plans[axis] = Some(AxisPlan {
                 intervals: split_with_symmetric_overlaps(len, tile, overlap),
                 map: Some((map_spatial_to_pixels, SPACE_SCALE)),
@@ -384,8 +375,18 @@ pub fn decoder_tiles(latent_shape: &[usize], cfg: &TilingConfig) -> Vec<Tile> {
 }
 
 /// Encoder tiles over the video (`prepare_tiles_for_encoding`); overlaps below 64 px / 16 frames
-/// are raised to those minimums, as in the reference.
-pub fn encoder_tiles(video_shape: &[usize], cfg: &TilingConfig) -> Vec<Tile> {
+/// are raised to those minimums, as in the reference. When that makes the overlap reach the tile
+/// size on an axis longer than one tile, the reference divides by zero; here it is an error.
+pub fn encoder_tiles(video_shape: &[usize], cfg: &TilingConfig) -> Result<Vec<Tile>> {
+    let check = |axis: &str, len: usize, size: usize, overlap: usize| {
+        if len > size && overlap >= size {
+            return Err(Error::InvalidInput(format!(
+                "tiled encode: {axis} tiles of {size} with the encoder's minimum overlap {overlap} \
+                 cannot cover {len}; use larger tiles"
+            )));
+        }
+        Ok(())
+    };
     const MIN_SPATIAL_OVERLAP: usize = 64;
     const MIN_TEMPORAL_OVERLAP: usize = 16;
     let mut plans: Vec<Option<AxisPlan>> = (0..5).map(|_| None).collect();
@@ -398,6 +399,7 @@ pub fn encoder_tiles(video_shape: &[usize], cfg: &TilingConfig) -> Vec<Tile> {
             );
         }
         for axis in [3, 4] {
+            check("spatial", video_shape[axis], s.tile_size_in_pixels, overlap)?;
             plans[axis] = Some(AxisPlan {
                 intervals: split_with_symmetric_overlaps(
                     video_shape[axis],
@@ -416,12 +418,13 @@ pub fn encoder_tiles(video_shape: &[usize], cfg: &TilingConfig) -> Vec<Tile> {
                 "temporal tile overlap raised to the encoder's minimum"
             );
         }
+        check("temporal", video_shape[2], t.tile_size_in_frames, overlap)?;
         plans[2] = Some(AxisPlan {
             intervals: split_temporal_frames(video_shape[2], t.tile_size_in_frames, overlap),
             map: Some((map_temporal_to_latents, TIME_SCALE)),
         });
     }
-    create_tiles(video_shape, plans)
+    Ok(create_tiles(video_shape, plans))
 }
 
 fn out_range(r: &Option<Range<usize>>, len: usize) -> Range<usize> {
@@ -590,7 +593,7 @@ impl VideoEncoder {
         let dtype = video.dtype();
         let mut buf = Tensor::zeros(shape, dtype, dev)?;
         let mut weights = Tensor::zeros(shape, dtype, dev)?;
-        for tile in encoder_tiles(video.dims(), cfg) {
+        for tile in encoder_tiles(video.dims(), cfg)? {
             let [ib, ic, it, ih, iw] = tile.input.clone();
             let latent = self.forward(&video.i((ib, ic, it, ih, iw))?)?;
             let mask = tile.blend_mask(dev)?.to_dtype(dtype)?;
@@ -632,13 +635,6 @@ mod tests {
     }
 
     #[test]
-    fn python_rounding() {
-        assert_eq!(round_half_even(2.5), 2);
-        assert_eq!(round_half_even(3.5), 4);
-        assert_eq!(round_half_even(2.4), 2);
-    }
-
-    #[test]
     fn rejects_illegal_tiles() {
         let cfg = TilingConfig {
             spatial: Some(SpatialTilingConfig {
@@ -657,5 +653,15 @@ mod tests {
         };
         assert!(cfg.validate().is_err());
         assert!(TilingConfig::reference_default().validate().is_ok());
+        // 64 px tiles: the encoder raises the overlap to 64 and the reference divides by zero.
+        let small = TilingConfig {
+            spatial: Some(SpatialTilingConfig {
+                tile_size_in_pixels: 64,
+                tile_overlap_in_pixels: 0,
+            }),
+            temporal: None,
+        };
+        assert!(encoder_tiles(&[1, 3, 9, 128, 64], &small).is_err());
+        assert_eq!(encoder_tiles(&[1, 3, 9, 64, 64], &small).unwrap().len(), 1);
     }
 }

@@ -1,0 +1,198 @@
+//! Every committed reference fixture, run through the same code as `ltx parity`, plus the
+//! typed errors a bad checkpoint, config or input must produce.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use candle_core::{Device, Tensor};
+use ltx_core::loader::synthetic::save_safetensors;
+use ltx_core::loader::SafetensorsFiles;
+use ltx_core::model::video_vae::{
+    vae_decoder_keys_filter, DecodeInputs, VideoDecoder, VideoEncoder, VideoVaeConfig,
+};
+use ltx_pipelines::parity::{collect_fixtures, run_fixture};
+use ltx_pipelines::Error;
+
+fn fixtures_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures")
+}
+
+fn fixture(name: &str) -> PathBuf {
+    fixtures_dir().join(format!("{name}.safetensors"))
+}
+
+#[test]
+fn every_committed_fixture_matches_the_reference() {
+    let files = collect_fixtures(&[fixtures_dir()]).unwrap();
+    assert!(
+        files.len() >= 14,
+        "expected the committed fixtures, found {}",
+        files.len()
+    );
+    let mut components = std::collections::BTreeSet::new();
+    let mut failures = Vec::new();
+    for f in &files {
+        match run_fixture(f, &Device::Cpu) {
+            Ok(checks) => {
+                assert!(!checks.is_empty(), "{} compared nothing", f.display());
+                for c in checks {
+                    components.insert(c.component.clone());
+                    if !c.pass {
+                        failures.push(format!(
+                            "{}: {} max_abs {:.3e}",
+                            f.display(),
+                            c.output,
+                            c.max_abs
+                        ));
+                    }
+                }
+            }
+            Err(e) => failures.push(format!("{}: {e}", f.display())),
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "parity failures:\n{}",
+        failures.join("\n")
+    );
+    for needed in ["video_encoder", "video_decoder"] {
+        assert!(components.contains(needed), "no fixture covers {needed}");
+    }
+}
+
+/// Copies a fixture with its tensors edited by `edit` (metadata kept).
+fn edited_fixture(
+    dir: &Path,
+    name: &str,
+    edit: impl FnOnce(&mut HashMap<String, Tensor>),
+) -> PathBuf {
+    let src = fixture(name);
+    let meta = SafetensorsFiles::open(&[&src]).unwrap().metadata();
+    let mut tensors = candle_core::safetensors::load(&src, &Device::Cpu).unwrap();
+    edit(&mut tensors);
+    let out = dir.join(format!("{name}.safetensors"));
+    save_safetensors(&out, &tensors, meta).unwrap();
+    out
+}
+
+fn expect_core(err: Error) -> ltx_core::Error {
+    match err {
+        Error::Core(e) => e,
+        other => panic!("expected a core error, got {other}"),
+    }
+}
+
+#[test]
+fn missing_and_misshaped_weights_name_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = "vae.decoder.conv_in.conv.weight";
+    let missing = edited_fixture(dir.path(), "video_decoder_ltx2", |t| {
+        t.remove(key);
+    });
+    match expect_core(run_fixture(&missing, &Device::Cpu).unwrap_err()) {
+        ltx_core::Error::MissingWeight { key: k, expected } => {
+            assert_eq!(k, "conv_in.conv.weight");
+            assert_eq!(expected.len(), 5);
+        }
+        other => panic!("unexpected {other}"),
+    }
+    let dir2 = tempfile::tempdir().unwrap();
+    let misshaped = edited_fixture(dir2.path(), "video_decoder_ltx2", |t| {
+        let w = t[key].clone();
+        t.insert(key.into(), w.narrow(0, 0, 1).unwrap());
+    });
+    let err = expect_core(run_fixture(&misshaped, &Device::Cpu).unwrap_err());
+    assert!(
+        matches!(err, ltx_core::Error::ShapeMismatch { ref key, .. } if key == "conv_in.conv.weight"),
+        "{err}"
+    );
+}
+
+#[test]
+fn corrupt_files_are_typed_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let bytes = std::fs::read(fixture("video_decoder_ltx23")).unwrap();
+    let truncated = dir.path().join("truncated.safetensors");
+    std::fs::write(&truncated, &bytes[..bytes.len() / 2]).unwrap();
+    let err = expect_core(run_fixture(&truncated, &Device::Cpu).unwrap_err());
+    assert!(
+        matches!(err, ltx_core::Error::InvalidSafetensors { .. }),
+        "{err}"
+    );
+
+    let not_json = dir.path().join("header.safetensors");
+    let mut b = 16u64.to_le_bytes().to_vec();
+    b.extend_from_slice(b"this is not json");
+    std::fs::write(&not_json, b).unwrap();
+    let err = expect_core(run_fixture(&not_json, &Device::Cpu).unwrap_err());
+    assert!(
+        matches!(err, ltx_core::Error::InvalidSafetensors { .. }),
+        "{err}"
+    );
+
+    let absent = dir.path().join("absent.safetensors");
+    let err = expect_core(run_fixture(&absent, &Device::Cpu).unwrap_err());
+    assert!(matches!(err, ltx_core::Error::Io { .. }), "{err}");
+}
+
+#[test]
+fn bad_configs_are_typed_errors() {
+    let files = SafetensorsFiles::open(&[fixture("video_decoder_ltx2")]).unwrap();
+    let mut config = files.config().unwrap();
+    config["vae"]["decoder_blocks"][0][0] = "res_y".into();
+    let err = VideoVaeConfig::from_checkpoint_config(&config).unwrap_err();
+    assert!(err.to_string().contains("res_y"), "{err}");
+    config["vae"]["decoder_blocks"][0][0] = "res_x".into();
+    config["vae"]["dims"] = 2.into();
+    let err = VideoVaeConfig::from_checkpoint_config(&config).unwrap_err();
+    assert!(
+        matches!(err, ltx_core::Error::UnsupportedConfig { .. }),
+        "{err}"
+    );
+}
+
+#[test]
+fn bad_video_and_latent_shapes_are_typed_errors() {
+    let dev = Device::Cpu;
+    let files = SafetensorsFiles::open(&[fixture("video_decoder_ltx2")]).unwrap();
+    let cfg = VideoVaeConfig::from_checkpoint_config(&files.config().unwrap()).unwrap();
+    let sd = std::sync::Arc::new(files.state_dict(&vae_decoder_keys_filter()).unwrap());
+    let decoder = VideoDecoder::new(&cfg, sd.var_builder(candle_core::DType::F32, &dev)).unwrap();
+    let wrong_channels = Tensor::zeros((1, 3, 2, 2, 2), candle_core::DType::F32, &dev).unwrap();
+    let err = decoder
+        .forward(&wrong_channels, DecodeInputs::default())
+        .unwrap_err();
+    assert!(matches!(err, ltx_core::Error::InvalidInput(_)), "{err}");
+
+    let enc_files = SafetensorsFiles::open(&[fixture("video_encoder_ltx2")]).unwrap();
+    let cfg = VideoVaeConfig::from_checkpoint_config(&enc_files.config().unwrap()).unwrap();
+    let sd = std::sync::Arc::new(
+        enc_files
+            .state_dict(&ltx_core::model::video_vae::vae_encoder_keys_filter())
+            .unwrap(),
+    );
+    let encoder = VideoEncoder::new(&cfg, sd.var_builder(candle_core::DType::F32, &dev)).unwrap();
+    let odd_size = Tensor::zeros((1, 3, 9, 48, 64), candle_core::DType::F32, &dev).unwrap();
+    let err = encoder.forward(&odd_size).unwrap_err();
+    assert!(err.to_string().contains("48x64"), "{err}");
+    let rank4 = Tensor::zeros((3, 9, 64, 64), candle_core::DType::F32, &dev).unwrap();
+    assert!(matches!(
+        encoder.forward(&rank4).unwrap_err(),
+        ltx_core::Error::InvalidInput(_)
+    ));
+}
+
+#[test]
+fn unknown_component_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = fixture("video_decoder_ltx23");
+    let mut meta = SafetensorsFiles::open(&[&src]).unwrap().metadata();
+    meta.insert("component".into(), "flux_capacitor".into());
+    let tensors = candle_core::safetensors::load(&src, &Device::Cpu).unwrap();
+    let out = dir.path().join("x.safetensors");
+    save_safetensors(&out, &tensors, meta).unwrap();
+    assert!(matches!(
+        run_fixture(&out, &Device::Cpu).unwrap_err(),
+        Error::UnknownComponent { .. }
+    ));
+}

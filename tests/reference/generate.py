@@ -1,0 +1,982 @@
+#!/usr/bin/env python3
+"""PyTorch-reference fixture generator for ltx-rs.
+
+Builds reference components of ltx-core 1.0.0 from small (or, with --full-size, released-width) configs,
+draws weights / inputs / noise from a torch.Generator seeded from --seed, saves the weights under the real
+checkpoint key names, rebuilds the reference component from those saved tensors through the reference's own
+SDOps key filter (strict load), runs it and writes one .safetensors fixture per case.
+
+Fixture format (see docs/parity.md):
+  metadata: component, config (checkpoint-style JSON), call (JSON of non-tensor args), atol, rtol, case, seed
+            (+ provenance keys: generator, ltx_core_version, torch_version, weights_dtype, f64_max_abs_err)
+  tensors:  weights under real checkpoint key names, inputs as `input.<name>`, outputs as `output.<name>`.
+
+Usage:
+  generate.py --seed N [--out DIR] [--only COMPONENT_OR_CASE ...] [--full-size] [--list]
+
+The math is never re-implemented here: every output comes from the reference classes
+(VideoEncoderConfigurator / VideoDecoderConfigurator, VideoEncoder.forward / tiled_encode,
+VideoDecoder.forward / tiled_decode, TilingConfig, VAE_{ENCODER,DECODER}_COMFY_KEYS_FILTER).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import gc
+import json
+import logging
+import math
+import sys
+import time
+from dataclasses import dataclass
+from importlib import metadata as importlib_metadata
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import load as st_load
+from safetensors.torch import save as st_save
+from safetensors.torch import save_file as st_save_file
+
+from ltx_core.model.video_vae import (
+    VAE_DECODER_COMFY_KEYS_FILTER,
+    VAE_ENCODER_COMFY_KEYS_FILTER,
+    SpatialTilingConfig,
+    TemporalTilingConfig,
+    TilingConfig,
+    VideoDecoderConfigurator,
+    VideoEncoderConfigurator,
+)
+
+LOG = logging.getLogger("generate")
+SCRIPT_DIR = Path(__file__).resolve().parent
+DEFAULT_OUT = SCRIPT_DIR.parent / "fixtures"
+GENERATOR_ID = "tests/reference/generate.py"
+
+# Tolerances (numpy.allclose semantics: |actual - expected| <= atol + rtol * |expected|, elementwise).
+# Every case is also run in float64 by the same reference code; the max abs deviation of the float32 output
+# from that run (`f64_max_abs_err`) measures how much f32 rounding the case amplifies (PixelNorm over a few
+# channels divides by small RMS values at some pixels). atol = max(base atol, 10 x that deviation), rounded
+# up to one significant digit, so a correct f32 port with another summation order passes.
+TINY_ATOL = 1e-4
+TINY_RTOL = 1e-4
+# Full-size models (bf16-rounded weights stored, f32 compute): wide PixelNorms are well conditioned, the
+# measured float64 deviation is ~2e-6 on O(1) outputs, so the same base tolerance applies.
+FULL_ATOL = 1e-4
+FULL_RTOL = 1e-4
+F64_ERR_FACTOR = 10.0
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Configs
+# ---------------------------------------------------------------------------------------------------------
+
+
+def _res_x(n: int, decoder: bool = False) -> list:
+    cfg: dict[str, Any] = {"num_layers": n}
+    if decoder:
+        cfg["inject_noise"] = False
+    return ["res_x", cfg]
+
+
+def tiny_ltx2_vae(**overrides: Any) -> dict:
+    """LTX-2 (19B) video-VAE layout at tiny widths.
+
+    Encoder: res_x, compress_space_res, res_x, compress_time_res, res_x, compress_all_res, res_x,
+    compress_all_res, res_x (the released file uses multipliers 2/2/2/2 and widths 128..2048; here 1/1/1/2,
+    widths 8,8,8,8,16 so the file stays small). Decoder: res_x + 3x compress_all(residual) as released,
+    multipliers 2/1/2 (built reversed: 16 -> 8 -> 8 -> 4 channels; residual needs in_channels % 8 == 0).
+    No "spatial_padding_mode" key: encoder defaults to zeros, decoder to reflect.
+    """
+    vae = {
+        "dims": 3,
+        "in_channels": 3,
+        "out_channels": 3,
+        "latent_channels": 8,
+        "patch_size": 4,
+        "norm_layer": "pixel_norm",
+        "latent_log_var": "uniform",
+        "causal_decoder": False,
+        "timestep_conditioning": False,
+        "decoder_base_channels": 2,
+        "encoder_blocks": [
+            _res_x(1),
+            ["compress_space_res", {"multiplier": 1}],
+            _res_x(1),
+            ["compress_time_res", {"multiplier": 1}],
+            _res_x(2),
+            ["compress_all_res", {"multiplier": 1}],
+            _res_x(1),
+            ["compress_all_res", {"multiplier": 2}],
+            _res_x(1),
+        ],
+        "decoder_blocks": [
+            _res_x(1, True),
+            ["compress_all", {"residual": True, "multiplier": 2}],
+            _res_x(2, True),
+            ["compress_all", {"residual": True, "multiplier": 1}],
+            _res_x(1, True),
+            ["compress_all", {"residual": True, "multiplier": 2}],
+            _res_x(1, True),
+        ],
+    }
+    vae.update(overrides)
+    return {"vae": vae}
+
+
+def tiny_ltx23_vae(**overrides: Any) -> dict:
+    """LTX-2.3 (22B) video-VAE layout at tiny widths.
+
+    Encoder as released (space_res, time_res, all_res, all_res) with multipliers 2/2/1/1 (released 2/2/2/1),
+    latent 4, widths 4,8,16,16,16. Decoder (listed order, built reversed) res_x, compress_space(m1),
+    res_x, compress_time(m1), res_x, compress_all(m1), res_x, compress_all(m2), res_x, no residual,
+    decoder_base_channels 1: 8 -> 4 -> 4 -> 4 -> 4 channels (the released file has compress_space m2 and
+    compress_time m2 with base 128; at base 1 that would leave 2-channel stages whose PixelNorm makes the
+    tiny model ill-conditioned, float64 deviation ~4e-4). spatial_padding_mode "zeros" plus the extra keys
+    the released 2.3 config carries (ignored by ltx-core 1.0.0).
+    """
+    vae = {
+        "_class_name": "CausalVideoAutoencoder",
+        "dims": 3,
+        "in_channels": 3,
+        "out_channels": 3,
+        "latent_channels": 4,
+        "encoder_blocks": [
+            _res_x(2),
+            ["compress_space_res", {"multiplier": 2}],
+            _res_x(1),
+            ["compress_time_res", {"multiplier": 2}],
+            _res_x(1),
+            ["compress_all_res", {"multiplier": 1}],
+            _res_x(1),
+            ["compress_all_res", {"multiplier": 1}],
+            _res_x(1),
+        ],
+        "decoder_blocks": [
+            _res_x(1),
+            ["compress_space", {"multiplier": 1}],
+            _res_x(1),
+            ["compress_time", {"multiplier": 1}],
+            _res_x(2),
+            ["compress_all", {"multiplier": 1}],
+            _res_x(1),
+            ["compress_all", {"multiplier": 2}],
+            _res_x(1),
+        ],
+        "scaling_factor": 1.0,
+        "norm_layer": "pixel_norm",
+        "patch_size": 4,
+        "latent_log_var": "uniform",
+        "use_quant_conv": False,
+        "causal_decoder": False,
+        "timestep_conditioning": False,
+        "normalize_latent_channels": False,
+        "encoder_base_channels": 128,
+        "decoder_base_channels": 1,
+        "spatial_padding_mode": "zeros",
+    }
+    vae.update(overrides)
+    return {"vae": vae}
+
+
+def full_ltx2_vae() -> dict:
+    """LTX-2 19B video VAE at released widths (LTX-ARCH.md 2.4; padding key absent as documented)."""
+    return {
+        "vae": {
+            "dims": 3,
+            "in_channels": 3,
+            "out_channels": 3,
+            "latent_channels": 128,
+            "patch_size": 4,
+            "norm_layer": "pixel_norm",
+            "latent_log_var": "uniform",
+            "causal_decoder": False,
+            "timestep_conditioning": False,
+            "decoder_base_channels": 128,
+            "encoder_blocks": [
+                _res_x(4),
+                ["compress_space_res", {"multiplier": 2}],
+                _res_x(6),
+                ["compress_time_res", {"multiplier": 2}],
+                _res_x(6),
+                ["compress_all_res", {"multiplier": 2}],
+                _res_x(2),
+                ["compress_all_res", {"multiplier": 2}],
+                _res_x(2),
+            ],
+            "decoder_blocks": [
+                _res_x(5, True),
+                ["compress_all", {"residual": True, "multiplier": 2}],
+                _res_x(5, True),
+                ["compress_all", {"residual": True, "multiplier": 2}],
+                _res_x(5, True),
+                ["compress_all", {"residual": True, "multiplier": 2}],
+                _res_x(5, True),
+            ],
+        }
+    }
+
+
+def full_ltx23_vae() -> dict:
+    """LTX-2.3 22B video VAE at released widths (LTX-ARCH.md 2.4 / the released metadata dump)."""
+    return {
+        "vae": {
+            "_class_name": "CausalVideoAutoencoder",
+            "dims": 3,
+            "in_channels": 3,
+            "out_channels": 3,
+            "latent_channels": 128,
+            "encoder_blocks": [
+                _res_x(4),
+                ["compress_space_res", {"multiplier": 2}],
+                _res_x(6),
+                ["compress_time_res", {"multiplier": 2}],
+                _res_x(4),
+                ["compress_all_res", {"multiplier": 2}],
+                _res_x(2),
+                ["compress_all_res", {"multiplier": 1}],
+                _res_x(2),
+            ],
+            "decoder_blocks": [
+                _res_x(4),
+                ["compress_space", {"multiplier": 2}],
+                _res_x(6),
+                ["compress_time", {"multiplier": 2}],
+                _res_x(4),
+                ["compress_all", {"multiplier": 1}],
+                _res_x(2),
+                ["compress_all", {"multiplier": 2}],
+                _res_x(2),
+            ],
+            "scaling_factor": 1.0,
+            "norm_layer": "pixel_norm",
+            "patch_size": 4,
+            "latent_log_var": "uniform",
+            "use_quant_conv": False,
+            "causal_decoder": False,
+            "timestep_conditioning": False,
+            "normalize_latent_channels": False,
+            "encoder_base_channels": 128,
+            "decoder_base_channels": 128,
+            "spatial_padding_mode": "zeros",
+        }
+    }
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Generic helpers
+# ---------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CaseContext:
+    seed: int
+    offset: int
+    full_size: bool
+    f64_check: bool = True
+
+    def stream_seed(self, stream: int) -> int:
+        """Seed of one random stream of this case: seed*1000 + 10*offset + stream (stream 0..9)."""
+        assert 0 <= stream < 10 and 0 <= self.offset < 100
+        return self.seed * 1000 + 10 * self.offset + stream
+
+    def generator(self, stream: int) -> torch.Generator:
+        return torch.Generator(device="cpu").manual_seed(self.stream_seed(stream))
+
+
+# random streams used by every case
+STREAM_WEIGHTS = 0
+STREAM_INPUT = 1
+STREAM_NOISE = 2
+
+
+def _uniform(shape: torch.Size, low: float, high: float, gen: torch.Generator) -> torch.Tensor:
+    return torch.rand(shape, generator=gen, dtype=torch.float32) * (high - low) + low
+
+
+def _normal(shape: torch.Size, gen: torch.Generator) -> torch.Tensor:
+    return torch.randn(shape, generator=gen, dtype=torch.float32)
+
+
+@torch.no_grad()
+def det_init(model: torch.nn.Module, gen: torch.Generator) -> dict[str, torch.Tensor]:
+    """Deterministic init of every state-dict entry, visited in sorted-name order (PYTORCH-REFERENCE.md 2).
+
+    Linear/Conv weights U(+-1/sqrt(fan_in)); 1-d *norm*.weight 1+0.1N; biases 0.02N; per_channel_statistics
+    std-of-means U(0.5,1.5), mean-of-means 0.1N; 0-d params keep their constructor value; everything else
+    (scale_shift_tables, ...) 0.1N. Returns the (module-side) state dict.
+    """
+    state = model.state_dict(keep_vars=True)
+    for name in sorted(state):
+        t = state[name]
+        shape = t.shape
+        leaf = name.rsplit(".", 1)[-1]
+        if leaf == "std-of-means":
+            value = _uniform(shape, 0.5, 1.5, gen)
+        elif leaf == "mean-of-means":
+            value = 0.1 * _normal(shape, gen)
+        elif t.dim() == 0:
+            continue
+        elif leaf == "weight" and t.dim() >= 2:
+            fan_in = shape[1:].numel()
+            bound = 1.0 / fan_in**0.5
+            value = _uniform(shape, -bound, bound, gen)
+        elif leaf == "bias":
+            value = 0.02 * _normal(shape, gen)
+        elif leaf == "weight" and t.dim() == 1 and "norm" in name:
+            value = 1.0 + 0.1 * _normal(shape, gen)
+        else:
+            value = 0.1 * _normal(shape, gen)
+        t.copy_(value)
+    return {k: v.detach() for k, v in model.state_dict().items()}
+
+
+def to_checkpoint_keys(state: dict[str, torch.Tensor], prefix: str, dtype: torch.dtype) -> dict[str, torch.Tensor]:
+    """Module-side VAE keys -> released-checkpoint keys (`vae.encoder.*` / `vae.decoder.*`,
+    `vae.per_channel_statistics.*` shared, stored once)."""
+    out = {}
+    for key, value in state.items():
+        if key.startswith("per_channel_statistics."):
+            new_key = "vae." + key
+        else:
+            new_key = prefix + key
+        out[new_key] = value.to(dtype).contiguous().clone()
+    return out
+
+
+def checkpoint_roundtrip(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Serialise through safetensors and read back, as a checkpoint file would be."""
+    blob = st_save(tensors)
+    loaded = st_load(blob)
+    del blob
+    return loaded
+
+
+def build_from_checkpoint(configurator: Any, sd_ops: Any, config: dict, tensors: dict[str, torch.Tensor]) -> Any:
+    """Build a reference model the way a checkpoint is loaded: meta-device model from the config, keys mapped
+    by the reference SDOps filter, strict load (weights cast to float32; the model runs in float32)."""
+    state = {}
+    for key, value in tensors.items():
+        new_key = sd_ops.apply_to_key(key)
+        if new_key is None:
+            continue
+        # fresh, aligned float32 storage (tensors straight from a safetensors buffer can be unaligned,
+        # which makes oneDNN pick other kernels)
+        state[new_key] = value.to(torch.float32).clone()
+    with torch.device("meta"):
+        model = configurator.from_config(config)
+    model.load_state_dict(state, strict=True, assign=True)
+    leftover = [n for n, t in list(model.named_parameters()) + list(model.named_buffers()) if t.is_meta]
+    if leftover:
+        raise RuntimeError(f"uninitialised tensors after load: {leftover}")
+    return model.eval()
+
+
+def tiling_config_from_call(tiling: dict | None) -> TilingConfig | None:
+    if tiling is None:
+        return None
+    spatial = tiling.get("spatial")
+    temporal = tiling.get("temporal")
+    return TilingConfig(
+        spatial_config=SpatialTilingConfig(**spatial) if spatial is not None else None,
+        temporal_config=TemporalTilingConfig(**temporal) if temporal is not None else None,
+    )
+
+
+def make_tiling(
+    spatial: tuple[int, int] | None,
+    temporal: tuple[int, int] | None,
+) -> dict:
+    return {
+        "spatial": None
+        if spatial is None
+        else {"tile_size_in_pixels": spatial[0], "tile_overlap_in_pixels": spatial[1]},
+        "temporal": None
+        if temporal is None
+        else {"tile_size_in_frames": temporal[0], "tile_overlap_in_frames": temporal[1]},
+    }
+
+
+@contextlib.contextmanager
+def patched_randn(replacement: torch.Tensor | None = None) -> Iterator[list[torch.Tensor]]:
+    """Record every torch.randn draw made inside the block (or, with `replacement`, return that tensor instead,
+    cast to the requested dtype, for the float64 cross-check)."""
+    original = torch.randn
+    draws: list[torch.Tensor] = []
+
+    def wrapper(*args: Any, **kwargs: Any) -> torch.Tensor:
+        if replacement is not None:
+            size = args[0] if args else kwargs["size"]
+            if tuple(size) != tuple(replacement.shape):
+                raise RuntimeError(f"unexpected randn size {tuple(size)}")
+            out = replacement.to(dtype=kwargs.get("dtype") or torch.float32).clone()
+        else:
+            out = original(*args, **kwargs)
+        draws.append(out.detach().clone())
+        return out
+
+    torch.randn = wrapper
+    try:
+        yield draws
+    finally:
+        torch.randn = original
+
+
+def max_abs_diff(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a.double() - b.double()).abs().max())
+
+
+def _pkg_version(name: str) -> str:
+    try:
+        return importlib_metadata.version(name)
+    except importlib_metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def write_fixture(
+    path: Path,
+    *,
+    component: str,
+    config: dict,
+    call: dict,
+    atol: str,
+    rtol: str,
+    case: str,
+    seed: int,
+    tensors: dict[str, torch.Tensor],
+    extra_metadata: dict[str, str],
+) -> None:
+    metadata = {
+        "component": component,
+        "config": json.dumps(config, sort_keys=True),
+        "call": json.dumps(call, sort_keys=True),
+        "atol": atol,
+        "rtol": rtol,
+        "case": case,
+        "seed": str(seed),
+        "generator": GENERATOR_ID,
+        "ltx_core_version": _pkg_version("ltx-core"),
+        "torch_version": torch.__version__.split("+")[0],
+    }
+    metadata.update(extra_metadata)
+    ordered = {k: tensors[k].contiguous() for k in sorted(tensors)}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    st_save_file(ordered, str(tmp), metadata=metadata)
+    tmp.replace(path)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Components: how a fixture's weights are keyed, how the reference model is built and called
+# ---------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Component:
+    name: str
+    configurator: Any
+    sd_ops: Any
+    weight_prefix: str
+    # run(model, inputs, call, generator) -> (outputs, extra metadata); inputs/outputs without the
+    # "input."/"output." prefix
+    run: Callable[[Any, dict[str, torch.Tensor], dict, torch.Generator | None], tuple[dict, dict]]
+
+
+def run_video_encoder(
+    model: Any, inputs: dict[str, torch.Tensor], call: dict, generator: torch.Generator | None
+) -> tuple[dict, dict]:
+    del generator
+    tiling = tiling_config_from_call(call.get("tiling"))
+    video = inputs["video"].to(next(model.parameters()).dtype)
+    with torch.inference_mode():
+        latent = model(video) if tiling is None else model.tiled_encode(video, tiling)
+    return {"latent": latent}, {}
+
+
+def run_video_decoder(
+    model: Any, inputs: dict[str, torch.Tensor], call: dict, generator: torch.Generator | None
+) -> tuple[dict, dict]:
+    latent = inputs["latent"].to(next(model.parameters()).dtype)
+    tiling = tiling_config_from_call(call.get("tiling"))
+    t = call.get("timestep")
+    timestep = None if t is None else torch.full((latent.shape[0],), float(t), dtype=latent.dtype)
+    with torch.inference_mode():
+        if tiling is None:
+            return {"video": model(latent, timestep, generator)}, {}
+        chunks = list(model.tiled_decode(latent, tiling, timestep=timestep, generator=generator))
+    extra = {"tiled_chunk_frames": json.dumps([int(c.shape[2]) for c in chunks])}
+    return {"video": torch.cat(chunks, dim=2)}, extra
+
+
+COMPONENTS: dict[str, Component] = {
+    "video_encoder": Component(
+        "video_encoder", VideoEncoderConfigurator, VAE_ENCODER_COMFY_KEYS_FILTER, "vae.encoder.", run_video_encoder
+    ),
+    "video_decoder": Component(
+        "video_decoder", VideoDecoderConfigurator, VAE_DECODER_COMFY_KEYS_FILTER, "vae.decoder.", run_video_decoder
+    ),
+}
+
+
+def split_io(tensors: dict[str, torch.Tensor], kind: str) -> dict[str, torch.Tensor]:
+    prefix = kind + "."
+    return {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
+
+
+def run_with_noise_input(
+    component: Component, model: Any, inputs: dict[str, torch.Tensor], call: dict
+) -> tuple[dict, dict]:
+    """Run a component; if the fixture has `input.noise`, every torch.randn inside returns exactly it."""
+    noise = inputs.get("noise")
+    with patched_randn(noise) as draws:
+        outputs, extra = component.run(model, inputs, call, None)
+    if noise is None and draws:
+        raise RuntimeError(f"{component.name} drew random numbers but the fixture has no input.noise")
+    if noise is not None and len(draws) != 1:
+        raise RuntimeError(f"{component.name} drew {len(draws)} random tensors, expected 1")
+    return outputs, extra
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Case builders
+# ---------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class FixtureResult:
+    component: str
+    config: dict
+    call: dict
+    atol: str
+    rtol: str
+    tensors: dict[str, torch.Tensor]
+    extra_metadata: dict[str, str]
+
+
+def _weights_dtype(ctx: CaseContext) -> torch.dtype:
+    return torch.bfloat16 if ctx.full_size else torch.float32
+
+
+def _fmt_tol(x: float) -> str:
+    """Round up to one significant digit: 1.23e-4 -> '2e-4', 1e-4 -> '1e-4'."""
+    exponent = math.floor(math.log10(x))
+    mantissa = math.ceil(round(x / 10.0**exponent, 6))
+    if mantissa >= 10:
+        mantissa, exponent = 1, exponent + 1
+    return f"{mantissa}e{exponent}"
+
+
+def _tolerances(ctx: CaseContext, f64_err: float | None) -> tuple[str, str]:
+    atol, rtol = (FULL_ATOL, FULL_RTOL) if ctx.full_size else (TINY_ATOL, TINY_RTOL)
+    if f64_err is not None:
+        atol = max(atol, F64_ERR_FACTOR * f64_err)
+    return _fmt_tol(atol), _fmt_tol(rtol)
+
+
+def make_weights(component: Component, config: dict, ctx: CaseContext) -> dict[str, torch.Tensor]:
+    """Build the reference model from the config, det_init it, return its tensors under checkpoint keys
+    (bf16-rounded for full-size cases)."""
+    model = component.configurator.from_config(config)
+    state = det_init(model, ctx.generator(STREAM_WEIGHTS))
+    weights = to_checkpoint_keys(state, component.weight_prefix, _weights_dtype(ctx))
+    del model, state
+    gc.collect()
+    return weights
+
+
+def reference_case(
+    ctx: CaseContext,
+    component_name: str,
+    config: dict,
+    inputs: dict[str, torch.Tensor],
+    call: dict,
+    noise_seed: int | None = None,
+) -> FixtureResult:
+    """Weights -> checkpoint-keyed tensors -> safetensors round trip -> reference model via the SDOps filter
+    (strict) -> outputs. With `noise_seed`, the model is given a torch.Generator seeded with it and the single
+    torch.randn draw it makes must equal inputs["noise"] bit for bit."""
+    component = COMPONENTS[component_name]
+    weights = make_weights(component, config, ctx)
+    model = build_from_checkpoint(component.configurator, component.sd_ops, config, checkpoint_roundtrip(weights))
+
+    generator = None if noise_seed is None else torch.Generator(device="cpu").manual_seed(noise_seed)
+    with patched_randn() as draws:
+        outputs, extra = component.run(model, inputs, call, generator)
+    if "noise" in inputs:
+        if len(draws) != 1 or not torch.equal(draws[0], inputs["noise"]):
+            raise RuntimeError("the reference's noise draw does not match input.noise")
+    elif draws:
+        raise RuntimeError("the reference drew random numbers but the case stores no input.noise")
+
+    extra = dict(extra)
+    extra["weights_dtype"] = str(_weights_dtype(ctx)).removeprefix("torch.")
+    f64_err = None
+    if ctx.f64_check:
+        # same reference code in float64 (noise fed back in): the size of the float32 rounding error
+        model64 = model.double()
+        inputs64 = {k: v.double() for k, v in inputs.items()}
+        outputs64, _ = run_with_noise_input(component, model64, inputs64, call)
+        f64_err = max(max_abs_diff(outputs[k], outputs64[k]) for k in outputs)
+        extra["f64_max_abs_err"] = f"{f64_err:.3e}"
+        del model64, outputs64
+    del model
+    gc.collect()
+
+    atol, rtol = _tolerances(ctx, f64_err)
+    tensors = dict(weights)
+    tensors.update({"input." + k: v.contiguous() for k, v in inputs.items()})
+    tensors.update({"output." + k: v.float().contiguous() for k, v in outputs.items()})
+    return FixtureResult(component_name, config, call, atol, rtol, tensors, extra)
+
+
+def video_encoder_case(
+    ctx: CaseContext,
+    config: dict,
+    video_shape: tuple[int, ...],
+    tiling: dict | None = None,
+) -> FixtureResult:
+    video = _uniform(torch.Size(video_shape), -1.0, 1.0, ctx.generator(STREAM_INPUT))
+    return reference_case(ctx, "video_encoder", config, {"video": video}, {"tiling": tiling})
+
+
+def video_decoder_case(
+    ctx: CaseContext,
+    config: dict,
+    latent_shape: tuple[int, ...],
+    timestep: float | None = None,
+    tiling: dict | None = None,
+) -> FixtureResult:
+    # VideoDecoderConfigurator defaults timestep_conditioning to True when the key is missing
+    timestep_conditioning = bool(config["vae"].get("timestep_conditioning", True))
+    if timestep_conditioning and tiling is not None:
+        # tiled_decode draws a fresh noise tensor per tile; one `input.noise` cannot describe that
+        raise ValueError("tiling with timestep conditioning is not representable in the fixture format")
+    if timestep is not None and not timestep_conditioning:
+        raise ValueError("timestep given for a decoder without timestep conditioning")
+
+    inputs = {"latent": _normal(torch.Size(latent_shape), ctx.generator(STREAM_INPUT))}
+    noise_seed = None
+    if timestep_conditioning:
+        # the draw VideoDecoder.forward makes: torch.randn(sample.size(), generator=generator, dtype=sample.dtype)
+        noise_seed = ctx.stream_seed(STREAM_NOISE)
+        inputs["noise"] = torch.randn(latent_shape, generator=ctx.generator(STREAM_NOISE), dtype=torch.float32)
+    call = {"timestep": timestep, "tiling": tiling}
+    return reference_case(ctx, "video_decoder", config, inputs, call, noise_seed=noise_seed)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Registry
+# ---------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    component: str
+    offset: int  # unique per case, < 100: random streams are seed*1000 + 10*offset + stream
+    description: str
+    build: Callable[[CaseContext], FixtureResult]
+    full_size: bool = False
+
+
+CASES: list[Case] = [
+    # ----- video_encoder ---------------------------------------------------------------------------------
+    Case(
+        "video_encoder_ltx2",
+        "video_encoder",
+        1,
+        "LTX-2 encoder layout, tiny widths, no spatial_padding_mode key (zeros), 17 frames, non-square 64x32",
+        lambda ctx: video_encoder_case(ctx, tiny_ltx2_vae(), (1, 3, 17, 64, 32)),
+    ),
+    Case(
+        "video_encoder_ltx23",
+        "video_encoder",
+        2,
+        "LTX-2.3 encoder layout, tiny widths, latent 4, spatial_padding_mode zeros, 9 frames, 32x64",
+        lambda ctx: video_encoder_case(ctx, tiny_ltx23_vae(), (1, 3, 9, 32, 64)),
+    ),
+    Case(
+        "video_encoder_crop",
+        "video_encoder",
+        3,
+        "12 input frames: the reference crops the last 3 (-> 9 frames, latent F 2) with a warning",
+        lambda ctx: video_encoder_case(ctx, tiny_ltx2_vae(), (1, 3, 12, 32, 32)),
+    ),
+    Case(
+        "video_encoder_tiled",
+        "video_encoder",
+        4,
+        "tiled_encode, spatial 96/64 px + temporal 24/16 frames on 25x128x32: 2 tiles in H, 1 in W, 2 in time",
+        lambda ctx: video_encoder_case(
+            ctx, tiny_ltx2_vae(), (1, 3, 25, 128, 32), tiling=make_tiling((96, 64), (24, 16))
+        ),
+    ),
+    Case(
+        "video_encoder_tiled_w",
+        "video_encoder",
+        5,
+        "tiled_encode of a single frame 32x160, spatial 128/96 px (2 tiles in W, 2 masked latents), no temporal",
+        lambda ctx: video_encoder_case(ctx, tiny_ltx2_vae(), (1, 3, 1, 32, 160), tiling=make_tiling((128, 96), None)),
+    ),
+    # ----- video_decoder ---------------------------------------------------------------------------------
+    Case(
+        "video_decoder_ltx2",
+        "video_decoder",
+        11,
+        "LTX-2 decoder layout (res_x + 3x compress_all residual), tiny, no padding key (reflect), no TC",
+        lambda ctx: video_decoder_case(ctx, tiny_ltx2_vae(), (1, 8, 2, 2, 2)),
+    ),
+    Case(
+        "video_decoder_ltx2_tc",
+        "video_decoder",
+        12,
+        "LTX-2 layout with timestep_conditioning, default timestep (0.05), input.noise",
+        lambda ctx: video_decoder_case(ctx, tiny_ltx2_vae(timestep_conditioning=True), (1, 8, 2, 2, 2)),
+    ),
+    Case(
+        "video_decoder_ltx2_tc_t",
+        "video_decoder",
+        13,
+        "LTX-2 layout with timestep_conditioning, explicit timestep 0.3, batch 2, single latent frame",
+        lambda ctx: video_decoder_case(ctx, tiny_ltx2_vae(timestep_conditioning=True), (2, 8, 1, 2, 2), timestep=0.3),
+    ),
+    Case(
+        "video_decoder_ltx23",
+        "video_decoder",
+        14,
+        "LTX-2.3 decoder layout (non-residual compress_all m2, compress_all m1, compress_time, compress_space), "
+        "tiny, latent 4, spatial_padding_mode zeros, no TC",
+        lambda ctx: video_decoder_case(ctx, tiny_ltx23_vae(), (1, 4, 2, 2, 2)),
+    ),
+    Case(
+        "video_decoder_causal",
+        "video_decoder",
+        15,
+        "LTX-2.3 layout with causal_decoder true (first frame replicated twice in front), 64x32",
+        lambda ctx: video_decoder_case(ctx, tiny_ltx23_vae(causal_decoder=True), (1, 4, 2, 2, 1)),
+    ),
+    Case(
+        "video_decoder_replicate",
+        "video_decoder",
+        16,
+        "LTX-2.3 layout with spatial_padding_mode replicate, single latent frame, 64x64",
+        lambda ctx: video_decoder_case(ctx, tiny_ltx23_vae(spatial_padding_mode="replicate"), (1, 4, 1, 2, 2)),
+    ),
+    Case(
+        "video_decoder_tiled",
+        "video_decoder",
+        17,
+        "tiled_decode, spatial 64/32 px + temporal 24/8 frames on latent 4x3x1: 2 tiles in H, 2 in time",
+        lambda ctx: video_decoder_case(
+            ctx, tiny_ltx23_vae(), (1, 4, 4, 3, 1), tiling=make_tiling((64, 32), (24, 8))
+        ),
+    ),
+    Case(
+        "video_decoder_tiled_t16",
+        "video_decoder",
+        19,
+        "tiled_decode, temporal only 16/8 frames (2/1 latents) on 3 latent frames: the second tile is shifted "
+        "back to latent 0, the first yielded chunk has 0 frames (legal config, degenerate split)",
+        lambda ctx: video_decoder_case(ctx, tiny_ltx23_vae(), (1, 4, 3, 1, 1), tiling=make_tiling(None, (16, 8))),
+    ),
+    Case(
+        "video_decoder_tiled_spatial_only_temporal_whole",
+        "video_decoder",
+        18,
+        "tiled_decode of a single latent frame 3x6, spatial 160/32 px (H tile round(2.5)=2 -> 2 tiles, "
+        "W tile 5 -> 2 tiles), temporal 16/8 covering everything (spatial-only config crashes upstream)",
+        lambda ctx: video_decoder_case(
+            ctx, tiny_ltx23_vae(), (1, 4, 1, 3, 6), tiling=make_tiling((160, 32), (16, 8))
+        ),
+    ),
+    # ----- full-size (released widths, bf16-rounded weights) -------------------------------------------
+    Case(
+        "video_decoder_ltx2_full",
+        "video_decoder",
+        51,
+        "LTX-2 19B decoder, released widths, bf16 weights, latent [1,128,2,4,4]",
+        lambda ctx: video_decoder_case(ctx, full_ltx2_vae(), (1, 128, 2, 4, 4)),
+        full_size=True,
+    ),
+    Case(
+        "video_decoder_ltx23_full",
+        "video_decoder",
+        52,
+        "LTX-2.3 22B decoder, released widths, bf16 weights, latent [1,128,2,4,4]",
+        lambda ctx: video_decoder_case(ctx, full_ltx23_vae(), (1, 128, 2, 4, 4)),
+        full_size=True,
+    ),
+    Case(
+        "video_encoder_ltx2_full",
+        "video_encoder",
+        53,
+        "LTX-2 19B encoder, released widths, bf16 weights, video [1,3,9,128,128]",
+        lambda ctx: video_encoder_case(ctx, full_ltx2_vae(), (1, 3, 9, 128, 128)),
+        full_size=True,
+    ),
+    Case(
+        "video_encoder_ltx23_full",
+        "video_encoder",
+        54,
+        "LTX-2.3 22B encoder, released widths, bf16 weights, video [1,3,9,128,128]",
+        lambda ctx: video_encoder_case(ctx, full_ltx23_vae(), (1, 3, 9, 128, 128)),
+        full_size=True,
+    ),
+]
+
+
+def _check_registry() -> None:
+    names = [c.name for c in CASES]
+    offsets = [c.offset for c in CASES]
+    assert len(set(names)) == len(names), "duplicate case name"
+    assert len(set(offsets)) == len(offsets), "duplicate case offset"
+    assert all(0 <= o < 100 for o in offsets)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Driver
+# ---------------------------------------------------------------------------------------------------------
+
+
+def _rss_mb(field: str) -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024.0
+    return float("nan")
+
+
+def _reset_peak_rss() -> None:
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        pass
+
+
+def select_cases(only: list[str] | None, full_size: bool) -> list[Case]:
+    cases = [c for c in CASES if c.full_size == full_size]
+    if only:
+        known = {c.component for c in CASES} | {c.name for c in CASES}
+        unknown = [o for o in only if o not in known]
+        if unknown:
+            raise SystemExit(f"unknown component/case for --only: {unknown}; known: {sorted(known)}")
+        cases = [c for c in cases if c.component in only or c.name in only]
+    return cases
+
+
+def verify_fixture(path: Path) -> float:
+    """Re-read a written fixture, rebuild the reference model from the file alone (metadata config + weights
+    through the SDOps filter, strict), re-run it with the stored inputs/call and return the max abs deviation
+    from the stored outputs (expected 0)."""
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata()
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    component = COMPONENTS[meta["component"]]
+    config = json.loads(meta["config"])
+    call = json.loads(meta["call"])
+    model = build_from_checkpoint(component.configurator, component.sd_ops, config, tensors)
+    outputs, _ = run_with_noise_input(component, model, split_io(tensors, "input"), call)
+    expected = split_io(tensors, "output")
+    if set(outputs) != set(expected):
+        raise RuntimeError(f"{path.name}: outputs {sorted(outputs)} != stored {sorted(expected)}")
+    return max(max_abs_diff(outputs[k], expected[k]) for k in outputs)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seed", type=int, required=True, help="seed all weights/inputs/noise are drawn from")
+    parser.add_argument("--out", type=Path, default=None, help=f"output folder (default: {DEFAULT_OUT})")
+    parser.add_argument("--only", nargs="+", default=None, help="component names (or case names) to generate")
+    parser.add_argument("--full-size", action="store_true", help="released widths, bf16 weights (GBs per file)")
+    parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads (default 2)")
+    parser.add_argument("--no-f64-check", action="store_true", help="skip the float64 re-run of each case")
+    parser.add_argument("--list", action="store_true", help="list the cases and exit")
+    args = parser.parse_args(argv)
+
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
+    _check_registry()
+    if args.list:
+        for c in CASES:
+            print(f"{c.name:52s} {c.component:14s} {'full' if c.full_size else 'tiny'}  {c.description}")
+        return 0
+    if args.seed < 0:
+        raise SystemExit("--seed must be >= 0")
+
+    torch.set_num_threads(args.threads)
+    out_dir = (args.out if args.out is not None else DEFAULT_OUT).resolve()
+    if args.full_size and args.out is None:
+        raise SystemExit("--full-size writes GB-sized files: pass --out DIR explicitly (not tests/fixtures)")
+    cases = select_cases(args.only, args.full_size)
+    if not cases:
+        raise SystemExit("no cases selected")
+
+    LOG.info("seed %d -> %s (%d cases)", args.seed, out_dir, len(cases))
+    summary = []
+    for case in cases:
+        ctx = CaseContext(
+            seed=args.seed, offset=case.offset, full_size=case.full_size, f64_check=not args.no_f64_check
+        )
+        gc.collect()
+        _reset_peak_rss()
+        t0 = time.perf_counter()
+        result = case.build(ctx)
+        t_build = time.perf_counter() - t0
+        path = out_dir / f"{case.name}.safetensors"
+        write_fixture(
+            path,
+            component=result.component,
+            config=result.config,
+            call=result.call,
+            atol=result.atol,
+            rtol=result.rtol,
+            case=case.description,
+            seed=args.seed,
+            tensors=result.tensors,
+            extra_metadata=result.extra_metadata,
+        )
+        path.chmod(0o644)
+        if not case.full_size:
+            dev = verify_fixture(path)
+            if dev > 1e-6:
+                raise RuntimeError(f"{path.name}: re-run from the written file deviates by {dev:.3e}")
+        elapsed = time.perf_counter() - t0
+        size = path.stat().st_size
+        peak = _rss_mb("VmHWM")
+        shapes = {k: list(v.shape) for k, v in result.tensors.items() if k.startswith(("input.", "output."))}
+        LOG.info(
+            "%s: %.1f s (reference %.1f s), %d bytes, peak RSS %.0f MB, f64 err %s, atol %s rtol %s, %s",
+            case.name,
+            elapsed,
+            t_build,
+            size,
+            peak,
+            result.extra_metadata.get("f64_max_abs_err", "-"),
+            result.atol,
+            result.rtol,
+            shapes,
+        )
+        summary.append(
+            {
+                "case": case.name,
+                "seconds": round(elapsed, 2),
+                "bytes": size,
+                "peak_rss_mb": round(peak),
+                "f64_max_abs_err": result.extra_metadata.get("f64_max_abs_err"),
+                "atol": result.atol,
+                "rtol": result.rtol,
+                "shapes": shapes,
+            }
+        )
+        del result
+        gc.collect()
+    total = sum(s["bytes"] for s in summary)
+    LOG.info("wrote %d files, %d bytes total", len(summary), total)
+    print(json.dumps({"seed": args.seed, "out": str(out_dir), "total_bytes": total, "cases": summary}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
