@@ -23,7 +23,7 @@ const LAST_ADA_ROWS: usize = 2;
 
 enum UpBlock {
     Mid(UNetMidBlock3D),
-    Res(ResnetBlock3D),
+    Res(Box<ResnetBlock3D>),
     DepthToSpace(DepthToSpaceUpsample),
 }
 
@@ -95,7 +95,7 @@ impl VideoDecoder {
                     multiplier,
                     inject_noise,
                 } => (
-                    UpBlock::Res(ResnetBlock3D::new(
+                    UpBlock::Res(Box::new(ResnetBlock3D::new(
                         ch,
                         ch / multiplier,
                         norm,
@@ -103,7 +103,7 @@ impl VideoDecoder {
                         false,
                         pad,
                         vb.clone(),
-                    )?),
+                    )?)),
                     ch / multiplier,
                 ),
                 DecoderBlock::CompressTime { multiplier } => (

@@ -18,7 +18,7 @@ pub const SPACE_SCALE: usize = 32;
 
 enum DownBlock {
     Mid(UNetMidBlock3D),
-    Res(ResnetBlock3D),
+    Res(Box<ResnetBlock3D>),
     Conv(CausalConv3d),
     SpaceToDepth(SpaceToDepthDownsample),
 }
@@ -79,7 +79,7 @@ impl VideoEncoder {
                     ch,
                 ),
                 EncoderBlock::ResXY { multiplier } => (
-                    DownBlock::Res(ResnetBlock3D::new(
+                    DownBlock::Res(Box::new(ResnetBlock3D::new(
                         ch,
                         ch * multiplier,
                         norm,
@@ -87,7 +87,7 @@ impl VideoEncoder {
                         false,
                         pad,
                         vb.clone(),
-                    )?),
+                    )?)),
                     ch * multiplier,
                 ),
                 EncoderBlock::CompressTime => (DownBlock::Conv(conv(ch, (2, 1))?), ch),

@@ -159,7 +159,7 @@ impl VideoVaeConfig {
     }
 
     pub fn validate(&self) -> Result<()> {
-        if self.dims != Value::from(3) {
+        if self.dims != 3 {
             return Err(unsupported("vae.dims", &self.dims, "3"));
         }
         if self.patch_size == 0 {

@@ -13,8 +13,10 @@ use crate::model::transformer::timestep_embedding::PixArtAlphaCombinedTimestepSi
 /// normal tensor of that shape. The reference draws from a torch generator; callers who need its
 /// exact values pass them in through this hook.
 pub struct SpatialNoise {
-    draw: Box<dyn FnMut(&[usize]) -> Result<Tensor> + Send>,
+    draw: Box<DrawFn>,
 }
+
+type DrawFn = dyn FnMut(&[usize]) -> Result<Tensor> + Send;
 
 impl SpatialNoise {
     pub fn new(draw: impl FnMut(&[usize]) -> Result<Tensor> + Send + 'static) -> Self {
@@ -131,7 +133,7 @@ impl ResnetBlock3D {
         }
         h = self.conv2.forward(&h.silu()?, causal)?;
         if let Some((_, scale2)) = &self.per_channel_scale {
-            h = add_spatial_noise(&h, scale2, noise.as_deref_mut())?;
+            h = add_spatial_noise(&h, scale2, noise)?;
         }
         let skip = match &self.shortcut {
             Some((norm3, conv)) => conv.forward(&norm3.forward(x)?)?,

@@ -91,7 +91,7 @@ impl TilingConfig {
             None => 1,
             Some(t) => {
                 let stride = t.tile_size_in_frames - t.tile_overlap_in_frames;
-                (num_frames.saturating_sub(1) + stride - 1) / stride
+                num_frames.saturating_sub(1).div_ceil(stride)
             }
         }
     }
@@ -232,6 +232,10 @@ pub fn rectangular_mask(len: usize, left: usize, right: usize) -> Vec<f32> {
 
 /// Output range and blend mask of one interval on one axis.
 type Mapped = (Range<usize>, Option<Vec<f32>>);
+/// `(begin, end, left_ramp, right_ramp, scale)` → output range and mask.
+type MapFn = fn(usize, usize, usize, usize, usize) -> Mapped;
+/// One axis's tiles: input range, output range (`None`: whole axis), mask.
+type AxisTiles = Vec<(Range<usize>, Option<Range<usize>>, Option<Vec<f32>>)>;
 
 fn map_temporal_to_frames(b: usize, e: usize, rl: usize, rr: usize, s: usize) -> Mapped {
     let (start, stop) = (b * s, 1 + (e - 1) * s);
@@ -291,12 +295,12 @@ impl Tile {
 /// An axis's split and mapping; `None` keeps the axis whole.
 struct AxisPlan {
     intervals: DimensionIntervals,
-    map: Option<(fn(usize, usize, usize, usize, usize) -> Mapped, usize)>,
+    map: Option<(MapFn, usize)>,
 }
 
 /// `create_tiles`: the cartesian product of the per-axis intervals, in row-major order.
 fn create_tiles(shape: &[usize], plans: Vec<Option<AxisPlan>>) -> Vec<Tile> {
-    let per_axis: Vec<Vec<(Range<usize>, Option<Range<usize>>, Option<Vec<f32>>)>> = plans
+    let per_axis: Vec<AxisTiles> = plans
         .into_iter()
         .zip(shape)
         .map(|(plan, &len)| match plan {
