@@ -272,6 +272,17 @@ fn write_vae_decode_input(path: &Path, config: &Value, latent_shape: &[usize; 5]
     Ok(())
 }
 
+/// The median (mean of the middle two for an even count, like Python's `statistics.median`).
+fn median(values: &[f64]) -> f64 {
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
 /// Reads `VmRSS` / `VmHWM` (MB) from `/proc/self/status` (NaN elsewhere).
 fn rss_mb(field: &str) -> f64 {
     std::fs::read_to_string("/proc/self/status")
@@ -313,13 +324,7 @@ pub fn worker(args: WorkerArgs, device: &Device, dtype: Option<DTypeChoice>) -> 
             times.push(t0.elapsed().as_secs_f64());
         }
     }
-    let mut sorted = times.clone();
-    sorted.sort_by(f64::total_cmp);
-    let median = if sorted.is_empty() {
-        f64::NAN
-    } else {
-        sorted[sorted.len() / 2]
-    };
+    let median = median(&times);
     println!(
         "{}",
         json!({"median_s": median, "times_s": times, "model_rss_mb": model_rss, "peak_rss_mb": rss_mb("VmHWM")})

@@ -108,6 +108,16 @@ impl StateDict {
         VarBuilder::from_backend(Box::new(StrictBackend(self.clone())), dtype, device.clone())
     }
 
+    /// A tensor in its stored dtype (any dtype, no shape check), for data that is not a weight
+    /// (e.g. a fixture's inputs and outputs).
+    pub fn raw_tensor(&self, name: &str, device: &Device) -> crate::Result<Tensor> {
+        let source = self.entries.get(name).ok_or_else(|| Error::MissingWeight {
+            key: name.to_string(),
+            expected: Vec::new(),
+        })?;
+        Ok(source.load(name, device)?)
+    }
+
     /// Keys present in the state dict that the model never asked for, sorted.
     pub fn unused_keys(&self) -> Vec<String> {
         let used = self.used.lock().unwrap_or_else(|e| e.into_inner());
