@@ -8,8 +8,12 @@ SDOps key filter (strict load), runs it and writes one .safetensors fixture per 
 
 Fixture format (see docs/parity.md):
   metadata: component, config (checkpoint-style JSON), call (JSON of non-tensor args), atol, rtol, case, seed
-            (+ provenance keys: generator, ltx_core_version, torch_version, weights_dtype, f64_max_abs_err)
+            (+ provenance keys: generator, ltx_core_version, torch_version, weights_dtype, f64_max_abs_err,
+            f64_frames_diff, tiled_chunk_frames)
   tensors:  weights under real checkpoint key names, inputs as `input.<name>`, outputs as `output.<name>`.
+            Tiny cases: weights and drawn inputs F16 (f32 draws rounded to f16; the f32 reference runs on exactly
+            those values), decoder noise F32 (the reference's own draw), float outputs F32, `output.frames` U8.
+            Full-size cases: weights BF16, inputs F32.
 
 Usage:
   generate.py --seed N [--out DIR] [--only COMPONENT_OR_CASE ...] [--full-size] [--list]
@@ -49,6 +53,7 @@ from ltx_core.model.video_vae import (
     VideoDecoderConfigurator,
     VideoEncoderConfigurator,
 )
+from ltx_core.model.video_vae.video_vae import decode_video
 
 LOG = logging.getLogger("generate")
 SCRIPT_DIR = Path(__file__).resolve().parent
@@ -342,6 +347,8 @@ def to_checkpoint_keys(state: dict[str, torch.Tensor], prefix: str, dtype: torch
             new_key = "vae." + key
         else:
             new_key = prefix + key
+        if not value.is_floating_point():
+            raise RuntimeError(f"non-float tensor {key} ({value.dtype}) in a VAE state dict")
         out[new_key] = value.to(dtype).contiguous().clone()
     return out
 
@@ -479,15 +486,21 @@ class Component:
     configurator: Any
     sd_ops: Any
     weight_prefix: str
-    # run(model, inputs, call, generator) -> (outputs, extra metadata); inputs/outputs without the
-    # "input."/"output." prefix
-    run: Callable[[Any, dict[str, torch.Tensor], dict, torch.Generator | None], tuple[dict, dict]]
+    # run(model, inputs, call, generator, optional_outputs) -> (outputs, extra metadata); inputs/outputs
+    # without the "input."/"output." prefix; optional_outputs names extra outputs to produce (e.g. "frames")
+    run: Callable[[Any, dict[str, torch.Tensor], dict, torch.Generator | None, frozenset], tuple[dict, dict]]
 
 
 def run_video_encoder(
-    model: Any, inputs: dict[str, torch.Tensor], call: dict, generator: torch.Generator | None
+    model: Any,
+    inputs: dict[str, torch.Tensor],
+    call: dict,
+    generator: torch.Generator | None,
+    optional_outputs: frozenset = frozenset(),
 ) -> tuple[dict, dict]:
     del generator
+    if optional_outputs:
+        raise ValueError(f"video_encoder has no optional outputs, asked for {sorted(optional_outputs)}")
     tiling = tiling_config_from_call(call.get("tiling"))
     video = inputs["video"].to(next(model.parameters()).dtype)
     with torch.inference_mode():
@@ -496,15 +509,37 @@ def run_video_encoder(
 
 
 def run_video_decoder(
-    model: Any, inputs: dict[str, torch.Tensor], call: dict, generator: torch.Generator | None
+    model: Any,
+    inputs: dict[str, torch.Tensor],
+    call: dict,
+    generator: torch.Generator | None,
+    optional_outputs: frozenset = frozenset(),
 ) -> tuple[dict, dict]:
     latent = inputs["latent"].to(next(model.parameters()).dtype)
     tiling = tiling_config_from_call(call.get("tiling"))
     t = call.get("timestep")
     timestep = None if t is None else torch.full((latent.shape[0],), float(t), dtype=latent.dtype)
+    unknown = set(optional_outputs) - {"frames"}
+    if unknown:
+        raise ValueError(f"video_decoder has no optional outputs {sorted(unknown)}")
     with torch.inference_mode():
         if tiling is None:
-            return {"video": model(latent, timestep, generator)}, {}
+            outputs = {"video": model(latent, timestep, generator)}
+            if "frames" in optional_outputs:
+                # decode_video(latent, decoder, tiling_config=None, generator): uint8 [F, H, W, 3] of batch
+                # element 0. It calls the decoder without a timestep, so only non-TC decoders qualify (a TC
+                # decoder would need a second noise draw and the default timestep).
+                if bool(getattr(model, "timestep_conditioning", False)) or t is not None:
+                    raise ValueError("output.frames is only generated for decoders without timestep conditioning")
+                frames = torch.cat(list(decode_video(latent, model, tiling_config=None, generator=generator)), dim=0)
+                # the same forward ran twice: decode_video's frames are the uint8 mapping of output.video
+                expect = (((outputs["video"] + 1.0) / 2.0).clamp(0.0, 1.0) * 255.0).to(torch.uint8)
+                if not torch.equal(frames, expect[0].permute(1, 2, 3, 0)):
+                    raise RuntimeError("decode_video frames differ from the uint8 mapping of the forward output")
+                outputs["frames"] = frames
+            return outputs, {}
+        if "frames" in optional_outputs:
+            raise ValueError("output.frames is only generated for non-tiled decodes")
         chunks = list(model.tiled_decode(latent, tiling, timestep=timestep, generator=generator))
     extra = {"tiled_chunk_frames": json.dumps([int(c.shape[2]) for c in chunks])}
     return {"video": torch.cat(chunks, dim=2)}, extra
@@ -526,12 +561,16 @@ def split_io(tensors: dict[str, torch.Tensor], kind: str) -> dict[str, torch.Ten
 
 
 def run_with_noise_input(
-    component: Component, model: Any, inputs: dict[str, torch.Tensor], call: dict
+    component: Component,
+    model: Any,
+    inputs: dict[str, torch.Tensor],
+    call: dict,
+    optional_outputs: frozenset = frozenset(),
 ) -> tuple[dict, dict]:
     """Run a component; if the fixture has `input.noise`, every torch.randn inside returns exactly it."""
     noise = inputs.get("noise")
     with patched_randn(noise) as draws:
-        outputs, extra = component.run(model, inputs, call, None)
+        outputs, extra = component.run(model, inputs, call, None, optional_outputs)
     if noise is None and draws:
         raise RuntimeError(f"{component.name} drew random numbers but the fixture has no input.noise")
     if noise is not None and len(draws) != 1:
@@ -556,7 +595,16 @@ class FixtureResult:
 
 
 def _weights_dtype(ctx: CaseContext) -> torch.dtype:
-    return torch.bfloat16 if ctx.full_size else torch.float32
+    """Stored weight dtype: bf16 for full-size cases (like the released checkpoints), f16 for tiny ones (half
+    the bytes; the drawn values are rounded to f16 and the reference runs on exactly those values in f32)."""
+    return torch.bfloat16 if ctx.full_size else torch.float16
+
+
+def _input_dtype(ctx: CaseContext) -> torch.dtype:
+    """Stored dtype of the drawn inputs (video, latent): f16-rounded for tiny cases, f32 for full-size ones.
+    The reference is called with them upcast to f32. Decoder noise is never rounded: it is the reference's own
+    f32 draw from its generator."""
+    return torch.float32 if ctx.full_size else torch.float16
 
 
 def _fmt_tol(x: float) -> str:
@@ -593,6 +641,7 @@ def reference_case(
     inputs: dict[str, torch.Tensor],
     call: dict,
     noise_seed: int | None = None,
+    optional_outputs: frozenset = frozenset(),
 ) -> FixtureResult:
     """Weights -> checkpoint-keyed tensors -> safetensors round trip -> reference model via the SDOps filter
     (strict) -> outputs. With `noise_seed`, the model is given a torch.Generator seeded with it and the single
@@ -603,7 +652,7 @@ def reference_case(
 
     generator = None if noise_seed is None else torch.Generator(device="cpu").manual_seed(noise_seed)
     with patched_randn() as draws:
-        outputs, extra = component.run(model, inputs, call, generator)
+        outputs, extra = component.run(model, inputs, call, generator, optional_outputs)
     if "noise" in inputs:
         if len(draws) != 1 or not torch.equal(draws[0], inputs["noise"]):
             raise RuntimeError("the reference's noise draw does not match input.noise")
@@ -617,9 +666,13 @@ def reference_case(
         # same reference code in float64 (noise fed back in): the size of the float32 rounding error
         model64 = model.double()
         inputs64 = {k: v.double() for k, v in inputs.items()}
-        outputs64, _ = run_with_noise_input(component, model64, inputs64, call)
-        f64_err = max(max_abs_diff(outputs[k], outputs64[k]) for k in outputs)
+        outputs64, _ = run_with_noise_input(component, model64, inputs64, call, optional_outputs)
+        f64_err = max(max_abs_diff(outputs[k], outputs64[k]) for k in outputs if outputs[k].is_floating_point())
         extra["f64_max_abs_err"] = f"{f64_err:.3e}"
+        if "frames" in outputs:
+            # informative: how many uint8 values the float64 run puts on the other side of an integer boundary
+            flips = (outputs["frames"].int() - outputs64["frames"].int()).abs()
+            extra["f64_frames_diff"] = json.dumps({"max": int(flips.max()), "count": int((flips > 0).sum())})
         del model64, outputs64
     del model
     gc.collect()
@@ -627,7 +680,9 @@ def reference_case(
     atol, rtol = _tolerances(ctx, f64_err)
     tensors = dict(weights)
     tensors.update({"input." + k: v.contiguous() for k, v in inputs.items()})
-    tensors.update({"output." + k: v.float().contiguous() for k, v in outputs.items()})
+    tensors.update(
+        {"output." + k: (v.float() if v.is_floating_point() else v).contiguous() for k, v in outputs.items()}
+    )
     return FixtureResult(component_name, config, call, atol, rtol, tensors, extra)
 
 
@@ -637,7 +692,7 @@ def video_encoder_case(
     video_shape: tuple[int, ...],
     tiling: dict | None = None,
 ) -> FixtureResult:
-    video = _uniform(torch.Size(video_shape), -1.0, 1.0, ctx.generator(STREAM_INPUT))
+    video = _uniform(torch.Size(video_shape), -1.0, 1.0, ctx.generator(STREAM_INPUT)).to(_input_dtype(ctx))
     return reference_case(ctx, "video_encoder", config, {"video": video}, {"tiling": tiling})
 
 
@@ -647,7 +702,9 @@ def video_decoder_case(
     latent_shape: tuple[int, ...],
     timestep: float | None = None,
     tiling: dict | None = None,
+    frames: bool = False,
 ) -> FixtureResult:
+    """`frames`: also store `output.frames`, the uint8 result of the reference's `decode_video`."""
     # VideoDecoderConfigurator defaults timestep_conditioning to True when the key is missing
     timestep_conditioning = bool(config["vae"].get("timestep_conditioning", True))
     if timestep_conditioning and tiling is not None:
@@ -656,14 +713,17 @@ def video_decoder_case(
     if timestep is not None and not timestep_conditioning:
         raise ValueError("timestep given for a decoder without timestep conditioning")
 
-    inputs = {"latent": _normal(torch.Size(latent_shape), ctx.generator(STREAM_INPUT))}
+    inputs = {"latent": _normal(torch.Size(latent_shape), ctx.generator(STREAM_INPUT)).to(_input_dtype(ctx))}
     noise_seed = None
     if timestep_conditioning:
         # the draw VideoDecoder.forward makes: torch.randn(sample.size(), generator=generator, dtype=sample.dtype)
         noise_seed = ctx.stream_seed(STREAM_NOISE)
         inputs["noise"] = torch.randn(latent_shape, generator=ctx.generator(STREAM_NOISE), dtype=torch.float32)
     call = {"timestep": timestep, "tiling": tiling}
-    return reference_case(ctx, "video_decoder", config, inputs, call, noise_seed=noise_seed)
+    optional = frozenset({"frames"}) if frames else frozenset()
+    return reference_case(
+        ctx, "video_decoder", config, inputs, call, noise_seed=noise_seed, optional_outputs=optional
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -687,15 +747,15 @@ CASES: list[Case] = [
         "video_encoder_ltx2",
         "video_encoder",
         1,
-        "LTX-2 encoder layout, tiny widths, no spatial_padding_mode key (zeros), 17 frames, non-square 64x32",
-        lambda ctx: video_encoder_case(ctx, tiny_ltx2_vae(), (1, 3, 17, 64, 32)),
+        "LTX-2 encoder layout, tiny widths, no spatial_padding_mode key (zeros), 9 frames, non-square 64x32",
+        lambda ctx: video_encoder_case(ctx, tiny_ltx2_vae(), (1, 3, 9, 64, 32)),
     ),
     Case(
         "video_encoder_ltx23",
         "video_encoder",
         2,
-        "LTX-2.3 encoder layout, tiny widths, latent 4, spatial_padding_mode zeros, 9 frames, 32x64",
-        lambda ctx: video_encoder_case(ctx, tiny_ltx23_vae(), (1, 3, 9, 32, 64)),
+        "LTX-2.3 encoder layout, tiny widths, latent 4, spatial_padding_mode zeros, 9 frames, 32x32",
+        lambda ctx: video_encoder_case(ctx, tiny_ltx23_vae(), (1, 3, 9, 32, 32)),
     ),
     Case(
         "video_encoder_crop",
@@ -725,15 +785,16 @@ CASES: list[Case] = [
         "video_decoder_ltx2",
         "video_decoder",
         11,
-        "LTX-2 decoder layout (res_x + 3x compress_all residual), tiny, no padding key (reflect), no TC",
-        lambda ctx: video_decoder_case(ctx, tiny_ltx2_vae(), (1, 8, 2, 2, 2)),
+        "LTX-2 decoder layout (res_x + 3x compress_all residual), tiny, no padding key (reflect), no TC, "
+        "plus output.frames (decode_video uint8)",
+        lambda ctx: video_decoder_case(ctx, tiny_ltx2_vae(), (1, 8, 2, 2, 2), frames=True),
     ),
     Case(
         "video_decoder_ltx2_tc",
         "video_decoder",
         12,
-        "LTX-2 layout with timestep_conditioning, default timestep (0.05), input.noise",
-        lambda ctx: video_decoder_case(ctx, tiny_ltx2_vae(timestep_conditioning=True), (1, 8, 2, 2, 2)),
+        "LTX-2 layout with timestep_conditioning, default timestep (0.05), input.noise, single latent frame",
+        lambda ctx: video_decoder_case(ctx, tiny_ltx2_vae(timestep_conditioning=True), (1, 8, 1, 2, 2)),
     ),
     Case(
         "video_decoder_ltx2_tc_t",
@@ -747,15 +808,16 @@ CASES: list[Case] = [
         "video_decoder",
         14,
         "LTX-2.3 decoder layout (non-residual compress_all m2, compress_all m1, compress_time, compress_space), "
-        "tiny, latent 4, spatial_padding_mode zeros, no TC",
-        lambda ctx: video_decoder_case(ctx, tiny_ltx23_vae(), (1, 4, 2, 2, 2)),
+        "tiny, latent 4, spatial_padding_mode zeros, no TC, 2 latent frames at 1x1",
+        lambda ctx: video_decoder_case(ctx, tiny_ltx23_vae(), (1, 4, 2, 1, 1)),
     ),
     Case(
         "video_decoder_causal",
         "video_decoder",
         15,
-        "LTX-2.3 layout with causal_decoder true (first frame replicated twice in front), 64x32",
-        lambda ctx: video_decoder_case(ctx, tiny_ltx23_vae(causal_decoder=True), (1, 4, 2, 2, 1)),
+        "LTX-2.3 layout with causal_decoder true (first frame replicated twice in front), 2 latent frames at 1x1, "
+        "plus output.frames (decode_video uint8)",
+        lambda ctx: video_decoder_case(ctx, tiny_ltx23_vae(causal_decoder=True), (1, 4, 2, 1, 1), frames=True),
     ),
     Case(
         "video_decoder_replicate",
@@ -768,18 +830,20 @@ CASES: list[Case] = [
         "video_decoder_tiled",
         "video_decoder",
         17,
-        "tiled_decode, spatial 64/32 px + temporal 24/8 frames on latent 4x3x1: 2 tiles in H, 2 in time",
+        "tiled_decode, spatial 64/32 px + temporal 16/8 frames on latent 3x3x1: 2 tiles in H x 2 in time "
+        "(latents [0,2) and [0,3), ramped blend, chunks of 0 + 17 frames)",
         lambda ctx: video_decoder_case(
-            ctx, tiny_ltx23_vae(), (1, 4, 4, 3, 1), tiling=make_tiling((64, 32), (24, 8))
+            ctx, tiny_ltx23_vae(), (1, 4, 3, 3, 1), tiling=make_tiling((64, 32), (16, 8))
         ),
     ),
     Case(
         "video_decoder_tiled_t16",
         "video_decoder",
         19,
-        "tiled_decode, temporal only 16/8 frames (2/1 latents) on 3 latent frames: the second tile is shifted "
-        "back to latent 0, the first yielded chunk has 0 frames (legal config, degenerate split)",
-        lambda ctx: video_decoder_case(ctx, tiny_ltx23_vae(), (1, 4, 3, 1, 1), tiling=make_tiling(None, (16, 8))),
+        "tiled_decode, temporal only 16/8 frames (2/1 latents) on 4 latent frames: 3 tiles, latents [0,2), "
+        "[0,3) (shifted back to latent 0: degenerate, 0-frame first chunk) and [1,4) (regular ramped split); "
+        "chunks of 0 + 8 + 17 frames",
+        lambda ctx: video_decoder_case(ctx, tiny_ltx23_vae(), (1, 4, 4, 1, 1), tiling=make_tiling(None, (16, 8))),
     ),
     Case(
         "video_decoder_tiled_spatial_only_temporal_whole",
@@ -878,8 +942,9 @@ def verify_fixture(path: Path) -> float:
     config = json.loads(meta["config"])
     call = json.loads(meta["call"])
     model = build_from_checkpoint(component.configurator, component.sd_ops, config, tensors)
-    outputs, _ = run_with_noise_input(component, model, split_io(tensors, "input"), call)
     expected = split_io(tensors, "output")
+    optional = frozenset(k for k in expected if k == "frames")
+    outputs, _ = run_with_noise_input(component, model, split_io(tensors, "input"), call, optional)
     if set(outputs) != set(expected):
         raise RuntimeError(f"{path.name}: outputs {sorted(outputs)} != stored {sorted(expected)}")
     return max(max_abs_diff(outputs[k], expected[k]) for k in outputs)
