@@ -313,6 +313,8 @@ pub fn worker(args: WorkerArgs, device: &Device, dtype: Option<DTypeChoice>) -> 
         )?,
     );
     let latent = io.var_builder(dtype, device).get_unchecked("latent")?;
+    // The model owns its weights now: unmap the file before measuring.
+    drop((io, sd, files));
     let model_rss = rss_mb("VmRSS");
     let mut times = Vec::new();
     for i in 0..args.warmup + args.runs {

@@ -50,13 +50,15 @@ impl TensorSource {
                         }
                         .into_candle()
                     })?;
-                view.load(device).map_err(|_| {
+                let tensor = view.load(device).map_err(|_| {
                     Error::UnsupportedWeightDtype {
                         key: key.to_string(),
                         dtype: format!("{:?}", info.dtype),
                     }
                     .into_candle()
-                })
+                })?;
+                shard.release(info);
+                Ok(tensor)
             }
         }
     }

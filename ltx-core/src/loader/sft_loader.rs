@@ -43,6 +43,28 @@ impl Shard {
         })
     }
 
+    /// Drops this process's mapping of a tensor's pages once it has been copied out, so a loaded
+    /// checkpoint does not stay resident twice (the pages remain in the OS page cache and are
+    /// read again if touched). Best effort: a failure only costs memory.
+    pub(crate) fn release(&self, info: &TensorInfo) {
+        #[cfg(unix)]
+        {
+            let (begin, end) = info.data_offsets;
+            // SAFETY: the mapping is read-only and file-backed, and no reference into this range
+            // outlives the copy made by the loader; after MADV_DONTNEED a later read simply faults
+            // the page in again from the file.
+            let _ = unsafe {
+                self.mmap.unchecked_advise_range(
+                    memmap2::UncheckedAdvice::DontNeed,
+                    self.data_start + begin,
+                    end - begin,
+                )
+            };
+        }
+        #[cfg(not(unix))]
+        let _ = info;
+    }
+
     /// The raw little-endian bytes of a tensor described by `info`.
     pub(crate) fn bytes(&self, info: &TensorInfo) -> &[u8] {
         let (begin, end) = info.data_offsets;
