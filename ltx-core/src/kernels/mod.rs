@@ -1,3 +1,4 @@
 //! Compute kernels for operations Candle lacks or runs slowly (no Python twin).
 
 pub mod conv3d;
+pub mod pixel_norm;

@@ -17,6 +17,10 @@ impl PixelNorm {
     pub fn new(eps: f64) -> Self {
         Self { eps }
     }
+
+    pub fn eps(&self) -> f64 {
+        self.eps
+    }
 }
 
 impl Default for PixelNorm {

@@ -1,12 +1,12 @@
 //! Port of `VideoDecoder` (`ltx_core/model/video_vae/video_vae.py`): normalised latent → pixels.
 
-use candle_core::{DType, Module, Result, Tensor};
+use candle_core::{DType, Result, Tensor};
 use candle_nn::VarBuilder;
 
 use super::convolution::CausalConv3d;
 use super::model_configurator::{DecoderBlock, VideoVaeConfig};
 use super::ops::{unpatchify, PerChannelStatistics};
-use super::resnet::{build_norm, ResnetBlock3D, SpatialNoise, UNetMidBlock3D};
+use super::resnet::{build_norm, norm_silu, ResnetBlock3D, SpatialNoise, UNetMidBlock3D};
 use super::sampling::DepthToSpaceUpsample;
 use crate::model::common::normalization::Norm;
 use crate::model::transformer::timestep_embedding::PixArtAlphaCombinedTimestepSizeEmbeddings;
@@ -237,22 +237,24 @@ impl VideoDecoder {
                 UpBlock::DepthToSpace(u) => u.forward(&x, self.causal)?,
             };
         }
-        let mut x = self.conv_norm_out.forward(&x)?;
-        if let (Some(tc), Some(t)) = (&self.timestep_conditioning, &scaled_timestep) {
-            let emb = tc
-                .last_time_embedder
-                .forward(&t.flatten_all()?, x.dtype())?;
-            let c = tc.last_scale_shift_table.dim(1)?;
-            let emb = emb.reshape((b, LAST_ADA_ROWS, c, 1, 1, 1))?;
-            let ada = tc
-                .last_scale_shift_table
-                .to_dtype(x.dtype())?
-                .reshape((1, LAST_ADA_ROWS, c, 1, 1, 1))?
-                .broadcast_add(&emb)?;
-            let (shift, scale) = (ada.get_on_dim(1, 0)?, ada.get_on_dim(1, 1)?);
-            x = x.broadcast_mul(&(scale + 1.0)?)?.broadcast_add(&shift)?;
-        }
-        let x = self.conv_out.forward(&x.silu()?, self.causal)?;
+        let ada = match (&self.timestep_conditioning, &scaled_timestep) {
+            (Some(tc), Some(t)) => {
+                let emb = tc
+                    .last_time_embedder
+                    .forward(&t.flatten_all()?, x.dtype())?;
+                let c = tc.last_scale_shift_table.dim(1)?;
+                let ada = tc
+                    .last_scale_shift_table
+                    .to_dtype(x.dtype())?
+                    .reshape((1, LAST_ADA_ROWS, c))?
+                    .broadcast_add(&emb.reshape((b, LAST_ADA_ROWS, c))?)?;
+                // Rows: shift, scale; `norm_silu` takes (scale, shift).
+                Some((ada.get_on_dim(1, 1)?, ada.get_on_dim(1, 0)?))
+            }
+            _ => None,
+        };
+        let x = norm_silu(&self.conv_norm_out, &x, ada.as_ref().map(|(s, t)| (s, t)))?;
+        let x = self.conv_out.forward(&x, self.causal)?;
         Ok(unpatchify(&x, self.patch_size)?)
     }
 }

@@ -1,12 +1,12 @@
 //! Port of `VideoEncoder` (`ltx_core/model/video_vae/video_vae.py`): pixels → normalised latent.
 
-use candle_core::{Module, Result, Tensor};
+use candle_core::{Result, Tensor};
 use candle_nn::VarBuilder;
 
 use super::convolution::CausalConv3d;
 use super::model_configurator::{EncoderBlock, LogVarianceType, VideoVaeConfig};
 use super::ops::{patchify, PerChannelStatistics};
-use super::resnet::{build_norm, ResnetBlock3D, UNetMidBlock3D};
+use super::resnet::{build_norm, norm_silu, ResnetBlock3D, UNetMidBlock3D};
 use super::sampling::SpaceToDepthDownsample;
 use crate::model::common::normalization::Norm;
 use crate::{Error, Result as LtxResult};
@@ -160,7 +160,7 @@ impl VideoEncoder {
         for block in &self.down_blocks {
             x = block.forward(&x)?;
         }
-        let x = self.conv_norm_out.forward(&x)?.silu()?;
+        let x = norm_silu(&self.conv_norm_out, &x, None)?;
         let x = self.conv_out.forward(&x, true)?;
         // Every supported log-variance layout (`none` is rejected by the config) keeps the means
         // in the first `latent` channels; the log-variance is not needed for the mean latent.

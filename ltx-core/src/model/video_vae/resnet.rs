@@ -6,6 +6,7 @@ use candle_nn::VarBuilder;
 use super::convolution::{CausalConv3d, LinearConv3d};
 use super::model_configurator::NormLayerType;
 use crate::kernels::conv3d::PadMode;
+use crate::kernels::pixel_norm::pixel_norm;
 use crate::model::common::normalization::{GroupNorm, Norm, PixelNorm};
 use crate::model::transformer::timestep_embedding::PixArtAlphaCombinedTimestepSizeEmbeddings;
 
@@ -30,6 +31,29 @@ impl SpatialNoise {
 const RESNET_ADA_ROWS: usize = 4;
 const NORM_GROUPS: usize = 32;
 const EPS: f64 = 1e-6;
+
+/// `SiLU(norm(x) · (1 + scale) + shift)` — the norm → [AdaLN] → SiLU prologue of every VAE conv,
+/// fused into one pass for PixelNorm. `modulation` is `(scale, shift)`, each `[B, C]`.
+pub(crate) fn norm_silu(
+    norm: &Norm,
+    x: &Tensor,
+    modulation: Option<(&Tensor, &Tensor)>,
+) -> Result<Tensor> {
+    match norm {
+        Norm::Pixel(p) => pixel_norm(x, p.eps(), modulation, true),
+        Norm::Group(_) => {
+            let mut h = norm.forward(x)?;
+            if let Some((scale, shift)) = modulation {
+                let (b, c) = scale.dims2()?;
+                let view = |t: &Tensor| t.reshape((b, c, 1, 1, 1));
+                h = h
+                    .broadcast_mul(&(view(scale)? + 1.0)?)?
+                    .broadcast_add(&view(shift)?)?;
+            }
+            h.silu()
+        }
+    }
+}
 
 pub(crate) fn build_norm(kind: NormLayerType, channels: usize, vb: VarBuilder) -> Result<Norm> {
     Ok(match kind {
@@ -102,14 +126,14 @@ impl ResnetBlock3D {
         mut noise: Option<&mut SpatialNoise>,
     ) -> Result<Tensor> {
         let b = x.dim(0)?;
-        let mut h = self.norm1.forward(x)?;
+        // Rows of the table: shift1, scale1, shift2, scale2, each [B, C].
         let ada = match (&self.scale_shift_table, timestep_embed) {
             (Some(table), Some(t)) => {
                 let c = table.dim(1)?;
-                let t = t.reshape((b, RESNET_ADA_ROWS, c, 1, 1, 1))?;
+                let t = t.reshape((b, RESNET_ADA_ROWS, c))?;
                 let table = table
-                    .to_dtype(h.dtype())?
-                    .reshape((1, RESNET_ADA_ROWS, c, 1, 1, 1))?;
+                    .to_dtype(x.dtype())?
+                    .reshape((1, RESNET_ADA_ROWS, c))?;
                 let v = table.broadcast_add(&t)?;
                 Some(
                     (0..RESNET_ADA_ROWS)
@@ -120,18 +144,13 @@ impl ResnetBlock3D {
             (Some(_), None) => candle_core::bail!("timestep conditioning needs a timestep"),
             _ => None,
         };
-        if let Some(ada) = &ada {
-            h = h.broadcast_mul(&(&ada[1] + 1.0)?)?.broadcast_add(&ada[0])?;
-        }
-        h = self.conv1.forward(&h.silu()?, causal)?;
+        let h = norm_silu(&self.norm1, x, ada.as_ref().map(|a| (&a[1], &a[0])))?;
+        let mut h = self.conv1.forward(&h, causal)?;
         if let Some((scale1, _)) = &self.per_channel_scale {
             h = add_spatial_noise(&h, scale1, noise.as_deref_mut())?;
         }
-        h = self.norm2.forward(&h)?;
-        if let Some(ada) = &ada {
-            h = h.broadcast_mul(&(&ada[3] + 1.0)?)?.broadcast_add(&ada[2])?;
-        }
-        h = self.conv2.forward(&h.silu()?, causal)?;
+        let h = norm_silu(&self.norm2, &h, ada.as_ref().map(|a| (&a[3], &a[2])))?;
+        let mut h = self.conv2.forward(&h, causal)?;
         if let Some((_, scale2)) = &self.per_channel_scale {
             h = add_spatial_noise(&h, scale2, noise)?;
         }
