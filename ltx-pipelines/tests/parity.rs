@@ -196,3 +196,40 @@ fn unknown_component_is_an_error() {
         Error::UnknownComponent { .. }
     ));
 }
+
+#[test]
+fn sharded_checkpoints_load_and_reject_duplicates() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = fixture("video_decoder_ltx23");
+    let meta = SafetensorsFiles::open(&[&src]).unwrap().metadata();
+    let tensors = candle_core::safetensors::load(&src, &Device::Cpu).unwrap();
+    let mut keys: Vec<&String> = tensors.keys().collect();
+    keys.sort();
+    let (a, b) = keys.split_at(keys.len() / 2);
+    let pick = |ks: &[&String]| -> HashMap<String, Tensor> {
+        ks.iter()
+            .map(|k| ((*k).clone(), tensors[*k].clone()))
+            .collect()
+    };
+    let (p1, p2) = (
+        dir.path().join("part-1.safetensors"),
+        dir.path().join("part-2.safetensors"),
+    );
+    save_safetensors(&p1, &pick(a), meta.clone()).unwrap();
+    save_safetensors(&p2, &pick(b), HashMap::new()).unwrap();
+
+    let files = SafetensorsFiles::open(&[&p1, &p2]).unwrap();
+    let cfg = VideoVaeConfig::from_checkpoint_config(&files.config().unwrap()).unwrap();
+    let sd = std::sync::Arc::new(files.state_dict(&vae_decoder_keys_filter()).unwrap());
+    VideoDecoder::new(&cfg, sd.var_builder(candle_core::DType::F32, &Device::Cpu)).unwrap();
+
+    let dup = SafetensorsFiles::open(&[&p1, &p1]).unwrap();
+    let err = match dup.state_dict(&vae_decoder_keys_filter()) {
+        Err(e) => e,
+        Ok(_) => panic!("a key stored twice must be rejected"),
+    };
+    assert!(
+        matches!(err, ltx_core::Error::DuplicateWeight { .. }),
+        "{err}"
+    );
+}

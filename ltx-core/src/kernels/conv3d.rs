@@ -54,6 +54,9 @@ pub enum PadMode {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Conv3dSpec {
+    /// Copies of the first / last frame put in front of / behind the input (`CausalConv3d`'s
+    /// time padding). The CPU fast path reads them in place instead of materialising a copy.
+    pub time_pad: (usize, usize),
     pub time_stride: usize,
     pub spatial_stride: usize,
     pub spatial_pad: usize,
@@ -267,7 +270,11 @@ struct Geom {
     b: usize,
     cin: usize,
     cout: usize,
+    /// Frames after time padding.
     fp: usize,
+    /// Frames of the input tensor, and how many padded frames precede its first one.
+    fsrc: usize,
+    tfront: usize,
     h: usize,
     w: usize,
     kt: usize,
@@ -357,11 +364,17 @@ impl Conv3dWeights {
         (self.kt, self.kh, self.kw)
     }
 
-    /// x: [B, Cin, Fp, H, W], ALREADY padded in time by the caller. Returns exactly
-    /// `torch.nn.functional.conv3d(F.pad(x, spatial pad per spec.pad_mode), weight, bias,
-    /// stride=(time_stride, spatial_stride, spatial_stride))`: [B, Cout, (Fp-kt)/ts+1, Ho, Wo], in x's dtype.
+    /// x: [B, Cin, F, H, W]; `spec.time_pad` edge frames are repeated in front / behind (so
+    /// `Fp = F + front + back`). Returns exactly `torch.nn.functional.conv3d(F.pad(x_time_padded,
+    /// spatial pad per spec.pad_mode), weight, bias, stride=(time_stride, spatial_stride,
+    /// spatial_stride))`: [B, Cout, (Fp-kt)/ts+1, Ho, Wo], in x's dtype.
     pub fn forward(&self, x: &Tensor, spec: Conv3dSpec) -> Result<Tensor> {
-        let (b, cin, fp, h, w) = x.dims5()?;
+        let (b, cin, fsrc, h, w) = x.dims5()?;
+        if fsrc == 0 {
+            bail!("conv3d: input has no frames")
+        }
+        let (tfront, tback) = spec.time_pad;
+        let fp = fsrc + tfront + tback;
         if cin != self.cin {
             bail!(
                 "conv3d: input has {cin} channels, weight expects {}",
@@ -397,6 +410,8 @@ impl Conv3dWeights {
             cin,
             cout: self.cout,
             fp,
+            fsrc,
+            tfront,
             h,
             w,
             kt: self.kt,
@@ -416,6 +431,22 @@ impl Conv3dWeights {
             && !FORCE_GENERIC.with(|c| c.get());
         if fast {
             self.forward_cpu(x, &g, spec.pad_mode)
+        } else if spec.time_pad != (0, 0) {
+            // The generic path pads in time with Candle ops, then runs unpadded.
+            let xp = x.pad_with_same(2, tfront, tback)?;
+            let g = Geom {
+                fsrc: fp,
+                tfront: 0,
+                ..g
+            };
+            self.forward_generic(
+                &xp,
+                &g,
+                Conv3dSpec {
+                    time_pad: (0, 0),
+                    ..spec
+                },
+            )
         } else {
             self.forward_generic(x, &g, spec)
         }
@@ -554,7 +585,9 @@ impl Conv3dWeights {
             bail!("conv3d: CPU fast path got a non-CPU tensor")
         };
         match cpu {
-            CpuStorage::F32(v) if self.kernel() == (1, 1, 1) && g.pad == 0 && g.ts == 1 => {
+            CpuStorage::F32(v)
+                if self.kernel() == (1, 1, 1) && g.pad == 0 && g.ts == 1 && g.fp == g.fsrc =>
+            {
                 count_conv2d();
                 run_pointwise(&pack.direct, &pack.bias, &v[o1..o2], g)
             }
@@ -569,7 +602,7 @@ impl Conv3dWeights {
     }
 
     fn run_cpu<T: Elem>(&self, pack: &CpuPack, x: &[T], g: &Geom, mode: PadMode) -> Result<Tensor> {
-        debug_assert_eq!(x.len(), g.b * g.cin * g.fp * g.h * g.w);
+        debug_assert_eq!(x.len(), g.b * g.cin * g.fsrc * g.h * g.w);
         let out_len = g.b * g.cout * g.fo * g.ho * g.wo;
         let mut out: Vec<T> = vec![T::from_f32(0.0); out_len];
         let threads = rayon::current_num_threads().max(1);
@@ -831,7 +864,7 @@ fn fill_padded<T: Elem>(buf: &mut [f32], x: &[T], g: &Geom, ch: &Chunk, mode: Pa
     let row_len = wp * cin;
     let hpb = ch.rc + g.kh - 1;
     let plane = g.h * g.w;
-    let cstride = g.fp * plane; // distance between channels in x
+    let cstride = g.fsrc * plane; // distance between channels in x
     const CB: usize = 16;
     buf.par_chunks_mut(row_len)
         .enumerate()
@@ -843,7 +876,9 @@ fn fill_padded<T: Elem>(buf: &mut [f32], x: &[T], g: &Geom, ch: &Chunk, mode: Pa
                 row.fill(0.0);
                 return;
             };
-            let base = bi * g.cin * cstride + (ch.f0 * g.ts + n) * plane + hs * g.w;
+            // Padded frame -> source frame: edge frames repeat (time padding done in place).
+            let fsrc = (ch.f0 * g.ts + n).saturating_sub(g.tfront).min(g.fsrc - 1);
+            let base = bi * g.cin * cstride + fsrc * plane + hs * g.w;
             for c0 in (0..cin).step_by(CB) {
                 let c1 = (c0 + CB).min(cin);
                 for wi in 0..g.w {
@@ -1325,6 +1360,7 @@ mod tests {
 
     fn spec(ts: usize, s: usize, pad: usize, mode: PadMode) -> Conv3dSpec {
         Conv3dSpec {
+            time_pad: (0, 0),
             time_stride: ts,
             spatial_stride: s,
             spatial_pad: pad,
@@ -1576,6 +1612,38 @@ mod tests {
                     saw_bands |= rc < ho;
                 }
                 assert!(saw_chunks && saw_bands, "{path:?} {:?}", case.spec);
+            }
+        }
+    }
+
+    #[test]
+    fn time_padding_in_place_matches_padded_input() {
+        let dev = Device::Cpu;
+        let xt = Tensor::randn(0f32, 1.0, (2, 5, 4, 6, 7), &dev).unwrap();
+        let wt = Tensor::randn(0f32, 0.3, (3, 5, 3, 3, 3), &dev).unwrap();
+        let weights = Conv3dWeights::new(&wt, None).unwrap();
+        for (front, back) in [(2, 0), (1, 1), (0, 2)] {
+            let padded = xt.pad_with_same(2, front, back).unwrap();
+            let want = weights
+                .forward(&padded, spec(1, 1, 1, PadMode::Replicate))
+                .unwrap();
+            for generic in [false, true] {
+                knobs::set_force_generic(generic);
+                let sp = Conv3dSpec {
+                    time_pad: (front, back),
+                    ..spec(1, 1, 1, PadMode::Replicate)
+                };
+                let got = weights.forward(&xt, sp).unwrap();
+                knobs::set_force_generic(false);
+                let d = (got - &want)
+                    .unwrap()
+                    .abs()
+                    .unwrap()
+                    .max_all()
+                    .unwrap()
+                    .to_scalar::<f32>()
+                    .unwrap();
+                assert!(d < 1e-5, "pad ({front}, {back}) generic={generic}: {d}");
             }
         }
     }

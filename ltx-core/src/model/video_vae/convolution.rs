@@ -36,6 +36,7 @@ impl CausalConv3d {
             conv: Conv3dWeights::new(&weight, Some(&bias))?,
             time_kernel: kernel,
             spec: Conv3dSpec {
+                time_pad: (0, 0),
                 time_stride: stride.0,
                 spatial_stride: stride.1,
                 spatial_pad: kernel / 2,
@@ -48,13 +49,18 @@ impl CausalConv3d {
     /// `(kt − 1) / 2` copies of the first frame in front and of the last frame behind.
     pub fn forward(&self, x: &Tensor, causal: bool) -> Result<Tensor> {
         let k = self.time_kernel;
-        let (front, back) = if causal {
+        let time_pad = if causal {
             (k - 1, 0)
         } else {
             ((k - 1) / 2, (k - 1) / 2)
         };
-        let x = x.pad_with_same(2, front, back)?;
-        self.conv.forward(&x, self.spec)
+        self.conv.forward(
+            x,
+            Conv3dSpec {
+                time_pad,
+                ..self.spec
+            },
+        )
     }
 }
 
@@ -74,6 +80,7 @@ impl LinearConv3d {
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let spec = Conv3dSpec {
+            time_pad: (0, 0),
             time_stride: 1,
             spatial_stride: 1,
             spatial_pad: 0,

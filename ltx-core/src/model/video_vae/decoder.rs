@@ -221,8 +221,8 @@ impl VideoDecoder {
             };
             scaled_timestep = Some(t.broadcast_mul(&tc.scale_multiplier.to_dtype(dtype)?)?);
         }
-        let x = self.per_channel_statistics.un_normalize(&x)?;
-        let mut x = self.conv_in.forward(&x, self.causal)?;
+        x = self.per_channel_statistics.un_normalize(&x)?;
+        x = self.conv_in.forward(&x, self.causal)?;
         for block in &self.up_blocks {
             x = match block {
                 UpBlock::Mid(m) => m.forward(
@@ -253,8 +253,8 @@ impl VideoDecoder {
             }
             _ => None,
         };
-        let x = norm_silu(&self.conv_norm_out, &x, ada.as_ref().map(|(s, t)| (s, t)))?;
-        let x = self.conv_out.forward(&x, self.causal)?;
+        x = norm_silu(&self.conv_norm_out, &x, ada.as_ref().map(|(s, t)| (s, t)))?;
+        x = self.conv_out.forward(&x, self.causal)?;
         Ok(unpatchify(&x, self.patch_size)?)
     }
 }

@@ -155,13 +155,14 @@ impl VideoEncoder {
     /// of the spatial compression (32 for the released layouts).
     pub fn forward(&self, video: &Tensor) -> LtxResult<Tensor> {
         let video = crop_to_valid_frames(video, self.space_factor)?;
-        let x = patchify(&video, self.patch_size)?;
-        let mut x = self.conv_in.forward(&x, true)?;
+        let mut x = patchify(&video, self.patch_size)?;
+        drop(video);
+        x = self.conv_in.forward(&x, true)?;
         for block in &self.down_blocks {
             x = block.forward(&x)?;
         }
-        let x = norm_silu(&self.conv_norm_out, &x, None)?;
-        let x = self.conv_out.forward(&x, true)?;
+        x = norm_silu(&self.conv_norm_out, &x, None)?;
+        x = self.conv_out.forward(&x, true)?;
         // Every supported log-variance layout (`none` is rejected by the config) keeps the means
         // in the first `latent` channels; the log-variance is not needed for the mean latent.
         let means = x.narrow(1, 0, self.latent_channels)?;

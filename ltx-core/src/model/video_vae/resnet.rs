@@ -144,13 +144,15 @@ impl ResnetBlock3D {
             (Some(_), None) => candle_core::bail!("timestep conditioning needs a timestep"),
             _ => None,
         };
-        let h = norm_silu(&self.norm1, x, ada.as_ref().map(|a| (&a[1], &a[0])))?;
-        let mut h = self.conv1.forward(&h, causal)?;
+        // One binding, reassigned: each intermediate is freed as soon as it is consumed
+        // (shadowed `let`s would keep every one alive until the block returns).
+        let mut h = norm_silu(&self.norm1, x, ada.as_ref().map(|a| (&a[1], &a[0])))?;
+        h = self.conv1.forward(&h, causal)?;
         if let Some((scale1, _)) = &self.per_channel_scale {
             h = add_spatial_noise(&h, scale1, noise.as_deref_mut())?;
         }
-        let h = norm_silu(&self.norm2, &h, ada.as_ref().map(|a| (&a[3], &a[2])))?;
-        let mut h = self.conv2.forward(&h, causal)?;
+        h = norm_silu(&self.norm2, &h, ada.as_ref().map(|a| (&a[3], &a[2])))?;
+        h = self.conv2.forward(&h, causal)?;
         if let Some((_, scale2)) = &self.per_channel_scale {
             h = add_spatial_noise(&h, scale2, noise)?;
         }

@@ -125,17 +125,13 @@ impl DepthToSpaceUpsample {
                 Ok(t)
             }
         };
-        let skip = if self.residual {
-            let prod = self.stride.0 * self.stride.1 * self.stride.2;
-            let s = depth_to_space(x, self.stride)?.repeat((1, prod / self.reduction, 1, 1, 1))?;
-            Some(drop_first(s)?)
-        } else {
-            None
-        };
+        // The conv first, then the (parameter-free) residual: never both large inputs alive.
         let y = drop_first(depth_to_space(&self.conv.forward(x, causal)?, self.stride)?)?;
-        match skip {
-            Some(s) => y + s,
-            None => Ok(y),
+        if !self.residual {
+            return Ok(y);
         }
+        let prod = self.stride.0 * self.stride.1 * self.stride.2;
+        let skip = depth_to_space(x, self.stride)?.repeat((1, prod / self.reduction, 1, 1, 1))?;
+        y + drop_first(skip)?
     }
 }
