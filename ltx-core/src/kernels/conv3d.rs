@@ -44,6 +44,8 @@ use candle_core::{bail, CpuStorage, DType, Device, Result, Storage, Tensor, With
 use half::{bf16, f16};
 use rayon::prelude::*;
 
+use super::SendPtr;
+
 /// How border values beyond the image are produced by the spatial padding.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PadMode {
@@ -811,21 +813,6 @@ impl Elem for bf16 {
     #[inline(always)]
     fn from_f32(v: f32) -> Self {
         bf16::from_f32(v)
-    }
-}
-
-/// A raw pointer that may cross threads; users guarantee disjoint access (see each `unsafe` block).
-#[derive(Clone, Copy)]
-struct SendPtr<T>(*mut T);
-// SAFETY: only used for writes to disjoint elements / reads of immutable data, as documented at use.
-unsafe impl<T> Send for SendPtr<T> {}
-unsafe impl<T> Sync for SendPtr<T> {}
-
-impl<T> SendPtr<T> {
-    /// Method access makes closures capture the whole (Send + Sync) wrapper, not the raw field.
-    #[inline(always)]
-    fn get(self) -> *mut T {
-        self.0
     }
 }
 

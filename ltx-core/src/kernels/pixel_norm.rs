@@ -6,6 +6,8 @@
 use candle_core::{CpuStorage, DType, Device, Result, Storage, Tensor};
 use rayon::prelude::*;
 
+use super::SendPtr;
+
 /// Positions per parallel task.
 const BLOCK: usize = 2048;
 
@@ -83,7 +85,7 @@ fn cpu(x: &Tensor, eps: f64, modulation: Option<(&Tensor, &Tensor)>, silu: bool)
     let mut out = vec![0f32; xs.len()];
     let blocks = n.div_ceil(BLOCK);
     // Each task owns positions [p0, p1) of one batch item, for every channel: disjoint writes.
-    let out_ptr = OutPtr(out.as_mut_ptr());
+    let out_ptr = SendPtr(out.as_mut_ptr());
     let eps = eps as f32;
     (0..b * blocks).into_par_iter().for_each(|task| {
         let (bi, blk) = (task / blocks, task % blocks);
@@ -124,17 +126,6 @@ fn cpu(x: &Tensor, eps: f64, modulation: Option<(&Tensor, &Tensor)>, silu: bool)
         }
     });
     Tensor::from_vec(out, dims, &Device::Cpu)
-}
-
-#[derive(Clone, Copy)]
-struct OutPtr(*mut f32);
-// SAFETY: tasks write disjoint ranges, as documented at the use site.
-unsafe impl Send for OutPtr {}
-unsafe impl Sync for OutPtr {}
-impl OutPtr {
-    fn get(self) -> *mut f32 {
-        self.0
-    }
 }
 
 #[cfg(test)]
