@@ -485,7 +485,8 @@ impl VideoDecoder {
             let t_range = out_range(&group[0].output[2], full_f);
             let len = t_range.len();
             let mut buf = Tensor::zeros((b, out_c, len, full_h, full_w), dtype, dev)?;
-            let mut weights = Tensor::zeros((b, out_c, len, full_h, full_w), dtype, dev)?;
+            // The blend weights are the same for every batch item and channel: one plane each.
+            let mut weights = Tensor::zeros((1, 1, len, full_h, full_w), dtype, dev)?;
             for tile in &group {
                 let [ib, ic, it, ih, iw] = tile.input.clone();
                 let sub = latent.i((ib, ic, it.clone(), ih.clone(), iw.clone()))?;
@@ -511,42 +512,32 @@ impl VideoDecoder {
                 } else {
                     mask
                 };
-                let region = [
-                    0..b,
-                    0..out_c,
-                    offset..offset + n,
+                let (rh, rw) = (
                     out_range(&tile.output[3], full_h),
                     out_range(&tile.output[4], full_w),
-                ];
+                );
+                let t = offset..offset + n;
+                let region = [0..b, 0..out_c, t.clone(), rh.clone(), rw.clone()];
                 buf = add_into(&buf, &region, &decoded.broadcast_mul(&mask)?)?;
-                weights = add_into(&weights, &region, &mask)?;
+                weights = add_into(&weights, &[0..1, 0..1, t, rh, rw], &mask)?;
             }
             if let Some((prev_buf, prev_w, prev_range)) = previous.take() {
-                let (mut prev_buf, mut prev_w) = (prev_buf, prev_w);
                 if prev_range.end > t_range.start {
+                    // The overlap's sums move into the current chunk; the previous chunk only
+                    // emits the frames before it (the reference also writes the sums back into
+                    // the previous chunk, but never reads them).
                     let overlap = prev_range.end - t_range.start;
                     let at = t_range.start - prev_range.start;
-                    let prev_len = prev_buf.dim(2)?;
-                    let merged_buf = (narrow_frames(&prev_buf, at, prev_len - at)?
+                    let merged_buf = (narrow_frames(&prev_buf, at, overlap)?
                         + narrow_frames(&buf, 0, overlap)?)?;
-                    let merged_w = (narrow_frames(&prev_w, at, prev_len - at)?
+                    let merged_w = (narrow_frames(&prev_w, at, overlap)?
                         + narrow_frames(&weights, 0, overlap)?)?;
-                    prev_buf = prev_buf.slice_assign(
-                        &[0..b, 0..out_c, at..prev_len, 0..full_h, 0..full_w],
-                        &merged_buf,
-                    )?;
-                    prev_w = prev_w.slice_assign(
-                        &[0..b, 0..out_c, at..prev_len, 0..full_h, 0..full_w],
-                        &merged_w,
-                    )?;
                     buf = buf.slice_assign(
                         &[0..b, 0..out_c, 0..overlap, 0..full_h, 0..full_w],
                         &merged_buf,
                     )?;
-                    weights = weights.slice_assign(
-                        &[0..b, 0..out_c, 0..overlap, 0..full_h, 0..full_w],
-                        &merged_w,
-                    )?;
+                    weights = weights
+                        .slice_assign(&[0..1, 0..1, 0..overlap, 0..full_h, 0..full_w], &merged_w)?;
                 }
                 let emit = t_range.start - prev_range.start;
                 let chunk = narrow_frames(&prev_buf, 0, emit)?
@@ -596,7 +587,7 @@ impl VideoEncoder {
         let dev = video.device();
         let dtype = video.dtype();
         let mut buf = Tensor::zeros(shape, dtype, dev)?;
-        let mut weights = Tensor::zeros(shape, dtype, dev)?;
+        let mut weights = Tensor::zeros((1, 1, shape.2, shape.3, shape.4), dtype, dev)?;
         for tile in encoder_tiles(video.dims(), cfg)? {
             let [ib, ic, it, ih, iw] = tile.input.clone();
             let latent = self.forward(&video.i((ib, ic, it, ih, iw))?)?;
@@ -604,7 +595,8 @@ impl VideoEncoder {
             let region: [Range<usize>; 5] =
                 std::array::from_fn(|a| out_range(&tile.output[a], dims[a]));
             buf = add_into(&buf, &region, &latent.broadcast_mul(&mask)?)?;
-            weights = add_into(&weights, &region, &mask)?;
+            let [_, _, rt, rh, rw] = region;
+            weights = add_into(&weights, &[0..1, 0..1, rt, rh, rw], &mask)?;
         }
         Ok(buf.broadcast_div(&weights.clamp(1e-8, f64::MAX)?)?)
     }
