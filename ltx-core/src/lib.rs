@@ -17,5 +17,7 @@ pub mod error;
 pub mod kernels;
 pub mod loader;
 pub mod model;
+#[cfg(test)]
+mod test_utils;
 
 pub use error::{Error, Result};

@@ -1254,6 +1254,7 @@ fn wino_input(d: &[&[f32]; 16], v: &mut [f32], off: usize, plane: usize, cin: us
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_utils::max_abs_diff;
 
     /// Independent direct conv3d (f64 accumulation) on flat NCTHW data.
     #[allow(clippy::too_many_arguments)]
@@ -1622,14 +1623,7 @@ mod tests {
                 };
                 let got = weights.forward(&xt, sp).unwrap();
                 knobs::set_force_generic(false);
-                let d = (got - &want)
-                    .unwrap()
-                    .abs()
-                    .unwrap()
-                    .max_all()
-                    .unwrap()
-                    .to_scalar::<f32>()
-                    .unwrap();
+                let d = max_abs_diff(&got, &want);
                 assert!(d < 1e-5, "pad ({front}, {back}) generic={generic}: {d}");
             }
         }

@@ -131,6 +131,7 @@ fn cpu(x: &Tensor, eps: f64, modulation: Option<(&Tensor, &Tensor)>, silu: bool)
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_utils::max_abs_diff;
 
     #[test]
     fn fused_matches_candle_ops() {
@@ -142,14 +143,7 @@ mod tests {
             for silu in [false, true] {
                 let a = cpu(&x, 1e-8, modulation, silu).unwrap();
                 let b = generic(&x, 1e-8, modulation, silu).unwrap();
-                let d = (a - b)
-                    .unwrap()
-                    .abs()
-                    .unwrap()
-                    .max_all()
-                    .unwrap()
-                    .to_scalar::<f32>()
-                    .unwrap();
+                let d = max_abs_diff(&a, &b);
                 assert!(
                     d < 1e-5,
                     "silu={silu} modulated={}: {d}",

@@ -94,6 +94,7 @@ impl LinearConv3d {
 mod tests {
     use super::*;
     use crate::kernels::conv3d::conv2d_call_count;
+    use crate::test_utils::max_abs_diff;
     use candle_core::{DType, Device, Tensor};
 
     fn vb(cin: usize, cout: usize, k: usize) -> VarBuilder<'static> {
@@ -137,14 +138,7 @@ mod tests {
             conv.forward(&x, true).unwrap(),
             conv.forward(&x2, true).unwrap(),
         );
-        let d = (a.narrow(2, 0, 3).unwrap() - b.narrow(2, 0, 3).unwrap())
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
+        let d = max_abs_diff(&a.narrow(2, 0, 3).unwrap(), &b.narrow(2, 0, 3).unwrap());
         assert_eq!(d, 0.0);
     }
 }
