@@ -10,8 +10,11 @@
 //! | [`model::common`] | `ltx_core/model/common/` |
 //! | [`model::transformer`] | `ltx_core/model/transformer/` (timestep embeddings so far) |
 //! | [`kernels`] | no twin: fast paths for what Candle lacks (Conv3d on CPU) |
+//! | [`components`] | `ltx_core/components/` (schedulers so far) |
+//! | [`utils`] | `ltx_core/utils.py` (numeric helpers) |
 //! | [`device`] | no twin: device / dtype selection shared by every binary |
 
+pub mod components;
 pub mod device;
 pub mod error;
 pub mod kernels;
@@ -19,5 +22,6 @@ pub mod loader;
 pub mod model;
 #[cfg(test)]
 mod test_utils;
+pub mod utils;
 
 pub use error::{Error, Result};

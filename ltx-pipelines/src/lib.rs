@@ -3,5 +3,6 @@
 
 pub mod error;
 pub mod parity;
+pub mod utils;
 
 pub use error::{Error, Result};

@@ -55,7 +55,7 @@ fn every_committed_fixture_matches_the_reference() {
         "parity failures:\n{}",
         failures.join("\n")
     );
-    for needed in ["video_encoder", "video_decoder"] {
+    for needed in ["video_encoder", "video_decoder", "scheduler"] {
         assert!(components.contains(needed), "no fixture covers {needed}");
     }
 }

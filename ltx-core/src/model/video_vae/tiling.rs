@@ -11,6 +11,7 @@ use serde::Deserialize;
 
 use super::decoder::{DecodeInputs, VideoDecoder};
 use super::encoder::{crop_to_valid_frames, VideoEncoder, SPACE_SCALE, TIME_SCALE};
+use crate::utils::linspace_f32;
 use crate::{Error, Result};
 
 /// Spatial tiles: `tile_size_in_pixels` ≥ 64 and a multiple of 32; overlap a multiple of 32, smaller.
@@ -170,24 +171,6 @@ pub fn split_temporal_frames(len: usize, size: usize, overlap: usize) -> Dimensi
     iv
 }
 
-/// `torch.linspace(start, end, steps)` in f32 (same two-sided formula as the CPU kernel).
-fn linspace(start: f32, end: f32, steps: usize) -> Vec<f32> {
-    if steps == 1 {
-        return vec![start];
-    }
-    let step = (end - start) / (steps - 1) as f32;
-    let half = steps / 2;
-    (0..steps)
-        .map(|i| {
-            if i < half {
-                start + step * i as f32
-            } else {
-                end - step * (steps - i - 1) as f32
-            }
-        })
-        .collect()
-}
-
 /// `compute_trapezoidal_mask_1d`.
 pub fn trapezoidal_mask(
     len: usize,
@@ -199,7 +182,7 @@ pub fn trapezoidal_mask(
     let mut mask = vec![1f32; len];
     if rl > 0 {
         let n = if left_from_0 { rl + 1 } else { rl + 2 };
-        let fade = linspace(0.0, 1.0, n);
+        let fade = linspace_f32(0.0, 1.0, n);
         let fade = if left_from_0 {
             &fade[..n - 1]
         } else {
@@ -210,7 +193,7 @@ pub fn trapezoidal_mask(
         }
     }
     if rr > 0 {
-        let fade = linspace(1.0, 0.0, rr + 2);
+        let fade = linspace_f32(1.0, 0.0, rr + 2);
         for (m, f) in mask[len - rr..].iter_mut().zip(&fade[1..rr + 1]) {
             *m *= f;
         }

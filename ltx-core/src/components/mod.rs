@@ -1,0 +1,3 @@
+//! Port of `ltx_core/components/`: schedulers (so far).
+
+pub mod schedulers;

@@ -1,0 +1,3 @@
+//! Port of `ltx_pipelines/utils/` (so far: constants).
+
+pub mod constants;
