@@ -51,6 +51,26 @@ pub enum Error {
     #[error("invalid input: {0}")]
     InvalidInput(String),
 
+    #[error("{what} has shape {found:?}, expected {expected}")]
+    TensorShape {
+        what: String,
+        expected: String,
+        found: Vec<usize>,
+    },
+
+    #[error("invalid video size: {0}")]
+    InvalidVideoSize(String),
+
+    #[error("invalid guidance parameter `{name}` = {value}: {reason}")]
+    InvalidGuidance {
+        name: String,
+        value: f64,
+        reason: String,
+    },
+
+    #[error("conditioning: {0}")]
+    Conditioning(String),
+
     #[error("device `{0}` is not available: {1}")]
     DeviceUnavailable(String, String),
 
@@ -113,5 +133,14 @@ pub fn unsupported(key: &str, found: impl std::fmt::Display, expected: &str) -> 
         key: key.to_string(),
         found: found.to_string(),
         expected: expected.to_string(),
+    }
+}
+
+/// Shorthand for the `TensorShape` variant.
+pub fn bad_shape(what: impl Into<String>, found: &[usize], expected: impl Into<String>) -> Error {
+    Error::TensorShape {
+        what: what.into(),
+        expected: expected.into(),
+        found: found.to_vec(),
     }
 }

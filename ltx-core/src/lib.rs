@@ -10,18 +10,26 @@
 //! | [`model::common`] | `ltx_core/model/common/` |
 //! | [`model::transformer`] | `ltx_core/model/transformer/` (timestep embeddings so far) |
 //! | [`kernels`] | no twin: fast paths for what Candle lacks (Conv3d on CPU) |
-//! | [`components`] | `ltx_core/components/` (schedulers so far) |
+//! | [`components`] | `ltx_core/components/` (schedulers, guiders, diffusion steps, noisers, patchifiers) |
+//! | [`conditioning`] | `ltx_core/conditioning/` |
+//! | [`guidance`] | `ltx_core/guidance/` (perturbations) |
+//! | [`types`] | `ltx_core/types.py` (shapes, `LatentState`) |
+//! | [`tools`] | `ltx_core/tools.py` (latent tools) |
 //! | [`utils`] | `ltx_core/utils.py` (numeric helpers) |
 //! | [`device`] | no twin: device / dtype selection shared by every binary |
 
 pub mod components;
+pub mod conditioning;
 pub mod device;
 pub mod error;
+pub mod guidance;
 pub mod kernels;
 pub mod loader;
 pub mod model;
 #[cfg(test)]
 mod test_utils;
+pub mod tools;
+pub mod types;
 pub mod utils;
 
 pub use error::{Error, Result};

@@ -55,6 +55,9 @@ from ltx_core.model.video_vae import (
 )
 from ltx_core.model.video_vae.video_vae import decode_video
 
+import math_cases
+from fixture_common import STREAM_INPUT, STREAM_NOISE, STREAM_WEIGHTS, Case, CaseContext, FixtureResult
+
 LOG = logging.getLogger("generate")
 SCRIPT_DIR = Path(__file__).resolve().parent
 DEFAULT_OUT = SCRIPT_DIR.parent / "fixtures"
@@ -273,28 +276,6 @@ def full_ltx23_vae() -> dict:
 # ---------------------------------------------------------------------------------------------------------
 # Generic helpers
 # ---------------------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class CaseContext:
-    seed: int
-    offset: int
-    full_size: bool
-    f64_check: bool = True
-
-    def stream_seed(self, stream: int) -> int:
-        """Seed of one random stream of this case: seed*1000 + 10*offset + stream (stream 0..9)."""
-        assert 0 <= stream < 10 and 0 <= self.offset < 100
-        return self.seed * 1000 + 10 * self.offset + stream
-
-    def generator(self, stream: int) -> torch.Generator:
-        return torch.Generator(device="cpu").manual_seed(self.stream_seed(stream))
-
-
-# random streams used by every case
-STREAM_WEIGHTS = 0
-STREAM_INPUT = 1
-STREAM_NOISE = 2
 
 
 def _uniform(shape: torch.Size, low: float, high: float, gen: torch.Generator) -> torch.Tensor:
@@ -583,17 +564,6 @@ def run_with_noise_input(
 # ---------------------------------------------------------------------------------------------------------
 
 
-@dataclass
-class FixtureResult:
-    component: str
-    config: dict
-    call: dict
-    atol: str
-    rtol: str
-    tensors: dict[str, torch.Tensor]
-    extra_metadata: dict[str, str]
-
-
 def _weights_dtype(ctx: CaseContext) -> torch.dtype:
     """Stored weight dtype: bf16 for full-size cases (like the released checkpoints), f16 for tiny ones (half
     the bytes; the drawn values are rounded to f16 and the reference runs on exactly those values in f32)."""
@@ -737,90 +707,7 @@ def video_decoder_case(
 # ---------------------------------------------------------------------------------------------------------
 
 
-def _seeded_choices(ctx: CaseContext, n: int, low: int, high: int) -> list[int]:
-    gen = torch.Generator().manual_seed(ctx.seed * 1000 + 10 * ctx.offset)
-    return [int(v) for v in torch.randint(low, high, (n,), generator=gen)]
-
-
-def scheduler_case(ctx: CaseContext, name: str, cases: list[dict]) -> FixtureResult:
-    from ltx_core.components.schedulers import LinearQuadraticScheduler, LTX2Scheduler
-
-    tensors: dict[str, torch.Tensor] = {}
-    for i, kwargs in enumerate(cases):
-        if name == "ltx2":
-            kw = dict(kwargs)
-            tokens = kw.pop("tokens", None)
-            latent = None if tokens is None else torch.zeros(1, 1, tokens)
-            sigmas = LTX2Scheduler().execute(latent=latent, **kw)
-        elif name == "linear_quadratic":
-            sigmas = LinearQuadraticScheduler().execute(**kwargs)
-        else:
-            raise ValueError(name)
-        tensors[f"output.sigmas_{i}"] = sigmas.to(torch.float32).contiguous()
-    return FixtureResult("scheduler", {}, {"scheduler": name, "cases": cases}, "1e-6", "0", tensors, {})
-
-
-def scheduler_constants_case(ctx: CaseContext) -> FixtureResult:
-    from ltx_pipelines.utils import constants
-
-    tensors = {
-        "output.distilled": torch.tensor(constants.DISTILLED_SIGMA_VALUES, dtype=torch.float32),
-        "output.stage_2_distilled": torch.tensor(constants.STAGE_2_DISTILLED_SIGMA_VALUES, dtype=torch.float32),
-    }
-    return FixtureResult("scheduler", {}, {"scheduler": "constants"}, "0", "0", tensors, {})
-
-
-def ltx2_scheduler_cases(ctx: CaseContext) -> list[dict]:
-    cases: list[dict] = [{"steps": s} for s in (1, 2, 3, 8, 20, 30, 40)]
-    cases += [{"steps": 8, "tokens": t} for t in (384, 1024, 6144, 24576)]
-    cases += [{"steps": 8, "stretch": False}, {"steps": 12, "terminal": 0.05, "tokens": 3072}]
-    cases += [{"steps": 10, "max_shift": 1.5, "base_shift": 0.5}]
-    steps = _seeded_choices(ctx, 3, 1, 60)
-    tokens = _seeded_choices(ctx, 3, 1, 40000)
-    cases += [{"steps": s, "tokens": t} for s, t in zip(steps, tokens, strict=True)]
-    return cases
-
-
-def linear_quadratic_cases(ctx: CaseContext) -> list[dict]:
-    cases: list[dict] = [{"steps": s} for s in (1, 2, 3, 8, 20, 40)]
-    cases += [{"steps": 10, "threshold_noise": 0.05}, {"steps": 10, "linear_steps": 3}, {"steps": 6, "linear_steps": 6}]
-    cases += [{"steps": s} for s in _seeded_choices(ctx, 3, 2, 80)]
-    return cases
-
-
-@dataclass(frozen=True)
-class Case:
-    name: str
-    component: str
-    offset: int  # unique per case, < 100: random streams are seed*1000 + 10*offset + stream
-    description: str
-    build: Callable[[CaseContext], FixtureResult]
-    full_size: bool = False
-
-
-CASES: list[Case] = [
-    # ----- scheduler -------------------------------------------------------------------------------------
-    Case(
-        "scheduler_ltx2",
-        "scheduler",
-        70,
-        "LTX2Scheduler: step counts 1..40, token counts 384..24576, stretch off, terminal, shifts, 3 seeded cases",
-        lambda ctx: scheduler_case(ctx, "ltx2", ltx2_scheduler_cases(ctx)),
-    ),
-    Case(
-        "scheduler_linear_quadratic",
-        "scheduler",
-        71,
-        "LinearQuadraticScheduler: step counts 1..40, threshold, linear_steps, 3 seeded step counts",
-        lambda ctx: scheduler_case(ctx, "linear_quadratic", linear_quadratic_cases(ctx)),
-    ),
-    Case(
-        "scheduler_constants",
-        "scheduler",
-        73,
-        "ltx_pipelines.utils.constants: DISTILLED_SIGMA_VALUES, STAGE_2_DISTILLED_SIGMA_VALUES",
-        scheduler_constants_case,
-    ),
+VAE_CASES: list[Case] = [
     # ----- video_encoder ---------------------------------------------------------------------------------
     Case(
         "video_encoder_ltx2",
@@ -968,6 +855,9 @@ CASES: list[Case] = [
         full_size=True,
     ),
 ]
+
+
+CASES: list[Case] = VAE_CASES + math_cases.all_cases()
 
 
 def _check_registry() -> None:

@@ -1,3 +1,8 @@
-//! Port of `ltx_core/components/`: schedulers (so far).
+//! Port of `ltx_core/components/`: schedulers, guiders, diffusion steps, noisers, patchifiers.
 
+mod beta_distribution;
+pub mod diffusion_steps;
+pub mod guiders;
+pub mod noisers;
+pub mod patchifiers;
 pub mod schedulers;

@@ -1,3 +1,5 @@
-//! Port of `ltx_pipelines/utils/` (so far: constants).
+//! Port of `ltx_pipelines/utils/`.
 
 pub mod constants;
+pub mod res2s;
+pub mod samplers;

@@ -10,13 +10,20 @@ use std::sync::Arc;
 
 use candle_core::{DType, Device, Tensor};
 use ltx_core::loader::{SDOps, SafetensorsFiles, StateDict};
-use ltx_core::model::video_vae::{
-    decoder::to_uint8_frames, vae_decoder_keys_filter, vae_encoder_keys_filter, DecodeInputs,
-    TilingConfig, VideoDecoder, VideoEncoder, VideoVaeConfig,
-};
+use ltx_core::model::video_vae::TilingConfig;
 use serde_json::Value;
 
 use crate::{Error, Result};
+
+mod conditioning;
+mod diffusion_step;
+mod guider;
+mod patchifier;
+mod scheduler;
+mod video_vae;
+
+/// What a component runner returns: `(output name, actual tensor)` pairs.
+type Outputs = Vec<(String, Tensor)>;
 
 /// One opened fixture.
 pub struct Fixture {
@@ -62,7 +69,7 @@ impl Fixture {
         })
     }
 
-    fn bad(&self, reason: impl Into<String>) -> Error {
+    pub(crate) fn bad(&self, reason: impl Into<String>) -> Error {
         Error::BadFixture {
             path: self.path.clone(),
             reason: reason.into(),
@@ -70,7 +77,7 @@ impl Fixture {
     }
 
     /// Tensors `input.*` / `output.*`, loaded as f32 on `device`.
-    fn io(&self, prefix: &str, device: &Device) -> Result<Arc<StateDict>> {
+    pub(crate) fn io(&self, prefix: &str, device: &Device) -> Result<Arc<StateDict>> {
         let ops = SDOps::new("FIXTURE_IO")
             .with_matching(prefix, "")
             .with_replacement(prefix, "");
@@ -78,7 +85,7 @@ impl Fixture {
         Ok(Arc::new(self.files.state_dict(&ops)?))
     }
 
-    fn tensor(
+    pub(crate) fn tensor(
         &self,
         sd: &Arc<StateDict>,
         name: &str,
@@ -101,11 +108,51 @@ impl Fixture {
     }
 
     /// Weights of a component, filtered and renamed by `ops`, as a strict var builder.
-    fn weights(&self, ops: &SDOps) -> Result<Arc<StateDict>> {
+    pub(crate) fn weights(&self, ops: &SDOps) -> Result<Arc<StateDict>> {
         Ok(Arc::new(self.files.state_dict(ops)?))
     }
 
-    fn tiling(&self) -> Result<Option<TilingConfig>> {
+    /// A required input tensor (as f32 when it is a float tensor).
+    pub(crate) fn input(&self, sd: &Arc<StateDict>, name: &str, device: &Device) -> Result<Tensor> {
+        Ok(self
+            .tensor(sd, name, device, true)?
+            .expect("required tensors are present"))
+    }
+
+    /// `call[key]` as a string.
+    pub(crate) fn call_str(&self, key: &str) -> Result<&str> {
+        self.call
+            .get(key)
+            .and_then(Value::as_str)
+            .ok_or_else(|| self.bad(format!("call.{key} must be a string")))
+    }
+
+    /// `call[key]` as a number.
+    pub(crate) fn call_f64(&self, key: &str) -> Result<f64> {
+        self.call
+            .get(key)
+            .and_then(Value::as_f64)
+            .ok_or_else(|| self.bad(format!("call.{key} must be a number")))
+    }
+
+    /// `call[key]` as a non-negative integer.
+    pub(crate) fn call_usize(&self, key: &str) -> Result<usize> {
+        self.call
+            .get(key)
+            .and_then(Value::as_u64)
+            .map(|v| v as usize)
+            .ok_or_else(|| self.bad(format!("call.{key} must be a non-negative integer")))
+    }
+
+    /// `call[key]` as a list.
+    pub(crate) fn call_array(&self, key: &str) -> Result<&Vec<Value>> {
+        self.call
+            .get(key)
+            .and_then(Value::as_array)
+            .ok_or_else(|| self.bad(format!("call.{key} must be a list")))
+    }
+
+    pub(crate) fn tiling(&self) -> Result<Option<TilingConfig>> {
         match self.call.get("tiling") {
             None | Some(Value::Null) => Ok(None),
             Some(v) => serde_json::from_value(v.clone())
@@ -190,21 +237,14 @@ pub fn run_fixture(path: &Path, device: &Device) -> Result<Vec<OutputCheck>> {
     let fx = Fixture::open(path)?;
     let inputs = fx.io("input.", device)?;
     let expected = fx.io("output.", device)?;
-    let outputs: Vec<(String, Tensor)> = match fx.component.as_str() {
-        "video_encoder" => vec![(
-            "latent".to_string(),
-            run_video_encoder(&fx, &inputs, device)?,
-        )],
-        "scheduler" => run_scheduler(&fx, device)?,
-        "video_decoder" => {
-            let video = run_video_decoder(&fx, &inputs, device)?;
-            let mut outs = Vec::new();
-            if expected.contains("frames") {
-                outs.push(("frames".to_string(), to_uint8_frames(&video)?));
-            }
-            outs.insert(0, ("video".to_string(), video));
-            outs
-        }
+    let outputs: Outputs = match fx.component.as_str() {
+        "video_encoder" => video_vae::run_encoder(&fx, &inputs, device)?,
+        "video_decoder" => video_vae::run_decoder(&fx, &inputs, &expected, device)?,
+        "scheduler" => scheduler::run(&fx, device)?,
+        "guider" => guider::run(&fx, &inputs, device)?,
+        "diffusion_step" => diffusion_step::run(&fx, &inputs, device)?,
+        "patchifier" => patchifier::run(&fx, &inputs, device)?,
+        "conditioning" => conditioning::run(&fx, &inputs, device)?,
         other => {
             return Err(Error::UnknownComponent {
                 path: path.to_path_buf(),
@@ -222,112 +262,6 @@ pub fn run_fixture(path: &Path, device: &Device) -> Result<Vec<OutputCheck>> {
             compare(&fx.component, &name, &actual, &want, atol, rtol)
         })
         .collect()
-}
-
-/// `scheduler` fixtures: `call = {"scheduler": "ltx2" | "linear_quadratic", "cases": [kwargs]}`
-/// with outputs `sigmas_<i>`, or `{"scheduler": "constants"}` with the pipelines' sigma lists.
-fn run_scheduler(fx: &Fixture, device: &Device) -> Result<Vec<(String, Tensor)>> {
-    use ltx_core::components::schedulers::{LinearQuadraticScheduler, Ltx2Scheduler};
-    let kind = fx
-        .call
-        .get("scheduler")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
-    let vec1 = |v: &[f32]| Tensor::from_slice(v, v.len(), device);
-    if kind == "constants" {
-        use crate::utils::constants::{DISTILLED_SIGMA_VALUES, STAGE_2_DISTILLED_SIGMA_VALUES};
-        return Ok(vec![
-            ("distilled".to_string(), vec1(&DISTILLED_SIGMA_VALUES)?),
-            (
-                "stage_2_distilled".to_string(),
-                vec1(&STAGE_2_DISTILLED_SIGMA_VALUES)?,
-            ),
-        ]);
-    }
-    let cases = fx
-        .call
-        .get("cases")
-        .and_then(Value::as_array)
-        .ok_or_else(|| fx.bad("call.cases must be a list"))?;
-    let num = |case: &Value, key: &str| case.get(key).and_then(Value::as_f64);
-    let int = |case: &Value, key: &str| case.get(key).and_then(Value::as_u64).map(|v| v as usize);
-    let mut out = Vec::new();
-    for (i, case) in cases.iter().enumerate() {
-        let steps = int(case, "steps").ok_or_else(|| fx.bad(format!("case {i}: missing steps")))?;
-        let sigmas = match kind {
-            "ltx2" => {
-                let d = Ltx2Scheduler::default();
-                let s = Ltx2Scheduler {
-                    max_shift: num(case, "max_shift").unwrap_or(d.max_shift),
-                    base_shift: num(case, "base_shift").unwrap_or(d.base_shift),
-                    stretch: case
-                        .get("stretch")
-                        .and_then(Value::as_bool)
-                        .unwrap_or(d.stretch),
-                    terminal: num(case, "terminal").unwrap_or(d.terminal),
-                    ..d
-                };
-                s.sigmas(steps, int(case, "tokens"))?
-            }
-            "linear_quadratic" => {
-                let d = LinearQuadraticScheduler::default();
-                LinearQuadraticScheduler {
-                    threshold_noise: num(case, "threshold_noise").unwrap_or(d.threshold_noise),
-                    linear_steps: int(case, "linear_steps"),
-                }
-                .sigmas(steps)?
-            }
-            other => return Err(fx.bad(format!("unknown scheduler `{other}`"))),
-        };
-        out.push((format!("sigmas_{i}"), vec1(&sigmas)?));
-    }
-    Ok(out)
-}
-
-fn run_video_encoder(fx: &Fixture, inputs: &Arc<StateDict>, device: &Device) -> Result<Tensor> {
-    let cfg = VideoVaeConfig::from_checkpoint_config(&fx.config)?;
-    let sd = fx.weights(&vae_encoder_keys_filter())?;
-    let encoder = VideoEncoder::new(&cfg, sd.var_builder(DType::F32, device))?;
-    sd.report_unused("video_encoder");
-    let video = fx.tensor(inputs, "video", device, true)?.expect("required");
-    Ok(match fx.tiling()? {
-        None => encoder.forward(&video)?,
-        Some(t) => encoder.tiled_encode(&video, &t)?,
-    })
-}
-
-fn run_video_decoder(fx: &Fixture, inputs: &Arc<StateDict>, device: &Device) -> Result<Tensor> {
-    let cfg = VideoVaeConfig::from_checkpoint_config(&fx.config)?;
-    let sd = fx.weights(&vae_decoder_keys_filter())?;
-    let decoder = VideoDecoder::new(&cfg, sd.var_builder(DType::F32, device))?;
-    sd.report_unused("video_decoder");
-    let latent = fx
-        .tensor(inputs, "latent", device, true)?
-        .expect("required");
-    let noise = fx.tensor(inputs, "noise", device, false)?;
-    if decoder.has_timestep_conditioning() && noise.is_none() {
-        return Err(fx.bad("timestep-conditioned decoder fixture needs `input.noise`"));
-    }
-    let timestep = match fx.call.get("timestep") {
-        None | Some(Value::Null) => None,
-        Some(v) => {
-            let t = v
-                .as_f64()
-                .ok_or_else(|| fx.bad(format!("call.timestep is not a number: {v}")))?;
-            Some(Tensor::full(t as f32, latent.dim(0)?, device)?)
-        }
-    };
-    Ok(match fx.tiling()? {
-        None => decoder.forward(
-            &latent,
-            DecodeInputs {
-                timestep: timestep.as_ref(),
-                noise: noise.as_ref(),
-                spatial_noise: None,
-            },
-        )?,
-        Some(t) => decoder.tiled_decode_all(&latent, &t, timestep.as_ref(), noise.as_ref())?,
-    })
 }
 
 /// Expands directories into their `*.safetensors` files (sorted); files are kept as given.

@@ -1,0 +1,1 @@
+//! The Beta distribution's quantile function (SciPy `beta.ppf`), for `BetaScheduler`.

@@ -1,0 +1,1 @@
+//! Port of `ltx_core/conditioning/mask_utils.py`.

@@ -1,0 +1,3 @@
+//! Port of `ltx_core/guidance/`.
+
+pub mod perturbations;

@@ -1,0 +1,1 @@
+//! Port of `ltx_core/tools.py`.

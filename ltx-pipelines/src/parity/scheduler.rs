@@ -1,0 +1,67 @@
+//! `scheduler` fixtures.
+
+use candle_core::{Device, Tensor};
+use serde_json::Value;
+
+use super::{Fixture, Outputs};
+use crate::Result;
+
+/// `scheduler` fixtures: `call = {"scheduler": "ltx2" | "linear_quadratic", "cases": [kwargs]}`
+/// with outputs `sigmas_<i>`, or `{"scheduler": "constants"}` with the pipelines' sigma lists.
+pub(super) fn run(fx: &Fixture, device: &Device) -> Result<Outputs> {
+    use ltx_core::components::schedulers::{LinearQuadraticScheduler, Ltx2Scheduler};
+    let kind = fx
+        .call
+        .get("scheduler")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let vec1 = |v: &[f32]| Tensor::from_slice(v, v.len(), device);
+    if kind == "constants" {
+        use crate::utils::constants::{DISTILLED_SIGMA_VALUES, STAGE_2_DISTILLED_SIGMA_VALUES};
+        return Ok(vec![
+            ("distilled".to_string(), vec1(&DISTILLED_SIGMA_VALUES)?),
+            (
+                "stage_2_distilled".to_string(),
+                vec1(&STAGE_2_DISTILLED_SIGMA_VALUES)?,
+            ),
+        ]);
+    }
+    let cases = fx
+        .call
+        .get("cases")
+        .and_then(Value::as_array)
+        .ok_or_else(|| fx.bad("call.cases must be a list"))?;
+    let num = |case: &Value, key: &str| case.get(key).and_then(Value::as_f64);
+    let int = |case: &Value, key: &str| case.get(key).and_then(Value::as_u64).map(|v| v as usize);
+    let mut out = Vec::new();
+    for (i, case) in cases.iter().enumerate() {
+        let steps = int(case, "steps").ok_or_else(|| fx.bad(format!("case {i}: missing steps")))?;
+        let sigmas = match kind {
+            "ltx2" => {
+                let d = Ltx2Scheduler::default();
+                let s = Ltx2Scheduler {
+                    max_shift: num(case, "max_shift").unwrap_or(d.max_shift),
+                    base_shift: num(case, "base_shift").unwrap_or(d.base_shift),
+                    stretch: case
+                        .get("stretch")
+                        .and_then(Value::as_bool)
+                        .unwrap_or(d.stretch),
+                    terminal: num(case, "terminal").unwrap_or(d.terminal),
+                    ..d
+                };
+                s.sigmas(steps, int(case, "tokens"))?
+            }
+            "linear_quadratic" => {
+                let d = LinearQuadraticScheduler::default();
+                LinearQuadraticScheduler {
+                    threshold_noise: num(case, "threshold_noise").unwrap_or(d.threshold_noise),
+                    linear_steps: int(case, "linear_steps"),
+                }
+                .sigmas(steps)?
+            }
+            other => return Err(fx.bad(format!("unknown scheduler `{other}`"))),
+        };
+        out.push((format!("sigmas_{i}"), vec1(&sigmas)?));
+    }
+    Ok(out)
+}

@@ -1,0 +1,1 @@
+//! Port of `ltx_pipelines/utils/res2s.py`.
