@@ -76,7 +76,7 @@ impl Fixture {
         }
     }
 
-    /// Tensors `input.*` / `output.*`, loaded as f32 on `device`.
+    /// Tensors `input.*` / `output.*` on `device` (f16/bf16 widened to f32 by [`Fixture::tensor`]).
     pub(crate) fn io(&self, prefix: &str, device: &Device) -> Result<Arc<StateDict>> {
         let ops = SDOps::new("FIXTURE_IO")
             .with_matching(prefix, "")
@@ -100,10 +100,10 @@ impl Fixture {
             };
         }
         let t = sd.raw_tensor(name, device)?;
-        Ok(Some(if t.dtype().is_float() {
-            t.to_dtype(DType::F32)?
-        } else {
-            t
+        // Half-precision storage is widened to f32 (what the reference computed with); f64 stays f64.
+        Ok(Some(match t.dtype() {
+            DType::F16 | DType::BF16 => t.to_dtype(DType::F32)?,
+            _ => t,
         }))
     }
 
