@@ -1,1 +1,268 @@
-//! Port of `ltx_core/tools.py`.
+//! Port of `ltx_core/tools.py`: building the initial [`LatentState`] of each modality, and moving
+//! a state between the latent grid and the token sequence.
+
+use candle_core::{DType, Device, Tensor};
+
+use crate::components::patchifiers::{get_pixel_coords, AudioPatchifier, VideoLatentPatchifier};
+use crate::error::{bad_shape, Result};
+use crate::types::{AudioLatentShape, LatentState, SpatioTemporalScaleFactors, VideoLatentShape};
+
+/// What the denoising loop and the conditioning items need from a modality's tools.
+pub trait LatentTools {
+    /// Tokens of the target grid (conditioning tokens are appended after them).
+    fn token_count(&self) -> usize;
+    /// Batch size of the target grid.
+    fn batch(&self) -> usize;
+    /// A fresh patchified state: `initial_latent` (or zeros) as both latent and clean latent, a
+    /// denoise mask of ones (f32), and the tokens' positions.
+    fn create_initial_state(
+        &self,
+        device: &Device,
+        dtype: DType,
+        initial_latent: Option<&Tensor>,
+    ) -> Result<LatentState>;
+    /// Grid layout -> token layout (latent, clean latent, denoise mask).
+    fn patchify(&self, state: &LatentState) -> Result<LatentState>;
+    /// Token layout -> grid layout (latent, clean latent, denoise mask).
+    fn unpatchify(&self, state: &LatentState) -> Result<LatentState>;
+
+    /// Drops the conditioning tokens appended after the target grid's tokens, resets the denoise
+    /// mask to ones and removes the attention mask.
+    fn clear_conditioning(&self, state: &LatentState) -> Result<LatentState> {
+        let n = self.token_count();
+        let have = state.latent.dim(1)?;
+        if have < n {
+            return Err(bad_shape(
+                "latent state",
+                state.latent.dims(),
+                format!("at least {n} tokens"),
+            ));
+        }
+        Ok(LatentState {
+            latent: state.latent.narrow(1, 0, n)?,
+            clean_latent: state.clean_latent.narrow(1, 0, n)?,
+            denoise_mask: state.denoise_mask.ones_like()?.narrow(1, 0, n)?,
+            positions: state.positions.narrow(2, 0, n)?,
+            attention_mask: None,
+        })
+    }
+}
+
+fn check_dims(what: &str, t: &Tensor, want: &[usize]) -> Result<()> {
+    if t.dims() != want {
+        return Err(bad_shape(what, t.dims(), format!("{want:?}")));
+    }
+    Ok(())
+}
+
+/// Latent tools of the video modality.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct VideoLatentTools {
+    pub patchifier: VideoLatentPatchifier,
+    pub target_shape: VideoLatentShape,
+    pub fps: f64,
+    pub scale_factors: SpatioTemporalScaleFactors,
+    /// Map latent frame 0 to the single pixel frame the causal VAE encodes it from.
+    pub causal_fix: bool,
+}
+
+impl VideoLatentTools {
+    /// Tools with the default scale factors (8, 32, 32) and the causal fix, as the pipelines use.
+    pub fn new(
+        patchifier: VideoLatentPatchifier,
+        target_shape: VideoLatentShape,
+        fps: f64,
+    ) -> Self {
+        Self {
+            patchifier,
+            target_shape,
+            fps,
+            scale_factors: SpatioTemporalScaleFactors::default(),
+            causal_fix: true,
+        }
+    }
+
+    /// Token positions `[B, 3, N, 2]` for a video latent grid, in the reference's arithmetic:
+    /// pixel-space bounds as f32, the frame axis divided by `fps` (in f32).
+    pub fn positions_for(
+        &self,
+        shape: &VideoLatentShape,
+        causal_fix: bool,
+        frame_offset: i64,
+        device: &Device,
+    ) -> Result<Tensor> {
+        let bounds = self.patchifier.get_patch_grid_bounds(shape, device)?;
+        let mut coords = get_pixel_coords(&bounds, self.scale_factors, causal_fix)?;
+        if frame_offset != 0 {
+            let offset = Tensor::new(&[frame_offset, 0, 0], device)?.reshape((1, 3, 1, 1))?;
+            coords = coords.broadcast_add(&offset)?;
+        }
+        let coords = coords.to_dtype(DType::F32)?;
+        let fps = Tensor::new(self.fps as f32, device)?;
+        let time = coords.narrow(1, 0, 1)?.broadcast_div(&fps)?;
+        Ok(Tensor::cat(&[time, coords.narrow(1, 1, 2)?], 1)?)
+    }
+}
+
+impl LatentTools for VideoLatentTools {
+    fn token_count(&self) -> usize {
+        self.patchifier.get_token_count(&self.target_shape)
+    }
+
+    fn batch(&self) -> usize {
+        self.target_shape.batch
+    }
+
+    fn create_initial_state(
+        &self,
+        device: &Device,
+        dtype: DType,
+        initial_latent: Option<&Tensor>,
+    ) -> Result<LatentState> {
+        let shape = self.target_shape;
+        let latent = match initial_latent {
+            Some(t) => {
+                check_dims("initial video latent", t, &shape.dims())?;
+                t.clone()
+            }
+            None => Tensor::zeros(&shape.dims(), dtype, device)?,
+        };
+        let denoise_mask = Tensor::ones(&shape.mask_shape().dims(), DType::F32, device)?;
+        // The reference rounds the positions to the model dtype.
+        let positions = self
+            .positions_for(&shape, self.causal_fix, 0, device)?
+            .to_dtype(dtype)?;
+        self.patchify(&LatentState {
+            clean_latent: latent.clone(),
+            latent,
+            denoise_mask,
+            positions,
+            attention_mask: None,
+        })
+    }
+
+    fn patchify(&self, state: &LatentState) -> Result<LatentState> {
+        check_dims("video latent", &state.latent, &self.target_shape.dims())?;
+        Ok(LatentState {
+            latent: self.patchifier.patchify(&state.latent)?,
+            clean_latent: self.patchifier.patchify(&state.clean_latent)?,
+            denoise_mask: self.patchifier.patchify(&state.denoise_mask)?,
+            positions: state.positions.clone(),
+            attention_mask: state.attention_mask.clone(),
+        })
+    }
+
+    fn unpatchify(&self, state: &LatentState) -> Result<LatentState> {
+        let shape = &self.target_shape;
+        Ok(LatentState {
+            latent: self.patchifier.unpatchify(&state.latent, shape)?,
+            clean_latent: self.patchifier.unpatchify(&state.clean_latent, shape)?,
+            denoise_mask: self
+                .patchifier
+                .unpatchify(&state.denoise_mask, &shape.mask_shape())?,
+            positions: state.positions.clone(),
+            attention_mask: state.attention_mask.clone(),
+        })
+    }
+}
+
+/// Latent tools of the audio modality.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct AudioLatentTools {
+    pub patchifier: AudioPatchifier,
+    pub target_shape: AudioLatentShape,
+}
+
+impl LatentTools for AudioLatentTools {
+    fn token_count(&self) -> usize {
+        self.patchifier.get_token_count(&self.target_shape)
+    }
+
+    fn batch(&self) -> usize {
+        self.target_shape.batch
+    }
+
+    fn create_initial_state(
+        &self,
+        device: &Device,
+        dtype: DType,
+        initial_latent: Option<&Tensor>,
+    ) -> Result<LatentState> {
+        let shape = self.target_shape;
+        let latent = match initial_latent {
+            Some(t) => {
+                check_dims("initial audio latent", t, &shape.dims())?;
+                t.clone()
+            }
+            None => Tensor::zeros(&shape.dims(), dtype, device)?,
+        };
+        let denoise_mask = Tensor::ones(&shape.mask_shape().dims(), DType::F32, device)?;
+        // Audio positions stay f32 (seconds), unlike the video ones.
+        let positions = self.patchifier.get_patch_grid_bounds(&shape, device)?;
+        self.patchify(&LatentState {
+            clean_latent: latent.clone(),
+            latent,
+            denoise_mask,
+            positions,
+            attention_mask: None,
+        })
+    }
+
+    fn patchify(&self, state: &LatentState) -> Result<LatentState> {
+        check_dims("audio latent", &state.latent, &self.target_shape.dims())?;
+        Ok(LatentState {
+            latent: self.patchifier.patchify(&state.latent)?,
+            clean_latent: self.patchifier.patchify(&state.clean_latent)?,
+            denoise_mask: self.patchifier.patchify(&state.denoise_mask)?,
+            positions: state.positions.clone(),
+            attention_mask: state.attention_mask.clone(),
+        })
+    }
+
+    fn unpatchify(&self, state: &LatentState) -> Result<LatentState> {
+        let shape = &self.target_shape;
+        Ok(LatentState {
+            latent: self.patchifier.unpatchify(&state.latent, shape)?,
+            clean_latent: self.patchifier.unpatchify(&state.clean_latent, shape)?,
+            denoise_mask: self
+                .patchifier
+                .unpatchify(&state.denoise_mask, &shape.mask_shape())?,
+            positions: state.positions.clone(),
+            attention_mask: state.attention_mask.clone(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::Error;
+
+    #[test]
+    fn video_initial_state_shapes_and_causal_positions() -> Result<()> {
+        let shape = VideoLatentShape::from_dims(&[1, 4, 3, 2, 2])?;
+        let tools = VideoLatentTools::new(VideoLatentPatchifier::new(1)?, shape, 25.0);
+        let st = tools.create_initial_state(&Device::Cpu, DType::F32, None)?;
+        assert_eq!(st.latent.dims(), &[1, 12, 4]);
+        assert_eq!(st.denoise_mask.dims(), &[1, 12, 1]);
+        assert_eq!(st.positions.dims(), &[1, 3, 12, 2]);
+        // frame bounds: latent frame 0 -> [0, 1) pixel frames, frame 1 -> [1, 9), in seconds
+        let t = st.positions.get(0)?.get(0)?.to_vec2::<f32>()?;
+        assert_eq!(t[0], [0.0, 1.0 / 25.0]);
+        assert_eq!(t[4], [1.0 / 25.0, 9.0 / 25.0]);
+        let cleared = tools.clear_conditioning(&st)?;
+        assert_eq!(cleared.latent.dims(), st.latent.dims());
+        Ok(())
+    }
+
+    #[test]
+    fn wrong_initial_latent_is_an_error() {
+        let shape = VideoLatentShape::from_dims(&[1, 4, 3, 2, 2]).unwrap();
+        let tools = VideoLatentTools::new(VideoLatentPatchifier::new(1).unwrap(), shape, 25.0);
+        let bad = Tensor::zeros((1, 4, 2, 2, 2), DType::F32, &Device::Cpu).unwrap();
+        let err = tools
+            .create_initial_state(&Device::Cpu, DType::F32, Some(&bad))
+            .unwrap_err();
+        assert!(matches!(err, Error::TensorShape { .. }), "{err}");
+    }
+}
