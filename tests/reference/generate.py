@@ -33,7 +33,7 @@ import logging
 import math
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -53,6 +53,7 @@ from ltx_core.model.video_vae import (
     VideoDecoderConfigurator,
     VideoEncoderConfigurator,
 )
+from ltx_core.model.transformer import LTXV_MODEL_COMFY_RENAMING_MAP
 from ltx_core.model.video_vae.video_vae import decode_video
 
 import math_cases
@@ -464,7 +465,7 @@ def write_fixture(
 @dataclass(frozen=True)
 class Component:
     name: str
-    configurator: Any
+    configurator: Any  # has from_config(config); or a callable call -> such an object (see configurator_for)
     sd_ops: Any
     weight_prefix: str
     # run(model, inputs, call, generator, optional_outputs) -> (outputs, extra metadata); inputs/outputs
@@ -527,6 +528,13 @@ def run_video_decoder(
 
 
 COMPONENTS: dict[str, Component] = {
+    "transformer": Component(
+        "transformer",
+        lambda call: transformer_configurator(call),
+        LTXV_MODEL_COMFY_RENAMING_MAP,
+        "model.diffusion_model.",
+        lambda *a: run_transformer(*a),
+    ),
     "video_encoder": Component(
         "video_encoder", VideoEncoderConfigurator, VAE_ENCODER_COMFY_KEYS_FILTER, "vae.encoder.", run_video_encoder
     ),
@@ -534,6 +542,12 @@ COMPONENTS: dict[str, Component] = {
         "video_decoder", VideoDecoderConfigurator, VAE_DECODER_COMFY_KEYS_FILTER, "vae.decoder.", run_video_decoder
     ),
 }
+
+
+def configurator_for(component: Component, call: dict) -> Any:
+    """The configurator of a component: fixed, or chosen by the call (the transformer's model type)."""
+    c = component.configurator
+    return c if hasattr(c, "from_config") else c(call)
 
 
 def split_io(tensors: dict[str, torch.Tensor], kind: str) -> dict[str, torch.Tensor]:
@@ -593,10 +607,13 @@ def _tolerances(ctx: CaseContext, f64_err: float | None) -> tuple[str, str]:
     return _fmt_tol(atol), _fmt_tol(rtol)
 
 
-def make_weights(component: Component, config: dict, ctx: CaseContext) -> dict[str, torch.Tensor]:
+def make_weights(component: Component, config: dict, ctx: CaseContext, call: dict) -> dict[str, torch.Tensor]:
     """Build the reference model from the config, det_init it, return its tensors under checkpoint keys
     (bf16-rounded for full-size cases)."""
-    model = component.configurator.from_config(config)
+    model = configurator_for(component, call).from_config(config)
+    if any(t.is_meta for t in model.state_dict().values()):
+        # the transformer configurator builds its caption projections on the meta device; det_init fills all
+        model = model.to_empty(device="cpu")
     state = det_init(model, ctx.generator(STREAM_WEIGHTS))
     weights = to_checkpoint_keys(state, component.weight_prefix, _weights_dtype(ctx))
     del model, state
@@ -617,8 +634,10 @@ def reference_case(
     (strict) -> outputs. With `noise_seed`, the model is given a torch.Generator seeded with it and the single
     torch.randn draw it makes must equal inputs["noise"] bit for bit."""
     component = COMPONENTS[component_name]
-    weights = make_weights(component, config, ctx)
-    model = build_from_checkpoint(component.configurator, component.sd_ops, config, checkpoint_roundtrip(weights))
+    weights = make_weights(component, config, ctx, call)
+    model = build_from_checkpoint(
+        configurator_for(component, call), component.sd_ops, config, checkpoint_roundtrip(weights)
+    )
 
     generator = None if noise_seed is None else torch.Generator(device="cpu").manual_seed(noise_seed)
     with patched_randn() as draws:
@@ -705,6 +724,472 @@ def video_decoder_case(
 # Schedulers (component "scheduler"): no weights, no inputs; call = {"scheduler", "cases": [kwargs...]},
 # outputs output.sigmas_<i> (float32), one per case, from the reference's own execute().
 # ---------------------------------------------------------------------------------------------------------
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Transformer (LTXModel): tiny 19B-style and 2.3-style configs, inputs built with the reference latent tools
+# ---------------------------------------------------------------------------------------------------------
+
+# every key LTXModelConfigurator asserts with check_config_value (they must be present in a checkpoint)
+_TRANSFORMER_CHECKED = {
+    "dropout": 0.0,
+    "attention_bias": True,
+    "num_vector_embeds": None,
+    "activation_fn": "gelu-approximate",
+    "num_embeds_ada_norm": 1000,
+    "use_linear_projection": False,
+    "only_cross_attention": False,
+    "cross_attention_norm": True,
+    "double_self_attention": False,
+    "upcast_attention": False,
+    "standardization_norm": "rms_norm",
+    "norm_elementwise_affine": False,
+    "qk_norm": "rms_norm",
+    "positional_embedding_type": "rope",
+    "use_audio_video_cross_attention": True,
+    "share_ff": False,
+    "av_cross_ada_norm": True,
+    "use_middle_indices_grid": True,
+}
+
+
+def tiny_ltx2_transformer(**overrides: Any) -> dict:
+    """19B layout at tiny widths (PYTORCH-REFERENCE.md 5): split RoPE on a float64 grid, A/V gate multiplier
+    1000, caption projections inside the transformer."""
+    cfg = {
+        **_TRANSFORMER_CHECKED,
+        "num_attention_heads": 2,
+        "attention_head_dim": 16,
+        "in_channels": 128,
+        "out_channels": 128,
+        "num_layers": 2,
+        "cross_attention_dim": 32,
+        "caption_channels": 24,
+        "audio_num_attention_heads": 2,
+        "audio_attention_head_dim": 8,
+        "audio_in_channels": 128,
+        "audio_out_channels": 128,
+        "audio_cross_attention_dim": 16,
+        "positional_embedding_theta": 10000.0,
+        "positional_embedding_max_pos": [20, 2048, 2048],
+        "audio_positional_embedding_max_pos": [20],
+        "timestep_scale_multiplier": 1000,
+        "av_ca_timestep_scale_multiplier": 1000.0,
+        "rope_type": "split",
+        "frequencies_precision": "float64",
+        "norm_eps": 1e-6,
+    }
+    cfg.update(overrides)
+    return {"transformer": {k: v for k, v in cfg.items() if v is not _ABSENT}}
+
+
+def tiny_ltx23_transformer(**overrides: Any) -> dict:
+    """2.3 layout at tiny widths: gated attention, cross-attention AdaLN (9 rows + prompt AdaLN), caption
+    projection moved to the text connector (contexts arrive at the inner widths)."""
+    return tiny_ltx2_transformer(
+        apply_gated_attention=True,
+        cross_attention_adaln=True,
+        caption_proj_before_connector=True,
+        caption_projection_first_linear=False,
+        caption_proj_input_norm=False,
+        caption_projection_second_linear=False,
+        caption_channels=_ABSENT,
+        **overrides,
+    )
+
+
+_ABSENT = object()
+
+
+def full_transformer(v23: bool) -> dict:
+    """Released LTX-2 19B / LTX-2.3 22B transformer configs (LTX-ARCH.md 2.2)."""
+    cfg = {
+        **_TRANSFORMER_CHECKED,
+        "num_attention_heads": 32,
+        "attention_head_dim": 128,
+        "in_channels": 128,
+        "out_channels": 128,
+        "num_layers": 48,
+        "cross_attention_dim": 4096,
+        "caption_channels": 3840,
+        "audio_num_attention_heads": 32,
+        "audio_attention_head_dim": 64,
+        "audio_in_channels": 128,
+        "audio_out_channels": 128,
+        "audio_cross_attention_dim": 2048,
+        "positional_embedding_theta": 10000.0,
+        "positional_embedding_max_pos": [20, 2048, 2048],
+        "audio_positional_embedding_max_pos": [20],
+        "timestep_scale_multiplier": 1000,
+        "av_ca_timestep_scale_multiplier": 1000.0,
+        "rope_type": "split",
+        "frequencies_precision": "float64",
+        "norm_eps": 1e-6,
+    }
+    if v23:
+        cfg.update(
+            apply_gated_attention=True,
+            cross_attention_adaln=True,
+            caption_proj_before_connector=True,
+            caption_projection_first_linear=False,
+            caption_proj_input_norm=False,
+            caption_projection_second_linear=False,
+        )
+        del cfg["caption_channels"]
+    return {"transformer": cfg}
+
+
+class _AudioOnlyConfigurator:
+    """The reference has no audio-only configurator; this builds `LTXModel(model_type=AudioOnly)` with the
+    same argument mapping as `LTXModelConfigurator` (test shim)."""
+
+    @classmethod
+    def from_config(cls, config: dict) -> Any:
+        from ltx_core.model.transformer.attention import AttentionFunction
+        from ltx_core.model.transformer.model import LTXModel, LTXModelType
+        from ltx_core.model.transformer.model_configurator import _build_caption_projections
+        from ltx_core.model.transformer.rope import LTXRopeType
+
+        _, audio_caption_projection = _build_caption_projections(config, is_av=True)
+        t = config.get("transformer", {})
+        return LTXModel(
+            model_type=LTXModelType.AudioOnly,
+            num_layers=t.get("num_layers", 48),
+            norm_eps=t.get("norm_eps", 1e-06),
+            attention_type=AttentionFunction(t.get("attention_type", "default")),
+            positional_embedding_theta=t.get("positional_embedding_theta", 10000.0),
+            timestep_scale_multiplier=t.get("timestep_scale_multiplier", 1000),
+            use_middle_indices_grid=t.get("use_middle_indices_grid", True),
+            audio_num_attention_heads=t.get("audio_num_attention_heads", 32),
+            audio_attention_head_dim=t.get("audio_attention_head_dim", 64),
+            audio_in_channels=t.get("audio_in_channels", 128),
+            audio_out_channels=t.get("audio_out_channels", 128),
+            audio_cross_attention_dim=t.get("audio_cross_attention_dim", 2048),
+            audio_positional_embedding_max_pos=t.get("audio_positional_embedding_max_pos", [20]),
+            rope_type=LTXRopeType(t.get("rope_type", "interleaved")),
+            double_precision_rope=t.get("frequencies_precision", False) == "float64",
+            apply_gated_attention=t.get("apply_gated_attention", False),
+            audio_caption_projection=audio_caption_projection,
+            cross_attention_adaln=t.get("cross_attention_adaln", False),
+        )
+
+
+def transformer_configurator(call: dict) -> Any:
+    from ltx_core.model.transformer import LTXModelConfigurator, LTXVideoOnlyModelConfigurator
+
+    return {
+        "audio_video": LTXModelConfigurator,
+        "video_only": LTXVideoOnlyModelConfigurator,
+        "audio_only": _AudioOnlyConfigurator,
+    }[call["model_type"]]
+
+
+def _perturbations(call: dict, batch: int) -> Any:
+    from ltx_core.guidance.perturbations import (
+        BatchedPerturbationConfig,
+        Perturbation,
+        PerturbationConfig,
+        PerturbationType,
+    )
+
+    spec = call.get("perturbations")
+    if spec is None:
+        return BatchedPerturbationConfig.empty(batch)
+    return BatchedPerturbationConfig(
+        [
+            PerturbationConfig([Perturbation(PerturbationType(p["type"]), p["blocks"]) for p in sample])
+            for sample in spec
+        ]
+    )
+
+
+def run_transformer(
+    model: Any,
+    inputs: dict[str, torch.Tensor],
+    call: dict,
+    generator: torch.Generator | None,
+    optional_outputs: frozenset = frozenset(),
+) -> tuple[dict, dict]:
+    """LTXModel velocities and X0Model denoised predictions. `call.dtype` bfloat16 runs the model and its
+    latent/context/position inputs in bf16 (as the pipelines do); timesteps and sigma stay float32."""
+    from ltx_core.model.transformer import Modality, X0Model
+
+    del generator
+    if optional_outputs:
+        raise ValueError(f"transformer has no optional outputs, asked for {sorted(optional_outputs)}")
+    dtype = next(model.parameters()).dtype
+    if call.get("dtype") == "bfloat16":
+        dtype = torch.bfloat16
+        model = model.to(dtype)
+    modalities = {}
+    for name in ("video", "audio"):
+        if f"{name}_latent" not in inputs:
+            continue
+        ts_dtype = torch.float64 if dtype == torch.float64 else torch.float32
+        mask = inputs.get(f"{name}_context_mask")
+        attention = inputs.get(f"{name}_attention_mask")
+        modalities[name] = Modality(
+            latent=inputs[f"{name}_latent"].to(dtype),
+            sigma=inputs[f"{name}_sigma"].to(ts_dtype),
+            timesteps=inputs[f"{name}_timesteps"].to(ts_dtype),
+            positions=inputs[f"{name}_positions"].to(dtype),
+            context=inputs[f"{name}_context"].to(dtype),
+            enabled=True,
+            context_mask=None if mask is None else mask.to(torch.int64),
+            attention_mask=None if attention is None else attention.to(dtype),
+        )
+    batch = next(iter(modalities.values())).latent.shape[0]
+    perturbations = _perturbations(call, batch)
+    video, audio = modalities.get("video"), modalities.get("audio")
+    with torch.inference_mode():
+        vx, ax = model(video, audio, perturbations)
+        vd, ad = X0Model(model)(video, audio, perturbations)
+    outputs = {}
+    for name, value in (("video", vx), ("audio", ax), ("video_x0", vd), ("audio_x0", ad)):
+        if value is not None:
+            outputs[name] = value
+    return outputs, {}
+
+
+def transformer_inputs(
+    ctx: CaseContext,
+    config: dict,
+    *,
+    batch: int = 1,
+    video: tuple[int, int, int] | None = (2, 2, 3),
+    audio_frames: int | None = 7,
+    sigma: tuple[float, ...] = (0.7,),
+    fps: float = 24.0,
+    pertoken: bool = False,
+    keyframe_attention: float | None = None,
+    context_len: int = 16,
+    context_mask_valid: int | None = None,
+) -> dict[str, torch.Tensor]:
+    """Latents, contexts (N(0,1)), positions from the reference latent tools, per-token timesteps
+    sigma·denoise_mask. `pertoken`: an image-conditioned first latent frame (mask 0 there);
+    `keyframe_attention`: a keyframe appended through ConditioningItemAttentionStrengthWrapper (self-attention
+    mask); `context_mask_valid`: left-padded int64 text masks."""
+    from ltx_core.components.patchifiers import AudioPatchifier, VideoLatentPatchifier
+    from ltx_core.conditioning import (
+        ConditioningItemAttentionStrengthWrapper,
+        VideoConditionByKeyframeIndex,
+        VideoConditionByLatentIndex,
+    )
+    from ltx_core.tools import AudioLatentTools, VideoLatentTools
+    from ltx_core.types import AudioLatentShape, VideoLatentShape
+
+    t = config["transformer"]
+    gen = ctx.generator(STREAM_INPUT)
+    dt = _input_dtype(ctx)
+    sig = torch.tensor(sigma if len(sigma) == batch else sigma * batch, dtype=torch.float32)
+    inputs: dict[str, torch.Tensor] = {}
+    caption = t.get("caption_channels")
+
+    def context(width: int) -> torch.Tensor:
+        return _normal(torch.Size([batch, context_len, width]), gen).to(dt)
+
+    def cmask() -> torch.Tensor:
+        m = torch.zeros(batch, context_len, dtype=torch.int64)
+        m[:, context_len - context_mask_valid :] = 1
+        return m
+
+    if video is not None:
+        f, h, w = video
+        shape = VideoLatentShape(batch, t["in_channels"], f, h, w)
+        tools = VideoLatentTools(VideoLatentPatchifier(patch_size=1), shape, fps)
+        latent = _normal(torch.Size(shape), gen).to(dt).float()
+        state = tools.create_initial_state(torch.device("cpu"), torch.float32, latent)
+        if pertoken:
+            first = latent[:, :, :1].clone()
+            state = VideoConditionByLatentIndex(first, 1.0, 0).apply_to(state, tools)
+        if keyframe_attention is not None:
+            kf = _normal(torch.Size([batch, t["in_channels"], 1, h, w]), gen).to(dt).float()
+            item = ConditioningItemAttentionStrengthWrapper(
+                VideoConditionByKeyframeIndex(kf, (f - 1) * 8, 1.0), attention_mask=keyframe_attention
+            )
+            state = item.apply_to(state, tools)
+        inputs["video_latent"] = state.latent
+        inputs["video_positions"] = state.positions
+        inputs["video_timesteps"] = state.denoise_mask * sig.view(batch, 1, 1)
+        inputs["video_sigma"] = sig
+        inputs["video_context"] = context(caption or t["num_attention_heads"] * t["attention_head_dim"])
+        if state.attention_mask is not None:
+            inputs["video_attention_mask"] = state.attention_mask
+        if context_mask_valid is not None:
+            inputs["video_context_mask"] = cmask()
+    if audio_frames is not None:
+        shape = AudioLatentShape(batch, 8, audio_frames, t["audio_in_channels"] // 8)
+        tools = AudioLatentTools(AudioPatchifier(patch_size=1), shape)
+        latent = _normal(torch.Size(shape), gen).to(dt).float()
+        state = tools.create_initial_state(torch.device("cpu"), torch.float32, latent)
+        inputs["audio_latent"] = state.latent
+        inputs["audio_positions"] = state.positions
+        inputs["audio_timesteps"] = state.denoise_mask * sig.view(batch, 1, 1)
+        inputs["audio_sigma"] = sig
+        inputs["audio_context"] = context(caption or t["audio_num_attention_heads"] * t["audio_attention_head_dim"])
+        if context_mask_valid is not None:
+            inputs["audio_context_mask"] = cmask()
+    return {k: v.contiguous().clone() for k, v in inputs.items()}
+
+
+def transformer_case(ctx: CaseContext, config: dict, call: dict, **input_kw: Any) -> FixtureResult:
+    if call.get("dtype") == "bfloat16":
+        ctx = replace(ctx, f64_check=False)
+    inputs = transformer_inputs(ctx, config, **input_kw)
+    result = reference_case(ctx, "transformer", config, inputs, call)
+    if call.get("dtype") == "bfloat16":
+        # bf16 rounding of every activation: compare against the bf16 reference with a bf16-sized tolerance
+        result.atol, result.rtol = "3e-2", "3e-2"
+    return result
+
+
+def transformer_manifest_case(ctx: CaseContext, v23: bool) -> FixtureResult:
+    """Parameter names and shapes of the released model, from a meta-device reference model."""
+    from ltx_core.model.transformer import LTXModelConfigurator
+
+    config = full_transformer(v23)
+    with torch.device("meta"):
+        model = LTXModelConfigurator.from_config(config)
+    params = sorted([name, list(t.shape)] for name, t in model.state_dict().items())
+    total = sum(math.prod(shape) for _, shape in params)
+    call = {"model_type": "audio_video", "params": params}
+    tensors = {"output.param_count": torch.tensor([total], dtype=torch.int64)}
+    return FixtureResult("transformer_manifest", config, call, "0", "0", tensors, {})
+
+
+_SKIP_V_SELF = "skip_video_self_attn"
+_SKIP_A_SELF = "skip_audio_self_attn"
+_SKIP_A2V = "skip_a2v_cross_attn"
+_SKIP_V2A = "skip_v2a_cross_attn"
+
+TRANSFORMER_CASES: list[Case] = [
+    Case(
+        "transformer_ltx2_av",
+        "transformer",
+        20,
+        "19B-style tiny AV: split RoPE (f64 grid), caption projections, A/V gate x1000; 12 video + 7 audio tokens",
+        lambda ctx: transformer_case(ctx, tiny_ltx2_transformer(), {"model_type": "audio_video"}),
+    ),
+    Case(
+        "transformer_ltx23_av",
+        "transformer",
+        21,
+        "2.3-style tiny AV: gated attention, cross-attention AdaLN + prompt AdaLN, contexts at inner widths",
+        lambda ctx: transformer_case(ctx, tiny_ltx23_transformer(), {"model_type": "audio_video"}),
+    ),
+    Case(
+        "transformer_video_only",
+        "transformer",
+        22,
+        "LTXVideoOnlyModelConfigurator (19B-style), 3 latent frames 2x2",
+        lambda ctx: transformer_case(
+            ctx, tiny_ltx2_transformer(), {"model_type": "video_only"}, video=(3, 2, 2), audio_frames=None
+        ),
+    ),
+    Case(
+        "transformer_audio_only",
+        "transformer",
+        23,
+        "LTXModel(model_type=AudioOnly) (2.3-style), 9 audio tokens",
+        lambda ctx: transformer_case(
+            ctx, tiny_ltx23_transformer(), {"model_type": "audio_only"}, video=None, audio_frames=9
+        ),
+    ),
+    Case(
+        "transformer_conditioned",
+        "transformer",
+        24,
+        "19B-style AV: per-token timesteps (first latent frame conditioned), a keyframe appended with attention "
+        "strength 0.5 (self-attention mask), left-padded int64 text masks",
+        lambda ctx: transformer_case(
+            ctx,
+            tiny_ltx2_transformer(),
+            {"model_type": "audio_video"},
+            pertoken=True,
+            keyframe_attention=0.5,
+            context_mask_valid=11,
+        ),
+    ),
+    Case(
+        "transformer_perturbed_b2",
+        "transformer",
+        25,
+        "2.3-style AV, batch 2 with sigmas 0.7/0.4: sample 1 skips video self-attn on block 1, audio self-attn on "
+        "block 0 and A2V everywhere (STG mixed-batch masks)",
+        lambda ctx: transformer_case(
+            ctx,
+            tiny_ltx23_transformer(),
+            {
+                "model_type": "audio_video",
+                "perturbations": [
+                    [],
+                    [
+                        {"type": _SKIP_V_SELF, "blocks": [1]},
+                        {"type": _SKIP_A_SELF, "blocks": [0]},
+                        {"type": _SKIP_A2V, "blocks": None},
+                    ],
+                ],
+            },
+            batch=2,
+            sigma=(0.7, 0.4),
+        ),
+    ),
+    Case(
+        "transformer_all_perturbed_b2",
+        "transformer",
+        26,
+        "19B-style AV, batch 2, both samples skip video self-attn on block 0 (value pass-through) and V2A "
+        "everywhere (the exchange skipped)",
+        lambda ctx: transformer_case(
+            ctx,
+            tiny_ltx2_transformer(),
+            {
+                "model_type": "audio_video",
+                "perturbations": [
+                    [{"type": _SKIP_V_SELF, "blocks": [0]}, {"type": _SKIP_V2A, "blocks": None}],
+                    [{"type": _SKIP_V_SELF, "blocks": [0]}, {"type": _SKIP_V2A, "blocks": None}],
+                ],
+            },
+            batch=2,
+        ),
+    ),
+    Case(
+        "transformer_configurator_defaults",
+        "transformer",
+        27,
+        "no rope_type / frequencies_precision / av_ca_timestep_scale_multiplier keys: interleaved RoPE, f32 grid, "
+        "gate multiplier 1 (the configurator defaults), fps 25",
+        lambda ctx: transformer_case(
+            ctx,
+            tiny_ltx2_transformer(
+                rope_type=_ABSENT, frequencies_precision=_ABSENT, av_ca_timestep_scale_multiplier=_ABSENT
+            ),
+            {"model_type": "audio_video"},
+            fps=25.0,
+        ),
+    ),
+    Case(
+        "transformer_ltx2_bf16",
+        "transformer",
+        28,
+        "19B-style AV in bf16 (weights, latents, contexts, positions); tolerance 3e-2 abs + 3e-2 rel",
+        lambda ctx: transformer_case(ctx, tiny_ltx2_transformer(), {"model_type": "audio_video", "dtype": "bfloat16"}),
+    ),
+    Case(
+        "transformer_manifest_ltx2",
+        "transformer_manifest",
+        30,
+        "released LTX-2 19B transformer: every parameter name and shape (meta-device reference model)",
+        lambda ctx: transformer_manifest_case(ctx, v23=False),
+    ),
+    Case(
+        "transformer_manifest_ltx23",
+        "transformer_manifest",
+        31,
+        "released LTX-2.3 22B transformer: every parameter name and shape (meta-device reference model)",
+        lambda ctx: transformer_manifest_case(ctx, v23=True),
+    ),
+]
 
 
 VAE_CASES: list[Case] = [
@@ -857,7 +1342,7 @@ VAE_CASES: list[Case] = [
 ]
 
 
-CASES: list[Case] = VAE_CASES + math_cases.all_cases()
+CASES: list[Case] = VAE_CASES + TRANSFORMER_CASES + math_cases.all_cases()
 
 
 def _check_registry() -> None:
@@ -910,7 +1395,7 @@ def verify_fixture(path: Path) -> float:
     component = COMPONENTS[meta["component"]]
     config = json.loads(meta["config"])
     call = json.loads(meta["call"])
-    model = build_from_checkpoint(component.configurator, component.sd_ops, config, tensors)
+    model = build_from_checkpoint(configurator_for(component, call), component.sd_ops, config, tensors)
     expected = split_io(tensors, "output")
     optional = frozenset(k for k in expected if k == "frames")
     outputs, _ = run_with_noise_input(component, model, split_io(tensors, "input"), call, optional)

@@ -9,8 +9,10 @@
 pub mod primitives;
 pub mod sd_ops;
 pub mod sft_loader;
+pub mod shape_only;
 pub mod synthetic;
 
 pub use primitives::StateDict;
 pub use sd_ops::SDOps;
 pub use sft_loader::SafetensorsFiles;
+pub use shape_only::{shape_only_var_builder, ShapeRecord};

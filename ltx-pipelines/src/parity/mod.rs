@@ -20,6 +20,7 @@ mod diffusion_step;
 mod guider;
 mod patchifier;
 mod scheduler;
+mod transformer;
 mod video_vae;
 
 /// What a component runner returns: `(output name, actual tensor)` pairs.
@@ -245,6 +246,8 @@ pub fn run_fixture(path: &Path, device: &Device) -> Result<Vec<OutputCheck>> {
         "diffusion_step" => diffusion_step::run(&fx, &inputs, device)?,
         "patchifier" => patchifier::run(&fx, &inputs, device)?,
         "conditioning" => conditioning::run(&fx, &inputs, device)?,
+        "transformer" => transformer::run(&fx, &inputs, device)?,
+        "transformer_manifest" => transformer::run_manifest(&fx, device)?,
         other => {
             return Err(Error::UnknownComponent {
                 path: path.to_path_buf(),

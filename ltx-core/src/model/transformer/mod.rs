@@ -1,3 +1,22 @@
-//! Port of `ltx_core/model/transformer/` (so far: the timestep embeddings the VAE decoder uses).
+//! Port of `ltx_core/model/transformer/`: the dual-stream audio-video diffusion transformer
+//! (`LTXModel`) of LTX-2 (19B) and LTX-2.3 (22B).
 
+pub mod adaln;
+pub mod attention;
+pub mod feed_forward;
+pub mod modality;
+pub mod model;
+pub mod model_configurator;
+pub mod perturb_shim;
+pub mod rope;
+pub mod text_projection;
 pub mod timestep_embedding;
+#[allow(clippy::module_inception)]
+pub mod transformer;
+pub mod transformer_args;
+
+pub use crate::loader::shape_only_var_builder;
+pub use modality::Modality;
+pub use model::{LegacyX0Model, LtxModel, X0Model};
+pub use model_configurator::{ltxv_model_comfy_renaming_map, LtxModelConfig, LtxModelType};
+pub use rope::RopeType;

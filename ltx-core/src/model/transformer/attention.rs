@@ -1,0 +1,234 @@
+//! Port of `ltx_core/model/transformer/attention.py`: multi-head attention with q/k RMSNorm,
+//! rotary embeddings, additive masks, STG value pass-through and LTX-2.3's per-head gates.
+//!
+//! The score matrix is never materialised whole: queries are processed in chunks so one chunk's
+//! scores stay under [`SCORE_BUDGET_BYTES`].
+
+use candle_core::{DType, Module, Result, Tensor, D};
+use candle_nn::{Linear, VarBuilder};
+
+use super::rope::{apply_rotary_emb, RopeFreqs};
+
+/// Upper bound on the f32 score slice one attention chunk materialises (B·H·rows·keys·4 bytes).
+pub const SCORE_BUDGET_BYTES: usize = 256 << 20;
+
+/// `torch.nn.functional.rms_norm` over the last dim: computed in f32, cast back to the input
+/// dtype, then scaled by `weight` (if any).
+pub fn rms_norm(x: &Tensor, weight: Option<&Tensor>, eps: f64) -> Result<Tensor> {
+    let dtype = x.dtype();
+    let xf = x.to_dtype(DType::F32)?;
+    let inv = (xf.sqr()?.mean_keepdim(D::Minus1)? + eps)?
+        .sqrt()?
+        .recip()?;
+    let y = xf.broadcast_mul(&inv)?.to_dtype(dtype)?;
+    match weight {
+        Some(w) => y.broadcast_mul(w),
+        None => Ok(y),
+    }
+}
+
+/// Softmax attention of `q` `[B, H, Tq, d]` over `k`, `v` `[B, H, Tk, d]` with an optional
+/// additive `mask` broadcastable to `[B, H, Tq, Tk]`; scale `1/√d`; scores and softmax in f32;
+/// queries processed in chunks bounded by [`SCORE_BUDGET_BYTES`].
+pub fn scaled_dot_product_attention(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    mask: Option<&Tensor>,
+) -> Result<Tensor> {
+    let (b, h, _, _) = q.dims4()?;
+    let tk = k.dim(2)?;
+    let rows = SCORE_BUDGET_BYTES / (b * h * tk.max(1) * 4);
+    attention_in_chunks(q, k, v, mask, rows)
+}
+
+/// [`scaled_dot_product_attention`] with at most `rows` queries per chunk.
+fn attention_in_chunks(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    mask: Option<&Tensor>,
+    rows: usize,
+) -> Result<Tensor> {
+    let (b, h, tq, d) = q.dims4()?;
+    let dtype = q.dtype();
+    let scale = 1.0 / (d as f64).sqrt();
+    let kt = k.to_dtype(DType::F32)?.transpose(2, 3)?.contiguous()?;
+    let vf = v.to_dtype(DType::F32)?.contiguous()?;
+    let mask = match mask {
+        Some(m) => Some(m.to_dtype(DType::F32)?),
+        None => None,
+    };
+    let rows = rows.clamp(1, tq.max(1));
+    let mut outs = Vec::with_capacity(tq.div_ceil(rows));
+    let mut start = 0;
+    while start < tq {
+        let n = rows.min(tq - start);
+        let qc = q.narrow(2, start, n)?.to_dtype(DType::F32)?.contiguous()?;
+        let mut s = (qc.matmul(&kt)? * scale)?;
+        if let Some(m) = &mask {
+            let mc = if m.dim(2)? == 1 {
+                m.clone()
+            } else {
+                m.narrow(2, start, n)?
+            };
+            s = s.broadcast_add(&mc)?;
+        }
+        let p = candle_nn::ops::softmax_last_dim(&s)?;
+        outs.push(p.matmul(&vf)?);
+        start += n;
+    }
+    let out = if outs.len() == 1 {
+        outs.pop().expect("one chunk")
+    } else {
+        Tensor::cat(&outs, 2)?
+    };
+    debug_assert_eq!(out.dims(), &[b, h, tq, d]);
+    out.to_dtype(dtype)
+}
+
+/// One attention layer (`attn1`, `attn2`, `audio_to_video_attn`, ...).
+#[derive(Clone, Debug)]
+pub struct Attention {
+    to_q: Linear,
+    to_k: Linear,
+    to_v: Linear,
+    to_out: Linear,
+    q_norm: Tensor,
+    k_norm: Tensor,
+    to_gate_logits: Option<Linear>,
+    heads: usize,
+    dim_head: usize,
+    eps: f64,
+}
+
+/// Inputs of [`Attention::forward`] besides the query stream.
+#[derive(Clone, Copy, Default)]
+pub struct AttentionInputs<'a> {
+    /// Keys/values source (`None`: self-attention).
+    pub context: Option<&'a Tensor>,
+    /// Additive mask broadcastable to `[B, H, Tq, Tk]`.
+    pub mask: Option<&'a Tensor>,
+    /// Rotary embedding of the queries (and of the keys when `k_pe` is `None`).
+    pub pe: Option<&'a RopeFreqs>,
+    pub k_pe: Option<&'a RopeFreqs>,
+    /// Per-sample blend `[B, 1, 1]`: 1 keeps attention, 0 passes the values through.
+    pub perturbation_mask: Option<&'a Tensor>,
+    /// Every sample is perturbed: skip the query/key path entirely.
+    pub all_perturbed: bool,
+}
+
+impl Attention {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        query_dim: usize,
+        context_dim: Option<usize>,
+        heads: usize,
+        dim_head: usize,
+        norm_eps: f64,
+        apply_gated_attention: bool,
+        vb: VarBuilder,
+    ) -> Result<Self> {
+        let inner = heads * dim_head;
+        let context_dim = context_dim.unwrap_or(query_dim);
+        Ok(Self {
+            to_q: candle_nn::linear(query_dim, inner, vb.pp("to_q"))?,
+            to_k: candle_nn::linear(context_dim, inner, vb.pp("to_k"))?,
+            to_v: candle_nn::linear(context_dim, inner, vb.pp("to_v"))?,
+            to_out: candle_nn::linear(inner, query_dim, vb.pp("to_out.0"))?,
+            q_norm: vb.get(inner, "q_norm.weight")?,
+            k_norm: vb.get(inner, "k_norm.weight")?,
+            to_gate_logits: if apply_gated_attention {
+                Some(candle_nn::linear(
+                    query_dim,
+                    heads,
+                    vb.pp("to_gate_logits"),
+                )?)
+            } else {
+                None
+            },
+            heads,
+            dim_head,
+            eps: norm_eps,
+        })
+    }
+
+    pub fn forward(&self, x: &Tensor, inputs: AttentionInputs) -> Result<Tensor> {
+        let context = inputs.context.unwrap_or(x);
+        let v = self.to_v.forward(context)?;
+        let out = if inputs.all_perturbed {
+            v
+        } else {
+            let q = rms_norm(&self.to_q.forward(x)?, Some(&self.q_norm), self.eps)?;
+            let k = rms_norm(&self.to_k.forward(context)?, Some(&self.k_norm), self.eps)?;
+            let (q, k) = match inputs.pe {
+                Some(pe) => (
+                    apply_rotary_emb(&q, pe)?,
+                    apply_rotary_emb(&k, inputs.k_pe.unwrap_or(pe))?,
+                ),
+                None => (q, k),
+            };
+            let out = self.attend(&q, &k, &v, inputs.mask)?;
+            match inputs.perturbation_mask {
+                Some(m) => {
+                    let keep = out.broadcast_mul(m)?;
+                    let pass = v.broadcast_mul(&m.affine(-1.0, 1.0)?)?;
+                    (keep + pass)?
+                }
+                None => out,
+            }
+        };
+        let out = match &self.to_gate_logits {
+            Some(gate) => {
+                let (b, t, _) = out.dims3()?;
+                let gates = (candle_nn::ops::sigmoid(&gate.forward(x)?)? * 2.0)?;
+                out.reshape((b, t, self.heads, self.dim_head))?
+                    .broadcast_mul(&gates.unsqueeze(3)?)?
+                    .reshape((b, t, self.heads * self.dim_head))?
+            }
+            None => out,
+        };
+        self.to_out.forward(&out)
+    }
+
+    /// `[B, T, H·d]` tensors -> per-head attention -> `[B, Tq, H·d]`.
+    fn attend(&self, q: &Tensor, k: &Tensor, v: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
+        let (b, tq, _) = q.dims3()?;
+        let heads = |x: &Tensor| -> Result<Tensor> {
+            let t = x.dim(1)?;
+            x.reshape((b, t, self.heads, self.dim_head))?
+                .transpose(1, 2)?
+                .contiguous()
+        };
+        let out = scaled_dot_product_attention(&heads(q)?, &heads(k)?, &heads(v)?, mask)?;
+        out.transpose(1, 2)?
+            .contiguous()?
+            .reshape((b, tq, self.heads * self.dim_head))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    #[test]
+    fn chunked_attention_matches_one_shot() -> Result<()> {
+        let dev = Device::Cpu;
+        let q = Tensor::randn(0f32, 1., (1, 2, 7, 4), &dev)?;
+        let k = Tensor::randn(0f32, 1., (1, 2, 5, 4), &dev)?;
+        let v = Tensor::randn(0f32, 1., (1, 2, 5, 4), &dev)?;
+        let mask = Tensor::randn(0f32, 1., (1, 1, 7, 5), &dev)?;
+        // reference: softmax(q k^T / 2 + mask) v
+        let s = (q.matmul(&k.transpose(2, 3)?)? * 0.5)?.broadcast_add(&mask)?;
+        let want = candle_nn::ops::softmax_last_dim(&s)?.matmul(&v)?;
+        for rows in [1, 2, 3, 7, 100] {
+            let got = attention_in_chunks(&q, &k, &v, Some(&mask), rows)?;
+            let diff = (got - &want)?.abs()?.max_all()?.to_scalar::<f32>()?;
+            assert!(diff < 1e-6, "rows {rows}: {diff}");
+        }
+        let got = scaled_dot_product_attention(&q, &k, &v, Some(&mask))?;
+        assert!((got - &want)?.abs()?.max_all()?.to_scalar::<f32>()? < 1e-6);
+        Ok(())
+    }
+}

@@ -1,0 +1,27 @@
+//! Port of `ltx_core/model/transformer/feed_forward.py` and `gelu_approx.py`.
+
+use candle_core::{Module, Result, Tensor};
+use candle_nn::{Linear, VarBuilder};
+
+/// `Linear(dim → 4·dim)` → tanh-GELU → `Linear(4·dim → dim_out)` (keys `net.0.proj`, `net.2`).
+#[derive(Clone, Debug)]
+pub struct FeedForward {
+    proj_in: Linear,
+    proj_out: Linear,
+}
+
+impl FeedForward {
+    pub fn new(dim: usize, dim_out: usize, mult: usize, vb: VarBuilder) -> Result<Self> {
+        let inner = dim * mult;
+        Ok(Self {
+            proj_in: candle_nn::linear(dim, inner, vb.pp("net.0.proj"))?,
+            proj_out: candle_nn::linear(inner, dim_out, vb.pp("net.2"))?,
+        })
+    }
+}
+
+impl Module for FeedForward {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        self.proj_out.forward(&self.proj_in.forward(x)?.gelu()?)
+    }
+}

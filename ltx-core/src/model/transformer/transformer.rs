@@ -1,0 +1,382 @@
+//! Port of `ltx_core/model/transformer/transformer.py`: the dual-stream audio-video block.
+//!
+//! Order per block (LTX-ARCH §4.5): video self-attention and text cross-attention, audio
+//! self-attention and text cross-attention, then the audio↔video exchange (both directions read
+//! the RMS-normed states after the text step), then each stream's feed-forward.
+
+use candle_core::{Module, Result, Tensor};
+use candle_nn::VarBuilder;
+
+use super::adaln::adaln_embedding_coefficient;
+use super::attention::{rms_norm, Attention, AttentionInputs};
+use super::feed_forward::FeedForward;
+use super::perturb_shim::{BatchedPerturbationConfig, PerturbationType};
+use super::transformer_args::TransformerArgs;
+
+/// Widths of one stream inside a block.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StreamConfig {
+    pub dim: usize,
+    pub heads: usize,
+    pub d_head: usize,
+    pub context_dim: usize,
+    pub apply_gated_attention: bool,
+    pub cross_attention_adaln: bool,
+}
+
+/// One stream's layers in a block.
+#[derive(Clone, Debug)]
+struct StreamLayers {
+    attn1: Attention,
+    attn2: Attention,
+    ff: FeedForward,
+    scale_shift_table: Tensor,
+    prompt_scale_shift_table: Option<Tensor>,
+}
+
+/// The audio-video exchange layers.
+#[derive(Clone, Debug)]
+struct CrossLayers {
+    audio_to_video_attn: Attention,
+    video_to_audio_attn: Attention,
+    table_video: Tensor,
+    table_audio: Tensor,
+}
+
+/// `BasicAVTransformerBlock`.
+#[derive(Clone, Debug)]
+pub struct BasicAvTransformerBlock {
+    idx: usize,
+    video: Option<StreamLayers>,
+    audio: Option<StreamLayers>,
+    cross: Option<CrossLayers>,
+    cross_attention_adaln: bool,
+    norm_eps: f64,
+}
+
+/// Rows `start..end` of a modulation: `table[rows] + timestep.reshape(B, N, k, D)[:, :, rows]`,
+/// one `[B, N, D]` tensor per row.
+fn ada_values(table: &Tensor, timestep: &Tensor, start: usize, end: usize) -> Result<Vec<Tensor>> {
+    let (k, d) = table.dims2()?;
+    let (b, n, _) = timestep.dims3()?;
+    let t = timestep
+        .reshape((b, n, k, d))?
+        .narrow(2, start, end - start)?;
+    let rows = table
+        .narrow(0, start, end - start)?
+        .to_dtype(timestep.dtype())?
+        .reshape((1, 1, end - start, d))?;
+    let sum = t.broadcast_add(&rows)?;
+    (0..end - start)
+        .map(|i| sum.narrow(2, i, 1)?.squeeze(2))
+        .collect()
+}
+
+/// `x·(1 + scale) + shift`.
+fn modulate(x: &Tensor, scale: &Tensor, shift: &Tensor) -> Result<Tensor> {
+    x.broadcast_mul(&(scale + 1.0)?)?.broadcast_add(shift)
+}
+
+impl StreamLayers {
+    fn new(cfg: &StreamConfig, norm_eps: f64, vb: &VarBuilder, prefix: &str) -> Result<Self> {
+        let p = |name: &str| vb.pp(format!("{prefix}{name}"));
+        let attn = |name: &str, ctx: Option<usize>| {
+            Attention::new(
+                cfg.dim,
+                ctx,
+                cfg.heads,
+                cfg.d_head,
+                norm_eps,
+                cfg.apply_gated_attention,
+                p(name),
+            )
+        };
+        let k = adaln_embedding_coefficient(cfg.cross_attention_adaln);
+        let table_name = |n: &str| format!("{prefix}{n}");
+        Ok(Self {
+            attn1: attn("attn1", None)?,
+            attn2: attn("attn2", Some(cfg.context_dim))?,
+            ff: FeedForward::new(cfg.dim, cfg.dim, 4, p("ff"))?,
+            scale_shift_table: vb.get((k, cfg.dim), &table_name("scale_shift_table"))?,
+            prompt_scale_shift_table: if cfg.cross_attention_adaln {
+                Some(vb.get((2, cfg.dim), &table_name("prompt_scale_shift_table"))?)
+            } else {
+                None
+            },
+        })
+    }
+}
+
+impl BasicAvTransformerBlock {
+    pub fn new(
+        idx: usize,
+        video: Option<&StreamConfig>,
+        audio: Option<&StreamConfig>,
+        norm_eps: f64,
+        vb: VarBuilder,
+    ) -> Result<Self> {
+        // The reference names the video layers without a prefix (`attn1`, `ff`) and the audio
+        // ones with `audio_` (`audio_attn1`, `audio_ff`).
+        let video_layers = video
+            .map(|c| StreamLayers::new(c, norm_eps, &vb, ""))
+            .transpose()?;
+        let audio_layers = audio
+            .map(|c| StreamLayers::new(c, norm_eps, &vb, "audio_"))
+            .transpose()?;
+        let cross = match (video, audio) {
+            (Some(v), Some(a)) => Some(CrossLayers {
+                audio_to_video_attn: Attention::new(
+                    v.dim,
+                    Some(a.dim),
+                    a.heads,
+                    a.d_head,
+                    norm_eps,
+                    v.apply_gated_attention,
+                    vb.pp("audio_to_video_attn"),
+                )?,
+                video_to_audio_attn: Attention::new(
+                    a.dim,
+                    Some(v.dim),
+                    a.heads,
+                    a.d_head,
+                    norm_eps,
+                    a.apply_gated_attention,
+                    vb.pp("video_to_audio_attn"),
+                )?,
+                table_video: vb.get((5, v.dim), "scale_shift_table_a2v_ca_video")?,
+                table_audio: vb.get((5, a.dim), "scale_shift_table_a2v_ca_audio")?,
+            }),
+            _ => None,
+        };
+        let cross_attention_adaln = video.is_some_and(|c| c.cross_attention_adaln)
+            || audio.is_some_and(|c| c.cross_attention_adaln);
+        Ok(Self {
+            idx,
+            video: video_layers,
+            audio: audio_layers,
+            cross,
+            cross_attention_adaln,
+            norm_eps,
+        })
+    }
+
+    /// Self-attention (with STG perturbation) then text cross-attention of one stream.
+    fn self_and_text(
+        &self,
+        layers: &StreamLayers,
+        args: &TransformerArgs,
+        x: &Tensor,
+        perturbations: &BatchedPerturbationConfig,
+        kind: PerturbationType,
+    ) -> Result<Tensor> {
+        let [shift, scale, gate] = <[Tensor; 3]>::try_from(ada_values(
+            &layers.scale_shift_table,
+            &args.timesteps,
+            0,
+            3,
+        )?)
+        .expect("three rows");
+        let norm_x = modulate(&rms_norm(x, None, self.norm_eps)?, &scale, &shift)?;
+        let all = perturbations.all_in_batch(kind, self.idx);
+        let none = !perturbations.any_in_batch(kind, self.idx);
+        let mask = if !all && !none {
+            Some(perturbations.mask_like(kind, self.idx, x)?)
+        } else {
+            None
+        };
+        let attn = layers.attn1.forward(
+            &norm_x,
+            AttentionInputs {
+                mask: args.self_attention_mask.as_ref(),
+                pe: Some(&args.positional_embeddings),
+                perturbation_mask: mask.as_ref(),
+                all_perturbed: all,
+                ..Default::default()
+            },
+        )?;
+        let x = (x + attn.broadcast_mul(&gate)?)?;
+        let text = if self.cross_attention_adaln {
+            let [shift_q, scale_q, gate_q] = <[Tensor; 3]>::try_from(ada_values(
+                &layers.scale_shift_table,
+                &args.timesteps,
+                6,
+                9,
+            )?)
+            .expect("three rows");
+            let prompt_table = layers.prompt_scale_shift_table.as_ref().ok_or_else(|| {
+                candle_core::Error::Msg("cross-attention AdaLN without a prompt table".into())
+            })?;
+            let prompt_ts = args.prompt_timestep.as_ref().ok_or_else(|| {
+                candle_core::Error::Msg("cross-attention AdaLN without a prompt timestep".into())
+            })?;
+            let [shift_kv, scale_kv] =
+                <[Tensor; 2]>::try_from(ada_values(prompt_table, prompt_ts, 0, 2)?)
+                    .expect("two rows");
+            let q_in = modulate(&rms_norm(&x, None, self.norm_eps)?, &scale_q, &shift_q)?;
+            let ctx = modulate(&args.context, &scale_kv, &shift_kv)?;
+            layers
+                .attn2
+                .forward(
+                    &q_in,
+                    AttentionInputs {
+                        context: Some(&ctx),
+                        mask: args.context_mask.as_ref(),
+                        ..Default::default()
+                    },
+                )?
+                .broadcast_mul(&gate_q)?
+        } else {
+            layers.attn2.forward(
+                &rms_norm(&x, None, self.norm_eps)?,
+                AttentionInputs {
+                    context: Some(&args.context),
+                    mask: args.context_mask.as_ref(),
+                    ..Default::default()
+                },
+            )?
+        };
+        x + text
+    }
+
+    fn feed_forward(
+        &self,
+        layers: &StreamLayers,
+        args: &TransformerArgs,
+        x: &Tensor,
+    ) -> Result<Tensor> {
+        let [shift, scale, gate] = <[Tensor; 3]>::try_from(ada_values(
+            &layers.scale_shift_table,
+            &args.timesteps,
+            3,
+            6,
+        )?)
+        .expect("three rows");
+        let h = modulate(&rms_norm(x, None, self.norm_eps)?, &scale, &shift)?;
+        x + layers.ff.forward(&h)?.broadcast_mul(&gate)?
+    }
+
+    /// Scale and shift rows `rows..rows+2` of an exchange table plus the gate (row 4).
+    fn av_values(
+        table: &Tensor,
+        args: &TransformerArgs,
+        rows: usize,
+    ) -> Result<(Tensor, Tensor, Tensor)> {
+        let missing =
+            || candle_core::Error::Msg("audio-video block without cross-modal timesteps".into());
+        let ss_ts = args
+            .cross_scale_shift_timestep
+            .as_ref()
+            .ok_or_else(missing)?;
+        let gate_ts = args.cross_gate_timestep.as_ref().ok_or_else(missing)?;
+        let ss = ada_values(&table.narrow(0, 0, 4)?, ss_ts, rows, rows + 2)?;
+        let gate = ada_values(&table.narrow(0, 4, 1)?, gate_ts, 0, 1)?;
+        Ok((ss[0].clone(), ss[1].clone(), gate[0].clone()))
+    }
+
+    /// Runs the block on the enabled streams.
+    pub fn forward(
+        &self,
+        video: Option<&TransformerArgs>,
+        audio: Option<&TransformerArgs>,
+        perturbations: &BatchedPerturbationConfig,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let mut vx = video.map(|a| a.x.clone());
+        let mut ax = audio.map(|a| a.x.clone());
+        let nonempty = |x: &Option<Tensor>| x.as_ref().is_some_and(|t| t.elem_count() > 0);
+        let run_v = video.is_some_and(|a| a.enabled) && nonempty(&vx) && self.video.is_some();
+        let run_a = audio.is_some_and(|a| a.enabled) && nonempty(&ax) && self.audio.is_some();
+        let run_a2v = run_v && nonempty(&ax);
+        let run_v2a = run_a && nonempty(&vx);
+
+        if run_v {
+            let (layers, args) = (
+                self.video.as_ref().expect("checked"),
+                video.expect("checked"),
+            );
+            let x = vx.as_ref().expect("checked");
+            vx = Some(self.self_and_text(
+                layers,
+                args,
+                x,
+                perturbations,
+                PerturbationType::SkipVideoSelfAttn,
+            )?);
+        }
+        if run_a {
+            let (layers, args) = (
+                self.audio.as_ref().expect("checked"),
+                audio.expect("checked"),
+            );
+            let x = ax.as_ref().expect("checked");
+            ax = Some(self.self_and_text(
+                layers,
+                args,
+                x,
+                perturbations,
+                PerturbationType::SkipAudioSelfAttn,
+            )?);
+        }
+        if let (true, Some(cross)) = (run_a2v || run_v2a, &self.cross) {
+            let (va, aa) = (video.expect("checked"), audio.expect("checked"));
+            let v_now = vx.clone().expect("checked");
+            let a_now = ax.clone().expect("checked");
+            let v_norm = rms_norm(&v_now, None, self.norm_eps)?;
+            let a_norm = rms_norm(&a_now, None, self.norm_eps)?;
+            let (a2v, v2a) = (
+                PerturbationType::SkipA2vCrossAttn,
+                PerturbationType::SkipV2aCrossAttn,
+            );
+            if run_a2v && !perturbations.all_in_batch(a2v, self.idx) {
+                let (sc_v, sh_v, gate_v) = Self::av_values(&cross.table_video, va, 0)?;
+                let (sc_a, sh_a, _) = Self::av_values(&cross.table_audio, aa, 0)?;
+                let q = modulate(&v_norm, &sc_v, &sh_v)?;
+                let kv = modulate(&a_norm, &sc_a, &sh_a)?;
+                let mask = perturbations.mask_like(a2v, self.idx, &v_now)?;
+                let out = cross.audio_to_video_attn.forward(
+                    &q,
+                    AttentionInputs {
+                        context: Some(&kv),
+                        pe: va.cross_positional_embeddings.as_ref(),
+                        k_pe: aa.cross_positional_embeddings.as_ref(),
+                        ..Default::default()
+                    },
+                )?;
+                vx = Some((&v_now + out.broadcast_mul(&gate_v)?.broadcast_mul(&mask)?)?);
+            }
+            if run_v2a && !perturbations.all_in_batch(v2a, self.idx) {
+                let (sc_a, sh_a, gate_a) = Self::av_values(&cross.table_audio, aa, 2)?;
+                let (sc_v, sh_v, _) = Self::av_values(&cross.table_video, va, 2)?;
+                let q = modulate(&a_norm, &sc_a, &sh_a)?;
+                let kv = modulate(&v_norm, &sc_v, &sh_v)?;
+                let mask = perturbations.mask_like(v2a, self.idx, &a_now)?;
+                let out = cross.video_to_audio_attn.forward(
+                    &q,
+                    AttentionInputs {
+                        context: Some(&kv),
+                        pe: aa.cross_positional_embeddings.as_ref(),
+                        k_pe: va.cross_positional_embeddings.as_ref(),
+                        ..Default::default()
+                    },
+                )?;
+                ax = Some((&a_now + out.broadcast_mul(&gate_a)?.broadcast_mul(&mask)?)?);
+            }
+        }
+        if run_v {
+            let x = vx.as_ref().expect("checked");
+            vx = Some(self.feed_forward(
+                self.video.as_ref().expect("checked"),
+                video.expect("checked"),
+                x,
+            )?);
+        }
+        if run_a {
+            let x = ax.as_ref().expect("checked");
+            ax = Some(self.feed_forward(
+                self.audio.as_ref().expect("checked"),
+                audio.expect("checked"),
+                x,
+            )?);
+        }
+        Ok((vx, ax))
+    }
+}

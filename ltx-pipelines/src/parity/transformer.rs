@@ -1,0 +1,185 @@
+//! `transformer` fixtures (LTXModel velocities and X0Model predictions) and
+//! `transformer_manifest` fixtures (the released models' parameter names and shapes).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use candle_core::{DType, Device, Tensor};
+use ltx_core::loader::StateDict;
+use ltx_core::model::transformer::perturb_shim::{
+    BatchedPerturbationConfig, Perturbation, PerturbationConfig, PerturbationType,
+};
+use ltx_core::model::transformer::{
+    ltxv_model_comfy_renaming_map, shape_only_var_builder, LtxModel, LtxModelConfig, LtxModelType,
+    Modality, X0Model,
+};
+use serde_json::Value;
+
+use super::{Fixture, Outputs};
+use crate::Result;
+
+fn model_type(fx: &Fixture) -> Result<LtxModelType> {
+    match fx.call_str("model_type")? {
+        "audio_video" => Ok(LtxModelType::AudioVideo),
+        "video_only" => Ok(LtxModelType::VideoOnly),
+        "audio_only" => Ok(LtxModelType::AudioOnly),
+        other => Err(fx.bad(format!("unknown model_type `{other}`"))),
+    }
+}
+
+fn perturbations(fx: &Fixture, batch: usize) -> Result<Option<BatchedPerturbationConfig>> {
+    let Some(spec) = fx.call.get("perturbations").and_then(Value::as_array) else {
+        return Ok(None);
+    };
+    if spec.len() != batch {
+        return Err(fx.bad(format!(
+            "{} perturbation configs for batch {batch}",
+            spec.len()
+        )));
+    }
+    let mut configs = Vec::with_capacity(batch);
+    for sample in spec {
+        let mut list = Vec::new();
+        for p in sample
+            .as_array()
+            .ok_or_else(|| fx.bad("perturbations entry must be a list"))?
+        {
+            let kind = match p["type"].as_str().unwrap_or_default() {
+                "skip_a2v_cross_attn" => PerturbationType::SkipA2vCrossAttn,
+                "skip_v2a_cross_attn" => PerturbationType::SkipV2aCrossAttn,
+                "skip_video_self_attn" => PerturbationType::SkipVideoSelfAttn,
+                "skip_audio_self_attn" => PerturbationType::SkipAudioSelfAttn,
+                other => return Err(fx.bad(format!("unknown perturbation `{other}`"))),
+            };
+            let blocks = match &p["blocks"] {
+                Value::Null => None,
+                v => Some(
+                    v.as_array()
+                        .and_then(|a| a.iter().map(|b| b.as_u64().map(|b| b as usize)).collect())
+                        .ok_or_else(|| fx.bad("perturbation blocks must be integers"))?,
+                ),
+            };
+            list.push(Perturbation { kind, blocks });
+        }
+        configs.push(PerturbationConfig {
+            perturbations: Some(list),
+        });
+    }
+    Ok(Some(BatchedPerturbationConfig {
+        perturbations: configs,
+    }))
+}
+
+fn modality(
+    fx: &Fixture,
+    inputs: &Arc<StateDict>,
+    name: &str,
+    dtype: DType,
+    device: &Device,
+) -> Result<Option<Modality>> {
+    let key = |k: &str| format!("{name}_{k}");
+    if !inputs.contains(&key("latent")) {
+        return Ok(None);
+    }
+    let get = |k: &str| fx.input(inputs, &key(k), device);
+    let opt = |k: &str| -> Result<Option<Tensor>> {
+        if inputs.contains(&key(k)) {
+            Ok(Some(inputs.raw_tensor(&key(k), device)?))
+        } else {
+            Ok(None)
+        }
+    };
+    Ok(Some(Modality {
+        latent: get("latent")?.to_dtype(dtype)?,
+        sigma: get("sigma")?,
+        timesteps: get("timesteps")?,
+        positions: get("positions")?.to_dtype(dtype)?,
+        context: get("context")?.to_dtype(dtype)?,
+        enabled: true,
+        context_mask: opt("context_mask")?,
+        attention_mask: match opt("attention_mask")? {
+            Some(m) => Some(m.to_dtype(DType::F32)?.to_dtype(dtype)?),
+            None => None,
+        },
+    }))
+}
+
+pub(super) fn run(fx: &Fixture, inputs: &Arc<StateDict>, device: &Device) -> Result<Outputs> {
+    let kind = model_type(fx)?;
+    let cfg = LtxModelConfig::from_checkpoint_config(&fx.config, kind)?;
+    let dtype = match fx.call.get("dtype").and_then(Value::as_str) {
+        None | Some("float32") => DType::F32,
+        Some("bfloat16") => DType::BF16,
+        Some(other) => return Err(fx.bad(format!("unknown dtype `{other}`"))),
+    };
+    let sd = fx.weights(&ltxv_model_comfy_renaming_map())?;
+    let model = LtxModel::new(&cfg, kind, sd.var_builder(dtype, device))?;
+    sd.report_unused("transformer");
+    let video = modality(fx, inputs, "video", dtype, device)?;
+    let audio = modality(fx, inputs, "audio", dtype, device)?;
+    let batch = video
+        .as_ref()
+        .or(audio.as_ref())
+        .ok_or_else(|| fx.bad("no video or audio inputs"))?
+        .latent
+        .dim(0)?;
+    let perturbations = perturbations(fx, batch)?;
+    let (vx, ax) = model.forward(video.as_ref(), audio.as_ref(), perturbations.as_ref())?;
+    let x0 = X0Model {
+        velocity_model: model,
+    };
+    let (vd, ad) = x0.forward(video.as_ref(), audio.as_ref(), perturbations.as_ref())?;
+    let mut out = Vec::new();
+    for (name, value) in [
+        ("video", vx),
+        ("audio", ax),
+        ("video_x0", vd),
+        ("audio_x0", ad),
+    ] {
+        if let Some(v) = value {
+            out.push((name.to_string(), v));
+        }
+    }
+    Ok(out)
+}
+
+/// Builds the model shape-only from the fixture's (released) config and requires exactly the
+/// reference's parameter names and shapes; outputs the parameter count.
+pub(super) fn run_manifest(fx: &Fixture, device: &Device) -> Result<Outputs> {
+    let kind = model_type(fx)?;
+    let cfg = LtxModelConfig::from_checkpoint_config(&fx.config, kind)?;
+    let mut want = BTreeMap::new();
+    for entry in fx.call_array("params")? {
+        let name = entry[0].as_str().ok_or_else(|| fx.bad("param name"))?;
+        let shape: Vec<usize> = entry[1]
+            .as_array()
+            .and_then(|a| a.iter().map(|d| d.as_u64().map(|d| d as usize)).collect())
+            .ok_or_else(|| fx.bad("param shape"))?;
+        want.insert(name.to_string(), shape);
+    }
+    let (vb, record) = shape_only_var_builder(DType::F32, device);
+    LtxModel::new(&cfg, kind, vb)?;
+    let got = record.take();
+    let missing: Vec<_> = want.keys().filter(|k| !got.contains_key(*k)).collect();
+    let extra: Vec<_> = got.keys().filter(|k| !want.contains_key(*k)).collect();
+    let wrong: Vec<_> = want
+        .iter()
+        .filter_map(|(k, s)| got.get(k).filter(|g| *g != s).map(|g| (k, s, g)))
+        .collect();
+    if !missing.is_empty() || !extra.is_empty() || !wrong.is_empty() {
+        return Err(fx.bad(format!(
+            "parameter set differs: {} missing (e.g. {:?}), {} extra (e.g. {:?}), {} with other shapes (e.g. {:?})",
+            missing.len(),
+            missing.first(),
+            extra.len(),
+            extra.first(),
+            wrong.len(),
+            wrong.first()
+        )));
+    }
+    let total: i64 = got
+        .values()
+        .map(|s| s.iter().product::<usize>() as i64)
+        .sum();
+    Ok(vec![("param_count".into(), Tensor::new(&[total], device)?)])
+}
