@@ -36,8 +36,25 @@ pub fn scaled_dot_product_attention(
     v: &Tensor,
     mask: Option<&Tensor>,
 ) -> Result<Tensor> {
-    let (b, h, _, _) = q.dims4()?;
+    let (b, h, tq, d) = q.dims4()?;
     let tk = k.dim(2)?;
+    // Candle's fused SDPA exists on Metal only, for some head sizes, and rejects masks with more
+    // queries than keys.
+    if q.device().is_metal()
+        && matches!(d, 32 | 64 | 72 | 80 | 96 | 128 | 256)
+        && (mask.is_none() || tq <= tk)
+    {
+        let mask = match mask {
+            Some(m) => Some(
+                m.to_dtype(q.dtype())?
+                    .broadcast_as((b, h, tq, tk))?
+                    .contiguous()?,
+            ),
+            None => None,
+        };
+        let scale = 1.0 / (d as f32).sqrt();
+        return candle_nn::ops::sdpa(q, k, v, mask.as_ref(), false, scale, 1.0);
+    }
     let rows = SCORE_BUDGET_BYTES / (b * h * tk.max(1) * 4);
     attention_in_chunks(q, k, v, mask, rows)
 }

@@ -17,6 +17,9 @@ use super::transformer_args::{CrossModalPreprocessor, TransformerArgsPreprocesso
 #[derive(Clone, Debug)]
 struct StreamIo {
     preprocessor: TransformerArgsPreprocessor,
+    in_channels: usize,
+    /// Width the text context must have on input (caption channels for the 19B projection).
+    context_dim: usize,
     scale_shift_table: Tensor,
     proj_out: Linear,
     norm_eps: f64,
@@ -37,6 +40,77 @@ impl StreamIo {
         let x = layer_norm(x, self.norm_eps)?;
         let x = x.broadcast_mul(&(scale + 1.0)?)?.broadcast_add(&shift)?;
         self.proj_out.forward(&x)
+    }
+}
+
+impl StreamIo {
+    /// Shape checks of one stream's input: typed errors instead of failures deep in the blocks.
+    fn check(&self, m: &Modality, name: &str, batch: usize) -> crate::Result<()> {
+        use crate::error::bad_shape;
+        let bad = |what: &str, t: &Tensor, want: String| {
+            Err(bad_shape(format!("{name} {what}"), t.dims(), want))
+        };
+        let (b, t, c) = match *m.latent.dims() {
+            [b, t, c] => (b, t, c),
+            _ => return bad("latent", &m.latent, "[B, tokens, channels]".into()),
+        };
+        if b != batch || c != self.in_channels {
+            return bad(
+                "latent",
+                &m.latent,
+                format!("[{batch}, tokens, {}]", self.in_channels),
+            );
+        }
+        let axes = self.preprocessor.rope.max_pos.len();
+        let pos_ok = match *m.positions.dims() {
+            [pb, pa, pt, 2] => pb == b && pa == axes && pt == t,
+            [pb, pa, pt] => {
+                pb == b && pa == axes && pt == t && !self.preprocessor.rope.use_middle_indices_grid
+            }
+            _ => false,
+        };
+        if !pos_ok {
+            return bad("positions", &m.positions, format!("[{b}, {axes}, {t}, 2]"));
+        }
+        let n = m.timesteps.elem_count();
+        if m.timesteps.dim(0).ok() != Some(b) || (n != b * t && n != b) {
+            return bad(
+                "timesteps",
+                &m.timesteps,
+                format!("[{b}, {t}, 1] or [{b}, 1]"),
+            );
+        }
+        let s = m.sigma.elem_count();
+        if s != 1 && s != b {
+            return bad("sigma", &m.sigma, format!("a scalar or [{b}]"));
+        }
+        match *m.context.dims() {
+            [cb, _, cd] if cb == b && cd == self.context_dim => {}
+            _ => {
+                return bad(
+                    "context",
+                    &m.context,
+                    format!("[{b}, length, {}]", self.context_dim),
+                )
+            }
+        }
+        if let Some(mask) = &m.attention_mask {
+            if mask.dims() != [b, t, t] {
+                return bad("attention mask", mask, format!("[{b}, {t}, {t}]"));
+            }
+        }
+        if let Some(mask) = &m.context_mask {
+            if mask.dim(0).ok() != Some(b)
+                || mask.dim(mask.rank().max(1) - 1).ok() != Some(m.context.dim(1)?)
+            {
+                return bad(
+                    "context mask",
+                    mask,
+                    format!("[{b}, {}]", m.context.dim(1)?),
+                );
+            }
+        }
+        Ok(())
     }
 }
 
@@ -126,6 +200,12 @@ impl LtxModel {
                 None
             };
             Ok(StreamIo {
+                in_channels: in_ch,
+                context_dim: if cfg.has_caption_projection() {
+                    cfg.caption_channels.unwrap_or(inner)
+                } else {
+                    inner
+                },
                 preprocessor: TransformerArgsPreprocessor {
                     patchify_proj: candle_nn::linear(in_ch, inner, p("patchify_proj"))?,
                     adaln: AdaLayerNormSingle::new(inner, k, p("adaln_single"))?,
@@ -246,6 +326,20 @@ impl LtxModel {
                 ))
             }
         };
+        if let (Some(m), Some(io)) = (video, &self.video) {
+            io.check(m, "video", batch)?;
+        }
+        if let (Some(m), Some(io)) = (audio, &self.audio) {
+            io.check(m, "audio", batch)?;
+        }
+        if let Some(p) = perturbations {
+            if p.perturbations.len() != batch {
+                return Err(Error::InvalidInput(format!(
+                    "{} perturbation configs for a batch of {batch}",
+                    p.perturbations.len()
+                )));
+            }
+        }
         let empty;
         let perturbations = match perturbations {
             Some(p) => p,
@@ -347,5 +441,120 @@ impl LegacyX0Model {
             _ => None,
         };
         Ok((vd, ad))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use candle_core::{DType, Device, Tensor};
+    use serde_json::json;
+
+    use super::*;
+    use crate::loader::synthetic::random_weights;
+    use crate::loader::StateDict;
+    use crate::Error;
+
+    fn tiny_config() -> serde_json::Value {
+        json!({"transformer": {
+            "dropout": 0.0, "attention_bias": true, "activation_fn": "gelu-approximate",
+            "num_embeds_ada_norm": 1000, "use_linear_projection": false, "only_cross_attention": false,
+            "cross_attention_norm": true, "double_self_attention": false, "upcast_attention": false,
+            "standardization_norm": "rms_norm", "norm_elementwise_affine": false, "qk_norm": "rms_norm",
+            "positional_embedding_type": "rope", "use_audio_video_cross_attention": true,
+            "share_ff": false, "av_cross_ada_norm": true, "use_middle_indices_grid": true,
+            "num_attention_heads": 2, "attention_head_dim": 8, "in_channels": 16, "out_channels": 16,
+            "num_layers": 1, "cross_attention_dim": 16, "caption_channels": 12,
+            "audio_num_attention_heads": 2, "audio_attention_head_dim": 4, "audio_in_channels": 16,
+            "audio_out_channels": 16, "audio_cross_attention_dim": 8, "rope_type": "split",
+            "frequencies_precision": "float64", "av_ca_timestep_scale_multiplier": 1000.0
+        }})
+    }
+
+    fn tiny_model() -> LtxModel {
+        let cfg = LtxModelConfig::from_checkpoint_config(&tiny_config(), LtxModelType::AudioVideo)
+            .unwrap();
+        let weights = random_weights(1, DType::F32, "", |vb| {
+            LtxModel::new(&cfg, LtxModelType::AudioVideo, vb).map_err(Error::from)
+        })
+        .unwrap();
+        let sd = Arc::new(StateDict::from_tensors(weights));
+        LtxModel::new(
+            &cfg,
+            LtxModelType::AudioVideo,
+            sd.var_builder(DType::F32, &Device::Cpu),
+        )
+        .unwrap()
+    }
+
+    fn modality(tokens: usize, channels: usize, axes: usize, ctx: usize) -> Modality {
+        let dev = Device::Cpu;
+        Modality {
+            latent: Tensor::zeros((1, tokens, channels), DType::F32, &dev).unwrap(),
+            sigma: Tensor::new(&[0.5f32], &dev).unwrap(),
+            timesteps: Tensor::full(0.5f32, (1, tokens, 1), &dev).unwrap(),
+            positions: Tensor::zeros((1, axes, tokens, 2), DType::F32, &dev).unwrap(),
+            context: Tensor::zeros((1, 3, ctx), DType::F32, &dev).unwrap(),
+            enabled: true,
+            context_mask: None,
+            attention_mask: None,
+        }
+    }
+
+    #[test]
+    fn runs_and_rejects_misshaped_inputs() {
+        let model = tiny_model();
+        let video = modality(4, 16, 3, 12);
+        let audio = modality(5, 16, 1, 12);
+        let (v, a) = model.forward(Some(&video), Some(&audio), None).unwrap();
+        assert_eq!(v.unwrap().dims(), &[1, 4, 16]);
+        assert_eq!(a.unwrap().dims(), &[1, 5, 16]);
+
+        let shape_err = |r: crate::Result<(Option<Tensor>, Option<Tensor>)>| {
+            assert!(matches!(r, Err(Error::TensorShape { .. })), "{:?}", r.err());
+        };
+        // wrong latent channels, positions axes, context width, timesteps, attention mask
+        shape_err(model.forward(Some(&modality(4, 8, 3, 12)), Some(&audio), None));
+        shape_err(model.forward(Some(&modality(4, 16, 1, 12)), Some(&audio), None));
+        shape_err(model.forward(Some(&modality(4, 16, 3, 16)), Some(&audio), None));
+        let mut bad = modality(4, 16, 3, 12);
+        bad.timesteps = Tensor::zeros((1, 3, 1), DType::F32, &Device::Cpu).unwrap();
+        shape_err(model.forward(Some(&bad), Some(&audio), None));
+        let mut bad = modality(4, 16, 3, 12);
+        bad.attention_mask = Some(Tensor::zeros((1, 4, 5), DType::F32, &Device::Cpu).unwrap());
+        shape_err(model.forward(Some(&bad), Some(&audio), None));
+        assert!(model.forward(None, None, None).is_err());
+    }
+
+    #[test]
+    fn config_checks_are_typed_errors() {
+        let mut cfg = tiny_config();
+        cfg["transformer"]["dropout"] = json!(0.1);
+        let err =
+            LtxModelConfig::from_checkpoint_config(&cfg, LtxModelType::AudioVideo).unwrap_err();
+        assert!(matches!(err, Error::UnsupportedConfig { .. }), "{err}");
+        let mut cfg = tiny_config();
+        cfg["transformer"]
+            .as_object_mut()
+            .unwrap()
+            .remove("qk_norm");
+        assert!(LtxModelConfig::from_checkpoint_config(&cfg, LtxModelType::AudioVideo).is_err());
+        let mut cfg = tiny_config();
+        cfg["transformer"]["rope_type"] = json!("spiral");
+        assert!(LtxModelConfig::from_checkpoint_config(&cfg, LtxModelType::AudioVideo).is_err());
+        let mut cfg = tiny_config();
+        cfg["transformer"]
+            .as_object_mut()
+            .unwrap()
+            .remove("caption_channels");
+        assert!(LtxModelConfig::from_checkpoint_config(&cfg, LtxModelType::AudioVideo).is_err());
+        // video-only configs do not need the audio-video keys
+        let mut cfg = tiny_config();
+        cfg["transformer"]
+            .as_object_mut()
+            .unwrap()
+            .remove("share_ff");
+        assert!(LtxModelConfig::from_checkpoint_config(&cfg, LtxModelType::VideoOnly).is_ok());
     }
 }
