@@ -839,6 +839,11 @@ def full_transformer(v23: bool) -> dict:
     return {"transformer": cfg}
 
 
+def _with_layers(config: dict, n: int) -> dict:
+    """A config with only the first `n` blocks (full-width checks of the 48-block models)."""
+    return {"transformer": {**config["transformer"], "num_layers": n}}
+
+
 class _AudioOnlyConfigurator:
     """The reference has no audio-only configurator; this builds `LTXModel(model_type=AudioOnly)` with the
     same argument mapping as `LTXModelConfigurator` (test shim)."""
@@ -1174,6 +1179,38 @@ TRANSFORMER_CASES: list[Case] = [
         28,
         "19B-style AV in bf16 (weights, latents, contexts, positions); tolerance 3e-2 abs + 3e-2 rel",
         lambda ctx: transformer_case(ctx, tiny_ltx2_transformer(), {"model_type": "audio_video", "dtype": "bfloat16"}),
+    ),
+    Case(
+        "transformer_ltx2_full",
+        "transformer",
+        32,
+        "LTX-2 19B transformer at released widths with 1 of its 48 blocks, bf16 weights; 32 video + 10 audio "
+        "tokens, 32 context tokens",
+        lambda ctx: transformer_case(
+            ctx,
+            _with_layers(full_transformer(v23=False), 1),
+            {"model_type": "audio_video"},
+            video=(2, 4, 4),
+            audio_frames=10,
+            context_len=32,
+        ),
+        full_size=True,
+    ),
+    Case(
+        "transformer_ltx23_full",
+        "transformer",
+        33,
+        "LTX-2.3 22B transformer at released widths with 1 of its 48 blocks, bf16 weights; 32 video + 10 audio "
+        "tokens, 32 context tokens",
+        lambda ctx: transformer_case(
+            ctx,
+            _with_layers(full_transformer(v23=True), 1),
+            {"model_type": "audio_video"},
+            video=(2, 4, 4),
+            audio_frames=10,
+            context_len=32,
+        ),
+        full_size=True,
     ),
     Case(
         "transformer_manifest_ltx2",

@@ -116,7 +116,10 @@ mod tests {
         conditioning_err(item.apply_to(&state, &tools));
         // 3 latent frames = 17 pixel frames: keyframe 16 is the last one, 17 is outside
         let ok = VideoConditionByKeyframeIndex::new(zeros(&[1, 4, 1, 2, 4]), 16, 1.0).unwrap();
-        assert_eq!(ok.apply_to(&state, &tools).unwrap().latent.dim(1).unwrap(), 24 + 8);
+        assert_eq!(
+            ok.apply_to(&state, &tools).unwrap().latent.dim(1).unwrap(),
+            24 + 8
+        );
         let item = VideoConditionByKeyframeIndex::new(zeros(&[1, 4, 1, 2, 4]), 17, 1.0).unwrap();
         assert!(conditioning_err(item.apply_to(&state, &tools)).contains("keyframe index 17"));
     }
