@@ -53,13 +53,20 @@ from ltx_core.model.video_vae import (
     VideoDecoderConfigurator,
     VideoEncoderConfigurator,
 )
+from ltx_core.loader.sd_ops import SDOps
 from ltx_core.model.transformer import LTXV_MODEL_COMFY_RENAMING_MAP
+from ltx_core.model.upsampler import LatentUpsamplerConfigurator
 from ltx_core.model.video_vae.video_vae import decode_video
 
 import math_cases
 from fixture_common import STREAM_INPUT, STREAM_NOISE, STREAM_WEIGHTS, Case, CaseContext, FixtureResult
 
 LOG = logging.getLogger("generate")
+
+# Latent upsampler files have no key prefix; these are its top-level modules (fixture inputs/outputs excluded).
+UPSAMPLER_KEYS = SDOps("LATENT_UPSAMPLER_KEYS")
+for _prefix in ("initial_conv.", "initial_norm.", "res_blocks.", "upsampler.", "post_upsample_res_blocks.", "final_conv."):
+    UPSAMPLER_KEYS = UPSAMPLER_KEYS.with_matching(prefix=_prefix)
 SCRIPT_DIR = Path(__file__).resolve().parent
 DEFAULT_OUT = SCRIPT_DIR.parent / "fixtures"
 GENERATOR_ID = "tests/reference/generate.py"
@@ -304,7 +311,8 @@ def det_init(model: torch.nn.Module, gen: torch.Generator) -> dict[str, torch.Te
             value = _uniform(shape, 0.5, 1.5, gen)
         elif leaf == "mean-of-means":
             value = 0.1 * _normal(shape, gen)
-        elif t.dim() == 0:
+        elif t.dim() == 0 or leaf == "kernel":
+            # 0-d parameters and fixed filter buffers (the upsampler's binomial blur) keep their values
             continue
         elif leaf == "weight" and t.dim() >= 2:
             fan_in = shape[1:].numel()
@@ -528,6 +536,9 @@ def run_video_decoder(
 
 
 COMPONENTS: dict[str, Component] = {
+    "latent_upsampler": Component(
+        "latent_upsampler", LatentUpsamplerConfigurator, UPSAMPLER_KEYS, "", lambda *a: run_latent_upsampler(*a)
+    ),
     "transformer": Component(
         "transformer",
         lambda call: transformer_configurator(call),
@@ -1229,6 +1240,163 @@ TRANSFORMER_CASES: list[Case] = [
 ]
 
 
+# ---------------------------------------------------------------------------------------------------------
+# Latent upsampler: flat file config, no key prefix
+# ---------------------------------------------------------------------------------------------------------
+
+
+
+def tiny_upsampler(**overrides: Any) -> dict:
+    """PYTORCH-REFERENCE.md 5: in 8, mid 32, one block per stage, Conv3d stages, spatial x2."""
+    cfg = {
+        "in_channels": 8,
+        "mid_channels": 32,
+        "num_blocks_per_stage": 1,
+        "dims": 3,
+        "spatial_upsample": True,
+        "temporal_upsample": False,
+        "spatial_scale": 2.0,
+        "rational_resampler": False,
+    }
+    cfg.update(overrides)
+    return cfg
+
+
+def full_upsampler(**overrides: Any) -> dict:
+    """Released widths (in 128, mid 1024, 4 blocks per stage; LTX-ARCH.md 2.7 / PYTORCH-REFERENCE.md 7)."""
+    return tiny_upsampler(in_channels=128, mid_channels=1024, num_blocks_per_stage=4, **overrides)
+
+
+def run_latent_upsampler(
+    model: Any,
+    inputs: dict[str, torch.Tensor],
+    call: dict,
+    generator: torch.Generator | None,
+    optional_outputs: frozenset = frozenset(),
+) -> tuple[dict, dict]:
+    """`forward`, or `upsample_video` with the encoder statistics given as inputs."""
+    from types import SimpleNamespace
+
+    from ltx_core.model.upsampler import upsample_video
+    from ltx_core.model.video_vae.ops import PerChannelStatistics
+
+    del generator
+    if optional_outputs:
+        raise ValueError(f"latent_upsampler has no optional outputs, asked for {sorted(optional_outputs)}")
+    dtype = next(model.parameters()).dtype
+    latent = inputs["latent"].to(dtype)
+    with torch.inference_mode():
+        if call.get("op", "forward") == "forward":
+            return {"latent": model(latent)}, {}
+        stats = PerChannelStatistics(latent.shape[1]).to(dtype)
+        stats.get_buffer("std-of-means").copy_(inputs["std_of_means"])
+        stats.get_buffer("mean-of-means").copy_(inputs["mean_of_means"])
+        encoder = SimpleNamespace(per_channel_statistics=stats)
+        return {"latent": upsample_video(latent, encoder, model)}, {}
+
+
+def latent_upsampler_case(
+    ctx: CaseContext, config: dict, latent_shape: tuple[int, ...], op: str = "forward"
+) -> FixtureResult:
+    gen = ctx.generator(STREAM_INPUT)
+    inputs = {"latent": _normal(torch.Size(latent_shape), gen).to(_input_dtype(ctx))}
+    if op == "upsample_video":
+        c = latent_shape[1]
+        inputs["std_of_means"] = _uniform(torch.Size([c]), 0.5, 1.5, gen).to(_input_dtype(ctx))
+        inputs["mean_of_means"] = (0.1 * _normal(torch.Size([c]), gen)).to(_input_dtype(ctx))
+    return reference_case(ctx, "latent_upsampler", config, inputs, {"op": op})
+
+
+UPSAMPLER_CASES: list[Case] = [
+    Case(
+        "latent_upsampler_spatial",
+        "latent_upsampler",
+        35,
+        "spatial x2 (Conv3d stages, per-frame Conv2d + 2-D pixel shuffle), latent [1,8,3,2,3]",
+        lambda ctx: latent_upsampler_case(ctx, tiny_upsampler(), (1, 8, 3, 2, 3)),
+    ),
+    Case(
+        "latent_upsampler_spatial_video",
+        "latent_upsampler",
+        36,
+        "upsample_video with encoder statistics around the spatial x2 upsampler (no res blocks), batch 2",
+        lambda ctx: latent_upsampler_case(
+            ctx, tiny_upsampler(num_blocks_per_stage=0), (2, 8, 2, 3, 2), op="upsample_video"
+        ),
+    ),
+    Case(
+        "latent_upsampler_temporal",
+        "latent_upsampler",
+        37,
+        "temporal x2 (no res blocks), first frame dropped: [1,8,3,2,3] -> 5 frames",
+        lambda ctx: latent_upsampler_case(
+            ctx, tiny_upsampler(spatial_upsample=False, temporal_upsample=True, num_blocks_per_stage=0), (1, 8, 3, 2, 3)
+        ),
+    ),
+    Case(
+        "latent_upsampler_spatiotemporal",
+        "latent_upsampler",
+        38,
+        "spatial + temporal x2 (Conv3d to 8x channels, 3-D pixel shuffle)",
+        lambda ctx: latent_upsampler_case(
+            ctx, tiny_upsampler(temporal_upsample=True, num_blocks_per_stage=0), (1, 8, 2, 2, 2)
+        ),
+    ),
+    Case(
+        "latent_upsampler_rational_1_5",
+        "latent_upsampler",
+        39,
+        "rational x1.5 (pixel shuffle 3, binomial blur stride 2), latent [1,8,2,4,6]",
+        lambda ctx: latent_upsampler_case(
+            ctx, tiny_upsampler(rational_resampler=True, spatial_scale=1.5, num_blocks_per_stage=0), (1, 8, 2, 4, 6)
+        ),
+    ),
+    Case(
+        "latent_upsampler_rational_0_75",
+        "latent_upsampler",
+        40,
+        "rational x0.75 (shuffle 3, blur stride 4)",
+        lambda ctx: latent_upsampler_case(
+            ctx, tiny_upsampler(rational_resampler=True, spatial_scale=0.75, num_blocks_per_stage=0), (1, 8, 1, 4, 8)
+        ),
+    ),
+    Case(
+        "latent_upsampler_rational_4",
+        "latent_upsampler",
+        41,
+        "rational x4 (shuffle 4, no blur)",
+        lambda ctx: latent_upsampler_case(
+            ctx, tiny_upsampler(rational_resampler=True, spatial_scale=4.0, num_blocks_per_stage=0), (1, 8, 1, 2, 2)
+        ),
+    ),
+    Case(
+        "latent_upsampler_dims2",
+        "latent_upsampler",
+        42,
+        "dims 2: Conv2d stages per frame, spatial x2",
+        lambda ctx: latent_upsampler_case(ctx, tiny_upsampler(dims=2), (1, 8, 2, 2, 3)),
+    ),
+    Case(
+        "latent_upsampler_spatial_full",
+        "latent_upsampler",
+        43,
+        "spatial x2 at released widths (in 128, mid 1024, 4 blocks per stage), bf16 weights, latent [1,128,2,4,4]",
+        lambda ctx: latent_upsampler_case(ctx, full_upsampler(), (1, 128, 2, 4, 4)),
+        full_size=True,
+    ),
+    Case(
+        "latent_upsampler_temporal_full",
+        "latent_upsampler",
+        44,
+        "temporal x2 at released widths, bf16 weights, latent [1,128,3,4,4]",
+        lambda ctx: latent_upsampler_case(
+            ctx, full_upsampler(spatial_upsample=False, temporal_upsample=True), (1, 128, 3, 4, 4)
+        ),
+        full_size=True,
+    ),
+]
+
+
 VAE_CASES: list[Case] = [
     # ----- video_encoder ---------------------------------------------------------------------------------
     Case(
@@ -1379,7 +1547,7 @@ VAE_CASES: list[Case] = [
 ]
 
 
-CASES: list[Case] = VAE_CASES + TRANSFORMER_CASES + math_cases.all_cases()
+CASES: list[Case] = VAE_CASES + TRANSFORMER_CASES + UPSAMPLER_CASES + math_cases.all_cases()
 
 
 def _check_registry() -> None:

@@ -2,4 +2,5 @@
 
 pub mod common;
 pub mod transformer;
+pub mod upsampler;
 pub mod video_vae;

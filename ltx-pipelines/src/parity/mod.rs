@@ -18,6 +18,7 @@ use crate::{Error, Result};
 mod conditioning;
 mod diffusion_step;
 mod guider;
+mod latent_upsampler;
 mod patchifier;
 mod scheduler;
 mod transformer;
@@ -247,6 +248,7 @@ pub fn run_fixture(path: &Path, device: &Device) -> Result<Vec<OutputCheck>> {
         "patchifier" => patchifier::run(&fx, &inputs, device)?,
         "conditioning" => conditioning::run(&fx, &inputs, device)?,
         "transformer" => transformer::run(&fx, &inputs, device)?,
+        "latent_upsampler" => latent_upsampler::run(&fx, &inputs, device)?,
         "transformer_manifest" => transformer::run_manifest(&fx, device)?,
         other => {
             return Err(Error::UnknownComponent {
