@@ -22,6 +22,53 @@ use serde_json::{json, Value};
 pub enum Command {
     /// Video VAE decode: Rust vs the reference, f32 on the CPU.
     VaeDecode(VaeDecodeArgs),
+    /// Latent upsampler at released widths: Rust vs the reference, f32 on the CPU.
+    Upsampler(UpsamplerArgs),
+}
+
+/// Options every benchmark shares.
+#[derive(clap::Args, Clone)]
+pub struct CommonArgs {
+    /// Python of a venv with the reference installed (tests/reference/requirements.txt).
+    /// Without it only the Rust side is timed.
+    #[arg(long)]
+    python: Option<PathBuf>,
+    /// The reference timing script (default: the one in tests/reference/).
+    #[arg(long)]
+    script: Option<PathBuf>,
+    /// Timed runs per side (the median is reported).
+    #[arg(long, default_value_t = 3)]
+    runs: usize,
+    /// Untimed warm-up runs per side.
+    #[arg(long, default_value_t = 1)]
+    warmup: usize,
+    /// CPU threads for both sides (0: all cores).
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
+    /// Folder for the weights file (kept, reused when the same shape is asked again).
+    #[arg(long)]
+    workdir: Option<PathBuf>,
+}
+
+#[derive(clap::Args)]
+pub struct UpsamplerArgs {
+    /// spatial (x2), temporal (x2) or rational (x1.5).
+    #[arg(long, default_value = "spatial")]
+    variant: String,
+    /// Middle width (the released x2 files: 1024).
+    #[arg(long, default_value_t = 1024)]
+    mid_channels: usize,
+    /// Latent frames.
+    #[arg(long, default_value_t = 4)]
+    frames: usize,
+    /// Latent height (pixels / 32).
+    #[arg(long, default_value_t = 16)]
+    height: usize,
+    /// Latent width (pixels / 32).
+    #[arg(long, default_value_t = 24)]
+    width: usize,
+    #[command(flatten)]
+    common: CommonArgs,
 }
 
 #[derive(clap::Args)]
@@ -80,7 +127,127 @@ fn parse_layout(s: &str) -> Result<VaeLayout, String> {
 pub fn run(cmd: Command, device: &Device, dtype: Option<DTypeChoice>) -> Result<()> {
     match cmd {
         Command::VaeDecode(args) => vae_decode(args, device, dtype),
+        Command::Upsampler(args) => upsampler(args, device, dtype),
     }
+}
+
+fn workdir(common: &CommonArgs) -> Result<PathBuf> {
+    let dir = common
+        .workdir
+        .clone()
+        .unwrap_or_else(|| std::env::temp_dir().join("ltx-bench"));
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    Ok(dir)
+}
+
+/// Times `what` on `file` in a Rust worker process and (with `--python`) in the reference's
+/// `script`, then prints both and the ratios.
+fn compare_sides(what: &str, file: &Path, common: &CommonArgs, script: &str) -> Result<()> {
+    let threads = if common.threads == 0 {
+        num_cpus()
+    } else {
+        common.threads
+    };
+    let (runs, warmup) = (common.runs.to_string(), common.warmup.to_string());
+    let mut rust = Process::new(std::env::current_exe()?);
+    rust.args(["--device", "cpu", "bench-worker", what])
+        .arg(file)
+        .args(["--runs", &runs, "--warmup", &warmup]);
+    if common.threads > 0 {
+        rust.env("RAYON_NUM_THREADS", common.threads.to_string());
+    }
+    let rust_res = run_json(rust, "rust")?;
+    print_side("rust", &rust_res);
+    let Some(python) = &common.python else {
+        println!("reference: skipped (pass --python PATH of the reference venv)");
+        return Ok(());
+    };
+    let script = common.script.clone().unwrap_or_else(|| {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../tests/reference")
+            .join(script)
+    });
+    let mut reference = Process::new(python);
+    reference
+        .arg(&script)
+        .arg(file)
+        .args(["--runs", &runs, "--warmup", &warmup])
+        .args(["--threads", &threads.to_string()]);
+    let ref_res = run_json(reference, "reference")?;
+    print_side("reference", &ref_res);
+    let get = |v: &Value, k: &str| v.get(k).and_then(Value::as_f64).unwrap_or(f64::NAN);
+    println!(
+        "ratio_vs_reference: {:.3}",
+        get(&rust_res, "median_s") / get(&ref_res, "median_s")
+    );
+    println!(
+        "peak_rss_ratio_vs_reference: {:.3}",
+        get(&rust_res, "peak_rss_mb") / get(&ref_res, "peak_rss_mb")
+    );
+    Ok(())
+}
+
+fn upsampler(args: UpsamplerArgs, device: &Device, dtype: Option<DTypeChoice>) -> Result<()> {
+    use ltx_core::model::upsampler::{LatentUpsampler, LatentUpsamplerConfig};
+    if !device.is_cpu() || dtype.is_some_and(|d| d != DTypeChoice::F32) {
+        bail!("upsampler compares f32 on the CPU (the reference's CPU path): use --device cpu, no --dtype");
+    }
+    let mut config = json!({
+        "in_channels": 128, "mid_channels": args.mid_channels, "num_blocks_per_stage": 4, "dims": 3,
+        "spatial_upsample": true, "temporal_upsample": false, "spatial_scale": 2.0,
+        "rational_resampler": false
+    });
+    match args.variant.as_str() {
+        "spatial" => {}
+        "temporal" => {
+            config["spatial_upsample"] = json!(false);
+            config["temporal_upsample"] = json!(true);
+        }
+        "rational" => {
+            config["rational_resampler"] = json!(true);
+            config["spatial_scale"] = json!(1.5);
+        }
+        other => bail!("--variant must be spatial, temporal or rational, got `{other}`"),
+    }
+    let cfg = LatentUpsamplerConfig::from_checkpoint_config(&config)?;
+    if args.frames == 0 || args.height == 0 || args.width == 0 {
+        bail!("--frames/--height/--width must be positive");
+    }
+    let shape = [1, 128, args.frames, args.height, args.width];
+    let name = format!(
+        "upsampler_{}_{}_{}x{}x{}.safetensors",
+        args.variant, args.mid_channels, args.frames, args.height, args.width
+    );
+    let file = workdir(&args.common)?.join(name);
+    if !file.exists() {
+        eprintln!("writing weights and input to {}", file.display());
+        let mut tensors = random_weights(0, DType::BF16, "", |vb| LatentUpsampler::new(&cfg, vb))?;
+        let mut rng = SplitMix64::new(1);
+        let n: usize = shape.iter().product();
+        let latent: Vec<f32> = (0..n).map(|_| rng.normal()).collect();
+        tensors.insert(
+            "input.latent".into(),
+            Tensor::from_vec(latent, shape.as_slice(), &Device::Cpu)?,
+        );
+        let metadata = HashMap::from([
+            ("component".to_string(), "latent_upsampler".to_string()),
+            ("config".to_string(), config.to_string()),
+            ("call".to_string(), json!({"op": "forward"}).to_string()),
+        ]);
+        save_safetensors(&file, &tensors, metadata)?;
+    }
+    println!(
+        "upsampler variant={} mid_channels={} latent={:?} f32 cpu threads={}",
+        args.variant,
+        args.mid_channels,
+        shape,
+        if args.common.threads == 0 {
+            num_cpus()
+        } else {
+            args.common.threads
+        }
+    );
+    compare_sides("upsampler", &file, &args.common, "bench_component.py")
 }
 
 /// A narrow variant of a released layout (same blocks, 1/8 of the widths) for quick runs.
@@ -296,9 +463,69 @@ fn rss_mb(field: &str) -> f64 {
         .map_or(f64::NAN, |kb| kb / 1024.0)
 }
 
+/// Times `step` `warmup + runs` times and prints the JSON result line.
+fn time_runs(
+    args: &WorkerArgs,
+    device: &Device,
+    mut step: impl FnMut() -> Result<()>,
+) -> Result<()> {
+    let model_rss = rss_mb("VmRSS");
+    let mut times = Vec::new();
+    for i in 0..args.warmup + args.runs {
+        let t0 = Instant::now();
+        step()?;
+        device.synchronize()?;
+        if i >= args.warmup {
+            times.push(t0.elapsed().as_secs_f64());
+        }
+    }
+    let median = median(&times);
+    println!(
+        "{}",
+        json!({"median_s": median, "times_s": times, "model_rss_mb": model_rss, "peak_rss_mb": rss_mb("VmHWM")})
+    );
+    Ok(())
+}
+
+fn worker_upsampler(args: &WorkerArgs, device: &Device, dtype: DType) -> Result<()> {
+    use ltx_core::model::upsampler::{
+        latent_upsampler_keys, LatentUpsampler, LatentUpsamplerConfig,
+    };
+    let files = SafetensorsFiles::open(&[&args.file])?;
+    let cfg = LatentUpsamplerConfig::from_checkpoint_config(&files.config()?)?;
+    let sd = std::sync::Arc::new(files.state_dict(&latent_upsampler_keys())?);
+    let model = LatentUpsampler::new(&cfg, sd.var_builder(dtype, device))?;
+    let latent = read_input(&files, "latent", dtype, device)?;
+    drop((sd, files));
+    time_runs(args, device, || {
+        drop(model.forward(&latent)?);
+        Ok(())
+    })
+}
+
+/// `input.<name>` of a bench file.
+fn read_input(
+    files: &SafetensorsFiles,
+    name: &str,
+    dtype: DType,
+    device: &Device,
+) -> Result<Tensor> {
+    let io = std::sync::Arc::new(
+        files.state_dict(
+            &ltx_core::loader::SDOps::new("INPUT")
+                .with_matching("input.", "")
+                .with_replacement("input.", ""),
+        )?,
+    );
+    Ok(io.var_builder(dtype, device).get_unchecked(name)?)
+}
+
 pub fn worker(args: WorkerArgs, device: &Device, dtype: Option<DTypeChoice>) -> Result<()> {
-    if args.what != "vae-decode" {
-        bail!("unknown bench worker `{}`", args.what);
+    let dt = ltx_core::device::resolve_dtype(dtype, device);
+    match args.what.as_str() {
+        "vae-decode" => {}
+        "upsampler" => return worker_upsampler(&args, device, dt),
+        other => bail!("unknown bench worker `{other}`"),
     }
     let dtype = ltx_core::device::resolve_dtype(dtype, device);
     let files = SafetensorsFiles::open(&[&args.file])?;

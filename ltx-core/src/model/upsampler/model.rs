@@ -1,7 +1,7 @@
 //! Port of `ltx_core/model/upsampler/model.py`.
 
 use candle_core::{Module, Result, Tensor};
-use candle_nn::{Conv2d, VarBuilder};
+use candle_nn::VarBuilder;
 
 use super::model_configurator::{rational_for_scale, LatentUpsamplerConfig};
 use super::pixel_shuffle::pixel_shuffle_nd;
@@ -12,52 +12,61 @@ use crate::model::common::normalization::GroupNorm;
 use crate::model::video_vae::ops::PerChannelStatistics;
 
 /// A 3×3(×3) convolution with zero padding 1 on every convolved axis: `nn.Conv2d` over
-/// `[N, C, H, W]` or `nn.Conv3d` over `[B, C, F, H, W]`.
-pub enum ConvNd {
-    D2(Conv2d),
-    D3(Conv3dWeights),
+/// `[N, C, H, W]` or `nn.Conv3d` over `[B, C, F, H, W]`. Both run on the Conv3d kernels (a 2-D
+/// convolution is a 3-D one with a single temporal tap), so the CPU gets the implicit-GEMM /
+/// Winograd path instead of im2col.
+pub struct ConvNd {
+    conv: Conv3dWeights,
+    dims: usize,
 }
 
 impl ConvNd {
     pub fn new(dims: usize, cin: usize, cout: usize, vb: VarBuilder) -> Result<Self> {
-        if dims == 2 {
-            let cfg = candle_nn::Conv2dConfig {
-                padding: 1,
-                ..Default::default()
-            };
-            return Ok(Self::D2(candle_nn::conv2d(cin, cout, 3, cfg, vb)?));
-        }
-        let weight = vb.get((cout, cin, 3, 3, 3), "weight")?;
+        let weight = if dims == 2 {
+            vb.get((cout, cin, 3, 3), "weight")?.unsqueeze(2)?
+        } else {
+            vb.get((cout, cin, 3, 3, 3), "weight")?
+        };
         let bias = vb.get(cout, "bias")?;
-        Ok(Self::D3(Conv3dWeights::new(&weight, Some(&bias))?))
+        Ok(Self {
+            conv: Conv3dWeights::new(&weight, Some(&bias))?,
+            dims,
+        })
+    }
+
+    /// The 2-D convolution applied to every frame of `[B, C, F, H, W]`.
+    pub fn forward_per_frame(&self, x: &Tensor) -> Result<Tensor> {
+        self.conv.forward(x, Self::spec())
+    }
+
+    fn spec() -> Conv3dSpec {
+        Conv3dSpec {
+            time_pad: (0, 0),
+            time_stride: 1,
+            spatial_stride: 1,
+            spatial_pad: 1,
+            pad_mode: PadMode::Zeros,
+        }
     }
 }
 
 impl Module for ConvNd {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        match self {
-            Self::D2(c) => c.forward(x),
-            Self::D3(c) => {
-                // zero frames around the clip (the Conv3d kernel's own time padding replicates)
-                let x = x.pad_with_zeros(2, 1, 1)?;
-                c.forward(
-                    &x,
-                    Conv3dSpec {
-                        time_pad: (0, 0),
-                        time_stride: 1,
-                        spatial_stride: 1,
-                        spatial_pad: 1,
-                        pad_mode: PadMode::Zeros,
-                    },
-                )
-            }
+        if self.dims == 2 {
+            return self
+                .conv
+                .forward(&x.unsqueeze(2)?, Self::spec())?
+                .squeeze(2);
         }
+        // zero frames around the clip (the Conv3d kernel's own time padding replicates)
+        let x = x.pad_with_zeros(2, 1, 1)?;
+        self.conv.forward(&x, Self::spec())
     }
 }
 
 enum Upsampler {
     /// Conv2d to 4·C + 2-D pixel shuffle, per frame.
-    Spatial(Conv2d),
+    Spatial(ConvNd),
     /// Conv3d to 2·C + temporal pixel shuffle, first frame dropped.
     Temporal(ConvNd),
     /// Conv3d to 8·C + 3-D pixel shuffle, first frame dropped.
@@ -85,13 +94,6 @@ impl LatentUpsampler {
                 .map(|i| ResBlock::new(mid, dims, vb.pp(name).pp(i)))
                 .collect()
         };
-        let conv2d = |cout: usize, vb: VarBuilder| {
-            let c = candle_nn::Conv2dConfig {
-                padding: 1,
-                ..Default::default()
-            };
-            candle_nn::conv2d(mid, cout, 3, c, vb)
-        };
         let up = vb.pp("upsampler");
         let upsampler = match (cfg.spatial_upsample, cfg.temporal_upsample) {
             (true, true) => Upsampler::SpatioTemporal(ConvNd::new(3, mid, 8 * mid, up.pp("0"))?),
@@ -99,7 +101,7 @@ impl LatentUpsampler {
                 let (num, den) = rational_for_scale(cfg.spatial_scale)?;
                 Upsampler::Rational(SpatialRationalResampler::new(mid, num, den, up)?)
             }
-            (true, false) => Upsampler::Spatial(conv2d(4 * mid, up.pp("0"))?),
+            (true, false) => Upsampler::Spatial(ConvNd::new(2, mid, 4 * mid, up.pp("0"))?),
             (false, true) => Upsampler::Temporal(ConvNd::new(3, mid, 2 * mid, up.pp("0"))?),
             (false, false) => unreachable!("validated"),
         };
@@ -162,13 +164,14 @@ impl LatentUpsampler {
             }
             Upsampler::Rational(r) => r.forward(x),
             Upsampler::Spatial(conv) => {
-                let (b, ch, f, h, w) = x.dims5()?;
-                let x2 = x.permute((0, 2, 1, 3, 4))?.reshape((b * f, ch, h, w))?;
-                let y = pixel_shuffle_nd(&conv.forward(&x2)?, 2, (2, 2, 1))?;
-                let (_, c2, h2, w2) = y.dims4()?;
-                y.reshape((b, f, c2, h2, w2))?
-                    .permute((0, 2, 1, 3, 4))?
-                    .contiguous()
+                // per frame: conv, then the 2-D shuffle of every frame
+                let y = conv.forward_per_frame(x)?;
+                let (b, ch, f, h, w) = y.dims5()?;
+                let c = ch / 4;
+                y.reshape(vec![b, c, 2, 2, f, h, w])?
+                    .permute(vec![0, 1, 4, 5, 2, 6, 3])?
+                    .contiguous()?
+                    .reshape((b, c, f, h * 2, w * 2))
             }
         })?)
     }

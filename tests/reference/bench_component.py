@@ -1,0 +1,89 @@
+#!/usr/bin/env python3
+"""Time a PyTorch reference component on a fixture-format file (CPU, float32).
+
+Usage: bench_component.py FILE --runs N [--warmup 1] [--threads 2]
+
+The file is read like a checkpoint, as generate.py's fixtures are: metadata `component`, `config` and `call`;
+weights through the component's reference SDOps filter (strict load, cast to float32); inputs `input.*`. The
+timed call is exactly what generate.py runs for that component (e.g. `LatentUpsampler.forward`), under
+torch.inference_mode().
+
+Prints one JSON line on stdout: {"median_s", "times_s", "model_rss_mb", "peak_rss_mb"}; the rest goes to
+stderr. model_rss_mb = VmRSS after the model is built (file closed), peak_rss_mb = process peak (VmHWM).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import logging
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import generate  # noqa: E402
+from bench_vae_decode import current_rss_mb, peak_rss_mb  # noqa: E402
+
+LOG = logging.getLogger("bench_component")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("file", help="fixture-format .safetensors file")
+    parser.add_argument("--runs", type=int, required=True)
+    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args(argv)
+    if args.runs < 1:
+        parser.error("--runs must be >= 1")
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
+    torch.set_num_threads(args.threads)
+
+    t0 = time.perf_counter()
+    with safe_open(args.file, framework="pt") as f:
+        meta = f.metadata() or {}
+        component = generate.COMPONENTS[meta["component"]]
+        config = json.loads(meta["config"])
+        call = json.loads(meta.get("call") or "{}")
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    model = generate.build_from_checkpoint(
+        generate.configurator_for(component, call), component.sd_ops, config, tensors
+    )
+    inputs = {k: v.to(torch.float32) if v.is_floating_point() else v for k, v in generate.split_io(tensors, "input").items()}
+    del tensors
+    gc.collect()
+    model_rss = current_rss_mb()
+    LOG.info("built %s in %.1f s, RSS %.0f MB", component.name, time.perf_counter() - t0, model_rss)
+
+    times = []
+    for i in range(args.warmup + args.runs):
+        start = time.perf_counter()
+        outputs, _ = component.run(model, inputs, call, None, frozenset())
+        elapsed = time.perf_counter() - start
+        LOG.info("%s %d: %.3f s", "warm-up" if i < args.warmup else "run", i, elapsed)
+        if i >= args.warmup:
+            times.append(elapsed)
+        del outputs
+    print(
+        json.dumps(
+            {
+                "median_s": round(statistics.median(times), 4),
+                "times_s": [round(t, 4) for t in times],
+                "model_rss_mb": round(model_rss, 1),
+                "peak_rss_mb": round(peak_rss_mb(), 1),
+            }
+        ),
+        flush=True,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
