@@ -95,11 +95,7 @@ fn push_state(out: &mut Outputs, prefix: &str, st: &LatentState) {
 
 fn items(fx: &Fixture, inputs: &Arc<StateDict>, device: &Device) -> Result<Outputs> {
     let shape = VideoLatentShape::from_dims(&usizes(fx, &fx.call["target"], "call.target")?)?;
-    let fps = fx
-        .call
-        .get("fps")
-        .and_then(Value::as_f64)
-        .ok_or_else(|| fx.bad("call.fps"))?;
+    let fps = fx.call_f64("fps")?;
     let mut tools = VideoLatentTools::new(VideoLatentPatchifier::new(1)?, shape, fps);
     tools.causal_fix = fx.call["causal_fix"].as_bool().unwrap_or(true);
     let dtype = dtype_of(fx, fx.call_str("dtype")?)?;

@@ -50,13 +50,13 @@ pub struct LatentUpsamplerConfig {
 
 /// `(num, den)` of a rational spatial scale: up by `num` (pixel shuffle), down by `den` (blur).
 pub fn rational_for_scale(scale: f64) -> Result<(usize, usize)> {
-    match scale {
-        s if s == 0.75 => Ok((3, 4)),
-        s if s == 1.5 => Ok((3, 2)),
-        s if s == 2.0 => Ok((2, 1)),
-        s if s == 4.0 => Ok((4, 1)),
-        s => Err(unsupported("spatial_scale", s, "0.75, 1.5, 2.0 or 4.0")),
-    }
+    const TABLE: [(f64, (usize, usize)); 4] =
+        [(0.75, (3, 4)), (1.5, (3, 2)), (2.0, (2, 1)), (4.0, (4, 1))];
+    TABLE
+        .iter()
+        .find(|(s, _)| *s == scale)
+        .map(|&(_, r)| r)
+        .ok_or_else(|| unsupported("spatial_scale", scale, "0.75, 1.5, 2.0 or 4.0"))
 }
 
 impl LatentUpsamplerConfig {
