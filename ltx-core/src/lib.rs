@@ -28,6 +28,7 @@ pub mod loader;
 pub mod model;
 #[cfg(test)]
 mod test_utils;
+pub mod text_encoders;
 pub mod tools;
 pub mod types;
 pub mod utils;

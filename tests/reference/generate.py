@@ -56,6 +56,7 @@ from ltx_core.model.video_vae import (
 from ltx_core.loader.sd_ops import SDOps
 from ltx_core.model.transformer import LTXV_MODEL_COMFY_RENAMING_MAP
 from ltx_core.model.upsampler import LatentUpsamplerConfigurator
+from ltx_core.text_encoders.gemma.encoders.encoder_configurator import EMBEDDINGS_PROCESSOR_KEY_OPS
 from ltx_core.model.video_vae.video_vae import decode_video
 
 import math_cases
@@ -328,12 +329,14 @@ def det_init(model: torch.nn.Module, gen: torch.Generator) -> dict[str, torch.Te
     return {k: v.detach() for k, v in model.state_dict().items()}
 
 
-def to_checkpoint_keys(state: dict[str, torch.Tensor], prefix: str, dtype: torch.dtype) -> dict[str, torch.Tensor]:
+def to_checkpoint_keys(state: dict[str, torch.Tensor], prefix: Any, dtype: torch.dtype) -> dict[str, torch.Tensor]:
     """Module-side VAE keys -> released-checkpoint keys (`vae.encoder.*` / `vae.decoder.*`,
     `vae.per_channel_statistics.*` shared, stored once)."""
     out = {}
     for key, value in state.items():
-        if key.startswith("per_channel_statistics."):
+        if callable(prefix):
+            new_key = prefix(key)
+        elif key.startswith("per_channel_statistics."):
             new_key = "vae." + key
         else:
             new_key = prefix + key
@@ -536,6 +539,13 @@ def run_video_decoder(
 
 
 COMPONENTS: dict[str, Component] = {
+    "embeddings_processor": Component(
+        "embeddings_processor",
+        lambda call: _EmbeddingsProcessorConfigurator(call),
+        EMBEDDINGS_PROCESSOR_KEY_OPS,
+        lambda key: embeddings_processor_checkpoint_key(key),
+        lambda *a: run_embeddings_processor(*a),
+    ),
     "latent_upsampler": Component(
         "latent_upsampler", LatentUpsamplerConfigurator, UPSAMPLER_KEYS, "", lambda *a: run_latent_upsampler(*a)
     ),
@@ -1397,6 +1407,135 @@ UPSAMPLER_CASES: list[Case] = [
 ]
 
 
+# ---------------------------------------------------------------------------------------------------------
+# Text path: feature extractors + embeddings connectors (EmbeddingsProcessor) on stand-in Gemma hidden states
+# ---------------------------------------------------------------------------------------------------------
+
+_CONNECTOR_V1 = {
+    "connector_num_attention_heads": 2,
+    "connector_attention_head_dim": 12,
+    "connector_num_layers": 2,
+    "connector_positional_embedding_max_pos": [4096],
+}
+_CONNECTOR_V2 = {
+    **_CONNECTOR_V1,
+    "connector_apply_gated_attention": True,
+    "connector_attention_head_dim": 16,
+    "audio_connector_num_attention_heads": 2,
+    "audio_connector_attention_head_dim": 8,
+}
+# tiny Gemma stand-in: hidden 24, 3 layers (+ embeddings = 4 hidden states); PYTORCH-REFERENCE.md 5
+TINY_GEMMA_DIMS = {"gemma_hidden_size": 24, "gemma_num_hidden_layers": 3}
+
+
+@contextlib.contextmanager
+def gemma_dims(call: dict) -> Iterator[None]:
+    """The reference reads the Gemma width/depth from the hard-coded GEMMA3_CONFIG_FOR_LTX: patch it."""
+    from ltx_core.text_encoders.gemma.config import GEMMA3_CONFIG_FOR_LTX
+
+    text = GEMMA3_CONFIG_FOR_LTX.text_config
+    saved = (text.hidden_size, text.num_hidden_layers)
+    text.hidden_size = call["gemma_hidden_size"]
+    text.num_hidden_layers = call["gemma_num_hidden_layers"]
+    try:
+        yield
+    finally:
+        text.hidden_size, text.num_hidden_layers = saved
+
+
+class _EmbeddingsProcessorConfigurator:
+    def __init__(self, call: dict) -> None:
+        self.call = call
+
+    def from_config(self, config: dict) -> Any:
+        from ltx_core.text_encoders.gemma.encoders.encoder_configurator import EmbeddingsProcessorConfigurator
+
+        with gemma_dims(self.call):
+            return EmbeddingsProcessorConfigurator.from_config(config)
+
+
+def embeddings_processor_checkpoint_key(key: str) -> str:
+    """Module-side EmbeddingsProcessor keys -> released checkpoint keys (the inverse of
+    EMBEDDINGS_PROCESSOR_KEY_OPS)."""
+    for module, checkpoint in (
+        ("feature_extractor.", "text_embedding_projection."),
+        ("video_connector.", "model.diffusion_model.video_embeddings_connector."),
+        ("audio_connector.", "model.diffusion_model.audio_embeddings_connector."),
+    ):
+        if key.startswith(module):
+            return checkpoint + key[len(module) :]
+    raise KeyError(key)
+
+
+def run_embeddings_processor(
+    model: Any,
+    inputs: dict[str, torch.Tensor],
+    call: dict,
+    generator: torch.Generator | None,
+    optional_outputs: frozenset = frozenset(),
+) -> tuple[dict, dict]:
+    """`op` = `process` (EmbeddingsProcessor.process_hidden_states, plus the feature extractor's outputs) or
+    `feature_extractor` (only the features, `padding_side` from the call)."""
+    del generator, optional_outputs
+    dtype = next(model.parameters()).dtype
+    hidden = inputs["hidden_states"].to(dtype)
+    states = tuple(hidden[..., i] for i in range(hidden.shape[-1]))
+    mask = inputs["attention_mask"]
+    side = call.get("padding_side", "left")
+    with torch.inference_mode():
+        video_f, audio_f = model.feature_extractor(states, mask, side)
+        outputs = {"video_features": video_f, "audio_features": audio_f}
+        if call["op"] == "process":
+            out = model.process_hidden_states(states, mask, side)
+            outputs.update(
+                video_encoding=out.video_encoding, audio_encoding=out.audio_encoding, attention_mask=out.attention_mask
+            )
+    # V1 returns one tensor as both features: store separate copies
+    return {k: v.clone() for k, v in outputs.items() if v is not None}, {}
+
+
+def embeddings_processor_case(ctx: CaseContext, config: dict, op: str, valid: int, side: str = "left") -> FixtureResult:
+    call = {"op": op, "padding_side": side, **TINY_GEMMA_DIMS}
+    gen = ctx.generator(STREAM_INPUT)
+    t, d, layers = 128, call["gemma_hidden_size"], call["gemma_num_hidden_layers"] + 1
+    hidden = _normal(torch.Size([1, t, d, layers]), gen).to(_input_dtype(ctx))
+    mask = torch.zeros(1, t, dtype=torch.int64)
+    if side == "left":
+        mask[:, t - valid :] = 1
+    else:
+        mask[:, :valid] = 1
+    return reference_case(ctx, "embeddings_processor", config, {"hidden_states": hidden, "attention_mask": mask}, call)
+
+
+TEXT_CASES: list[Case] = [
+    Case(
+        "embeddings_processor_v1",
+        "embeddings_processor",
+        45,
+        "19B text path: FeatureExtractorV1 (masked mean/range norm, shared projection), video + audio connectors "
+        "(split RoPE, f64 grid, max_pos 4096, 128 registers); 128 tokens, 37 valid (left padded)",
+        lambda ctx: embeddings_processor_case(ctx, tiny_ltx2_transformer(**_CONNECTOR_V1), "process", 37),
+    ),
+    Case(
+        "embeddings_processor_v2",
+        "embeddings_processor",
+        46,
+        "2.3 text path: FeatureExtractorV2 (per-token RMS, rescaled video/audio projections), gated connectors "
+        "of different widths; 128 tokens, 90 valid",
+        lambda ctx: embeddings_processor_case(ctx, tiny_ltx23_transformer(**_CONNECTOR_V2), "process", 90),
+    ),
+    Case(
+        "feature_extractor_v1_right",
+        "embeddings_processor",
+        47,
+        "FeatureExtractorV1 with right padding (the masked statistics on the other side), 20 valid tokens",
+        lambda ctx: embeddings_processor_case(
+            ctx, tiny_ltx2_transformer(**_CONNECTOR_V1), "feature_extractor", 20, side="right"
+        ),
+    ),
+]
+
+
 VAE_CASES: list[Case] = [
     # ----- video_encoder ---------------------------------------------------------------------------------
     Case(
@@ -1547,7 +1686,7 @@ VAE_CASES: list[Case] = [
 ]
 
 
-CASES: list[Case] = VAE_CASES + TRANSFORMER_CASES + UPSAMPLER_CASES + math_cases.all_cases()
+CASES: list[Case] = VAE_CASES + TRANSFORMER_CASES + UPSAMPLER_CASES + TEXT_CASES + math_cases.all_cases()
 
 
 def _check_registry() -> None:

@@ -17,6 +17,7 @@ use crate::{Error, Result};
 
 mod conditioning;
 mod diffusion_step;
+mod embeddings_processor;
 mod guider;
 mod latent_upsampler;
 mod patchifier;
@@ -249,6 +250,7 @@ pub fn run_fixture(path: &Path, device: &Device) -> Result<Vec<OutputCheck>> {
         "conditioning" => conditioning::run(&fx, &inputs, device)?,
         "transformer" => transformer::run(&fx, &inputs, device)?,
         "latent_upsampler" => latent_upsampler::run(&fx, &inputs, device)?,
+        "embeddings_processor" => embeddings_processor::run(&fx, &inputs, device)?,
         "transformer_manifest" => transformer::run_manifest(&fx, device)?,
         other => {
             return Err(Error::UnknownComponent {
