@@ -5,10 +5,10 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use candle_core::{DType, Device, Tensor};
-use ltx_core::loader::StateDict;
-use ltx_core::model::transformer::perturb_shim::{
+use ltx_core::guidance::perturbations::{
     BatchedPerturbationConfig, Perturbation, PerturbationConfig, PerturbationType,
 };
+use ltx_core::loader::StateDict;
 use ltx_core::model::transformer::{
     ltxv_model_comfy_renaming_map, shape_only_var_builder, LtxModel, LtxModelConfig, LtxModelType,
     Modality, X0Model,

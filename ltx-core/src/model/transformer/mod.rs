@@ -7,7 +7,6 @@ pub mod feed_forward;
 pub mod modality;
 pub mod model;
 pub mod model_configurator;
-pub mod perturb_shim;
 pub mod rope;
 pub mod text_projection;
 pub mod timestep_embedding;

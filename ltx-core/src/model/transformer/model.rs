@@ -7,11 +7,11 @@ use candle_nn::{Linear, VarBuilder};
 use super::adaln::AdaLayerNormSingle;
 use super::modality::Modality;
 use super::model_configurator::{LtxModelConfig, LtxModelType};
-use super::perturb_shim::BatchedPerturbationConfig;
 use super::rope::RopeSpec;
 use super::text_projection::{PixArtAlphaTextProjection, TextProjectionAct};
 use super::transformer::{BasicAvTransformerBlock, StreamConfig};
 use super::transformer_args::{CrossModalPreprocessor, TransformerArgsPreprocessor};
+use crate::guidance::perturbations::BatchedPerturbationConfig;
 
 /// One stream's input and output layers.
 #[derive(Clone, Debug)]

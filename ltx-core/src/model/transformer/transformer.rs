@@ -10,8 +10,8 @@ use candle_nn::VarBuilder;
 use super::adaln::adaln_embedding_coefficient;
 use super::attention::{rms_norm, Attention, AttentionInputs};
 use super::feed_forward::FeedForward;
-use super::perturb_shim::{BatchedPerturbationConfig, PerturbationType};
 use super::transformer_args::TransformerArgs;
+use crate::guidance::perturbations::{BatchedPerturbationConfig, PerturbationType};
 
 /// Widths of one stream inside a block.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
