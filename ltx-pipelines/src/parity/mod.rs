@@ -21,6 +21,7 @@ mod embeddings_processor;
 mod guider;
 mod latent_upsampler;
 mod patchifier;
+mod pipeline_params;
 mod scheduler;
 mod transformer;
 mod video_vae;
@@ -155,6 +156,11 @@ impl Fixture {
             .ok_or_else(|| self.bad(format!("call.{key} must be a list")))
     }
 
+    /// The fixture file itself (its metadata stands in for a checkpoint's).
+    pub(crate) fn files(&self) -> &SafetensorsFiles {
+        &self.files
+    }
+
     pub(crate) fn tiling(&self) -> Result<Option<TilingConfig>> {
         match self.call.get("tiling") {
             None | Some(Value::Null) => Ok(None),
@@ -251,6 +257,7 @@ pub fn run_fixture(path: &Path, device: &Device) -> Result<Vec<OutputCheck>> {
         "transformer" => transformer::run(&fx, &inputs, device)?,
         "latent_upsampler" => latent_upsampler::run(&fx, &inputs, device)?,
         "embeddings_processor" => embeddings_processor::run(&fx, &inputs, device)?,
+        "pipeline_params" => pipeline_params::run(&fx, device)?,
         "transformer_manifest" => transformer::run_manifest(&fx, device)?,
         other => {
             return Err(Error::UnknownComponent {

@@ -1,4 +1,12 @@
-//! Port of `ltx_pipelines/utils/constants.py` (sigma lists so far).
+//! Port of `ltx_pipelines/utils/constants.py`: sigma lists, pipeline parameter presets and
+//! `detect_params`, and the defaults the pipelines share.
+
+use std::path::Path;
+
+use ltx_core::components::guiders::MultiModalGuiderParams;
+use ltx_core::loader::SafetensorsFiles;
+
+use crate::Result;
 
 /// The distilled model's 8-step schedule.
 pub const DISTILLED_SIGMA_VALUES: [f32; 9] = [
@@ -7,3 +15,162 @@ pub const DISTILLED_SIGMA_VALUES: [f32; 9] = [
 
 /// The stage-2 (super-resolution) schedule: the tail of [`DISTILLED_SIGMA_VALUES`].
 pub const STAGE_2_DISTILLED_SIGMA_VALUES: [f32; 4] = [0.909375, 0.725, 0.421875, 0.0];
+
+/// Defaults of a generation: resolution, length, steps and the per-modality guidance.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PipelineParams {
+    pub seed: u64,
+    pub stage_1_height: usize,
+    pub stage_1_width: usize,
+    pub num_frames: usize,
+    pub frame_rate: f64,
+    pub num_inference_steps: usize,
+    pub video_guider_params: MultiModalGuiderParams,
+    pub audio_guider_params: MultiModalGuiderParams,
+}
+
+impl PipelineParams {
+    /// Stage 2 (after the x2 latent upsampler) renders at twice the stage-1 size.
+    pub fn stage_2_height(&self) -> usize {
+        self.stage_1_height * 2
+    }
+
+    pub fn stage_2_width(&self) -> usize {
+        self.stage_1_width * 2
+    }
+
+    /// LTX-2 (19B) defaults: 768×512, 121 frames at 24 fps, 40 steps, video CFG 3 / audio CFG 7,
+    /// STG 1 on block 29, rescale 0.7, modality 3.
+    pub fn ltx_2() -> Self {
+        let guider = |cfg_scale: f64| MultiModalGuiderParams {
+            cfg_scale,
+            stg_scale: 1.0,
+            stg_blocks: Some(vec![29]),
+            rescale_scale: 0.7,
+            modality_scale: 3.0,
+            skip_step: 0,
+        };
+        Self {
+            seed: 10,
+            stage_1_height: 512,
+            stage_1_width: 768,
+            num_frames: 121,
+            frame_rate: 24.0,
+            num_inference_steps: 40,
+            video_guider_params: guider(3.0),
+            audio_guider_params: guider(7.0),
+        }
+    }
+
+    /// LTX-2.3 (22B) defaults: as LTX-2 with 30 steps and STG on block 28.
+    pub fn ltx_2_3() -> Self {
+        let mut p = Self::ltx_2();
+        p.num_inference_steps = 30;
+        p.video_guider_params.stg_blocks = Some(vec![28]);
+        p.audio_guider_params.stg_blocks = Some(vec![28]);
+        p
+    }
+
+    /// LTX-2.3 HQ (res_2s) defaults: 960×544 stage 1, 15 steps, no STG, rescale 0.45 (video) /
+    /// 1.0 (audio).
+    pub fn ltx_2_3_hq() -> Self {
+        let guider = |cfg_scale: f64, rescale_scale: f64| MultiModalGuiderParams {
+            cfg_scale,
+            stg_scale: 0.0,
+            stg_blocks: Some(vec![]),
+            rescale_scale,
+            modality_scale: 3.0,
+            skip_step: 0,
+        };
+        Self {
+            num_inference_steps: 15,
+            stage_1_height: 1088 / 2,
+            stage_1_width: 1920 / 2,
+            video_guider_params: guider(3.0, 0.45),
+            audio_guider_params: guider(7.0, 1.0),
+            ..Self::ltx_2()
+        }
+    }
+}
+
+/// The `model_version` prefix of LTX-2.3 checkpoints.
+pub const LTX_2_3_MODEL_VERSION_PREFIX: &str = "2.3";
+
+/// Default parameters for a checkpoint: [`PipelineParams::ltx_2_3`] when its `model_version`
+/// metadata starts with "2.3", else [`PipelineParams::ltx_2`].
+pub fn detect_params(checkpoint: &SafetensorsFiles) -> PipelineParams {
+    let version = checkpoint.metadata_entry("model_version").unwrap_or("");
+    if version.starts_with(LTX_2_3_MODEL_VERSION_PREFIX) {
+        return PipelineParams::ltx_2_3();
+    }
+    tracing::info!(
+        version = if version.is_empty() {
+            "unknown"
+        } else {
+            version
+        },
+        "using the LTX-2 pipeline defaults"
+    );
+    PipelineParams::ltx_2()
+}
+
+/// [`detect_params`] for a checkpoint file. Unlike the reference, which falls back to the LTX-2
+/// defaults with a warning, an unreadable file is an error here: the pipeline could not load it
+/// either, and a silent fallback would pick the wrong step count and STG block for LTX-2.3.
+pub fn detect_params_from_path(path: &Path) -> Result<PipelineParams> {
+    Ok(detect_params(&SafetensorsFiles::open(&[path])?))
+}
+
+/// Strength of a LoRA when none is given.
+pub const DEFAULT_LORA_STRENGTH: f64 = 1.0;
+/// H.264 CRF of the round trip conditioning images go through (as the reference does).
+pub const DEFAULT_IMAGE_CRF: u32 = 33;
+/// Channels of the video latent.
+pub const VIDEO_LATENT_CHANNELS: usize = 128;
+
+/// The reference's default negative prompt.
+pub const DEFAULT_NEGATIVE_PROMPT: &str = "blurry, out of focus, overexposed, underexposed, low contrast, washed out colors, excessive noise, \
+grainy texture, poor lighting, flickering, motion blur, distorted proportions, unnatural skin tones, \
+deformed facial features, asymmetrical face, missing facial features, extra limbs, disfigured hands, \
+wrong hand count, artifacts around text, inconsistent perspective, camera shake, incorrect depth of \
+field, background too sharp, background clutter, distracting reflections, harsh shadows, inconsistent \
+lighting direction, color banding, cartoonish rendering, 3D CGI look, unrealistic materials, uncanny \
+valley effect, incorrect ethnicity, wrong gender, exaggerated expressions, wrong gaze direction, \
+mismatched lip sync, silent or muted audio, distorted voice, robotic voice, echo, background noise, \
+off-sync audio, incorrect dialogue, added dialogue, repetitive speech, jittery movement, awkward \
+pauses, incorrect timing, unnatural transitions, inconsistent framing, tilted camera, flat lighting, \
+inconsistent tone, cinematic oversaturation, stylized filters, or AI artifacts.";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn checkpoint(dir: &Path, name: &str, version: Option<&str>) -> std::path::PathBuf {
+        use candle_core::{Device, Tensor};
+        let path = dir.join(name);
+        let mut meta = std::collections::HashMap::new();
+        if let Some(v) = version {
+            meta.insert("model_version".to_string(), v.to_string());
+        }
+        let t = Tensor::zeros(2, candle_core::DType::F32, &Device::Cpu).unwrap();
+        let tensors = std::collections::HashMap::from([("x".to_string(), t)]);
+        ltx_core::loader::synthetic::save_safetensors(&path, &tensors, meta).unwrap();
+        path
+    }
+
+    #[test]
+    fn detects_ltx_2_3_from_model_version() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = detect_params_from_path(&checkpoint(dir.path(), "a.safetensors", Some("2.3.0")))
+            .unwrap();
+        assert_eq!(p, PipelineParams::ltx_2_3());
+        assert_eq!(p.num_inference_steps, 30);
+        let p = detect_params_from_path(&checkpoint(dir.path(), "b.safetensors", Some("2.0.1")))
+            .unwrap();
+        assert_eq!(p, PipelineParams::ltx_2());
+        let p = detect_params_from_path(&checkpoint(dir.path(), "c.safetensors", None)).unwrap();
+        assert_eq!(p, PipelineParams::ltx_2());
+        assert!(detect_params_from_path(&dir.path().join("missing.safetensors")).is_err());
+        assert_eq!(PipelineParams::ltx_2_3_hq().stage_2_width(), 1920);
+    }
+}
