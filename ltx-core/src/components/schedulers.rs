@@ -141,6 +141,77 @@ impl LinearQuadraticScheduler {
     }
 }
 
+/// `BetaScheduler` (arXiv 2407.12173): sigmas at Beta(α, β) quantiles of a 10000-entry table of
+/// `flux_time_shift(2.37, 1, t)`. Identical quantile indices are merged (keeping the first), so
+/// the schedule can have fewer than `steps + 1` values.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct BetaScheduler {
+    pub alpha: f64,
+    pub beta: f64,
+}
+
+impl Default for BetaScheduler {
+    fn default() -> Self {
+        Self {
+            alpha: 0.6,
+            beta: 0.6,
+        }
+    }
+}
+
+impl BetaScheduler {
+    pub const SHIFT: f64 = 2.37;
+    pub const TIMESTEPS_LENGTH: usize = 10_000;
+
+    pub fn sigmas(&self, steps: usize) -> Result<Vec<f32>> {
+        check_steps(steps)?;
+        for (name, v) in [("alpha", self.alpha), ("beta", self.beta)] {
+            if !(v.is_finite() && v > 0.0) {
+                return Err(Error::InvalidInput(format!(
+                    "beta scheduler {name} {v} must be a positive number"
+                )));
+            }
+        }
+        let table = beta_sigma_table();
+        let last = (table.len() - 1) as f64;
+        let mut seen = std::collections::HashSet::new();
+        let mut out = Vec::with_capacity(steps + 1);
+        for i in 0..steps {
+            // numpy: 1 − linspace(0, 1, steps, endpoint=False)
+            let p = 1.0 - i as f64 * (1.0 / steps as f64);
+            let q = super::beta_distribution::beta_ppf(p, self.alpha, self.beta);
+            let idx = (q * last).round_ties_even() as usize;
+            if seen.insert(idx) {
+                out.push(table[idx.min(table.len() - 1)]);
+            }
+        }
+        out.push(0.0);
+        Ok(out)
+    }
+}
+
+/// The 10000 sigmas `flux_time_shift(2.37, 1, t)`, `t = k / 10000` for `k = 1..=10000`, in the
+/// reference's f32 tensor arithmetic: `e^μ · (1 / (e^μ + (1/t − 1)))` with `e^μ` rounded to f32.
+pub fn beta_sigma_table() -> &'static [f32] {
+    static TABLE: std::sync::OnceLock<Vec<f32>> = std::sync::OnceLock::new();
+    TABLE.get_or_init(|| {
+        let e = BetaScheduler::SHIFT.exp() as f32;
+        let n = BetaScheduler::TIMESTEPS_LENGTH;
+        (1..=n)
+            .map(|k| {
+                let t = k as f32 / n as f32;
+                let x = 1.0f32 / t - 1.0;
+                (1.0f32 / (e + x)) * e
+            })
+            .collect()
+    })
+}
+
+/// `scipy.stats.beta.ppf(p, a, b)`, exposed for the parity fixtures.
+pub fn beta_ppf(p: f64, a: f64, b: f64) -> f64 {
+    super::beta_distribution::beta_ppf(p, a, b)
+}
+
 /// `flux_time_shift(mu, sigma, t) = e^mu / (e^mu + (1/t − 1)^sigma)` in f64.
 pub fn flux_time_shift(mu: f64, sigma: f64, t: f64) -> f64 {
     mu.exp() / (mu.exp() + (1.0 / t - 1.0).powf(sigma))
@@ -153,6 +224,14 @@ mod tests {
     #[test]
     fn zero_steps_and_bad_parameters_are_errors() {
         assert!(Ltx2Scheduler::default().sigmas(0, None).is_err());
+        assert!(BetaScheduler::default().sigmas(0).is_err());
+        for bad in [0.0, -1.0, f64::NAN] {
+            let b = BetaScheduler {
+                alpha: bad,
+                ..Default::default()
+            };
+            assert!(b.sigmas(8).is_err());
+        }
         assert!(LinearQuadraticScheduler::default().sigmas(0).is_err());
         let bad = LinearQuadraticScheduler {
             linear_steps: Some(9),

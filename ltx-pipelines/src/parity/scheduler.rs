@@ -9,7 +9,9 @@ use crate::Result;
 /// `scheduler` fixtures: `call = {"scheduler": "ltx2" | "linear_quadratic", "cases": [kwargs]}`
 /// with outputs `sigmas_<i>`, or `{"scheduler": "constants"}` with the pipelines' sigma lists.
 pub(super) fn run(fx: &Fixture, device: &Device) -> Result<Outputs> {
-    use ltx_core::components::schedulers::{LinearQuadraticScheduler, Ltx2Scheduler};
+    use ltx_core::components::schedulers::{
+        beta_ppf, beta_sigma_table, BetaScheduler, LinearQuadraticScheduler, Ltx2Scheduler,
+    };
     let kind = fx
         .call
         .get("scheduler")
@@ -24,6 +26,24 @@ pub(super) fn run(fx: &Fixture, device: &Device) -> Result<Outputs> {
                 "stage_2_distilled".to_string(),
                 vec1(&STAGE_2_DISTILLED_SIGMA_VALUES)?,
             ),
+        ]);
+    }
+    if kind == "beta_table" {
+        let mut ppf = Vec::new();
+        for q in fx.call_array("ppf")? {
+            let v: Vec<f64> = q
+                .as_array()
+                .map(|a| a.iter().filter_map(Value::as_f64).collect())
+                .unwrap_or_default();
+            if v.len() != 3 {
+                return Err(fx.bad("ppf entries must be [p, a, b]"));
+            }
+            ppf.push(beta_ppf(v[0], v[1], v[2]));
+        }
+        let n = ppf.len();
+        return Ok(vec![
+            ("table".to_string(), vec1(beta_sigma_table())?),
+            ("ppf".to_string(), Tensor::from_vec(ppf, n, device)?),
         ]);
     }
     let cases = fx
@@ -56,6 +76,14 @@ pub(super) fn run(fx: &Fixture, device: &Device) -> Result<Outputs> {
                 LinearQuadraticScheduler {
                     threshold_noise: num(case, "threshold_noise").unwrap_or(d.threshold_noise),
                     linear_steps: int(case, "linear_steps"),
+                }
+                .sigmas(steps)?
+            }
+            "beta" => {
+                let d = BetaScheduler::default();
+                BetaScheduler {
+                    alpha: num(case, "alpha").unwrap_or(d.alpha),
+                    beta: num(case, "beta").unwrap_or(d.beta),
                 }
                 .sigmas(steps)?
             }

@@ -14,7 +14,7 @@ def seeded_choices(ctx: CaseContext, n: int, low: int, high: int) -> list[int]:
 
 
 def scheduler_case(ctx: CaseContext, name: str, cases: list[dict]) -> FixtureResult:
-    from ltx_core.components.schedulers import LinearQuadraticScheduler, LTX2Scheduler
+    from ltx_core.components.schedulers import BetaScheduler, LinearQuadraticScheduler, LTX2Scheduler
 
     tensors: dict[str, torch.Tensor] = {}
     for i, kwargs in enumerate(cases):
@@ -25,6 +25,8 @@ def scheduler_case(ctx: CaseContext, name: str, cases: list[dict]) -> FixtureRes
             sigmas = LTX2Scheduler().execute(latent=latent, **kw)
         elif name == "linear_quadratic":
             sigmas = LinearQuadraticScheduler().execute(**kwargs)
+        elif name == "beta":
+            sigmas = BetaScheduler().execute(**kwargs)
         else:
             raise ValueError(name)
         tensors[f"output.sigmas_{i}"] = sigmas.to(torch.float32).contiguous()
@@ -60,6 +62,31 @@ def linear_quadratic_cases(ctx: CaseContext) -> list[dict]:
 
 
 
+def beta_cases(ctx: CaseContext) -> list[dict]:
+    cases: list[dict] = [{"steps": s} for s in (1, 2, 3, 8, 20, 30, 40, 100)]
+    cases += [{"steps": 12, "alpha": a, "beta": b} for a, b in ((0.5, 0.5), (1.0, 1.0), (2.0, 0.7), (0.3, 3.0))]
+    cases += [{"steps": s} for s in seeded_choices(ctx, 3, 2, 150)]
+    return cases
+
+
+PPF_GRID = [
+    [p, a, b]
+    for a, b in ((0.6, 0.6), (0.3, 0.3), (0.5, 2.0), (1.0, 1.0), (2.0, 5.0), (5.0, 0.5))
+    for p in (1e-9, 1e-4, 0.01, 0.1, 0.25, 0.5, 0.75, 0.9, 0.99, 0.9999, 1 - 1e-9)
+]
+
+
+def beta_table_case(ctx: CaseContext) -> FixtureResult:
+    import scipy.stats
+
+    from ltx_core.components.schedulers import _precalculate_model_sampling_sigmas
+
+    table = _precalculate_model_sampling_sigmas(2.37, 10000).to(torch.float32)
+    ppf = torch.tensor([float(scipy.stats.beta.ppf(p, a, b)) for p, a, b in PPF_GRID], dtype=torch.float64)
+    tensors = {"output.table": table.contiguous(), "output.ppf": ppf}
+    return FixtureResult("scheduler", {}, {"scheduler": "beta_table", "ppf": PPF_GRID}, "1e-12", "0", tensors, {})
+
+
 CASES: list[Case] = [
     # ----- scheduler -------------------------------------------------------------------------------------
     Case(
@@ -75,6 +102,20 @@ CASES: list[Case] = [
         71,
         "LinearQuadraticScheduler: step counts 1..40, threshold, linear_steps, 3 seeded step counts",
         lambda ctx: scheduler_case(ctx, "linear_quadratic", linear_quadratic_cases(ctx)),
+    ),
+    Case(
+        "scheduler_beta",
+        "scheduler",
+        72,
+        "BetaScheduler: steps 1..100 at alpha = beta = 0.6, four other (alpha, beta), 3 seeded step counts",
+        lambda ctx: scheduler_case(ctx, "beta", beta_cases(ctx)),
+    ),
+    Case(
+        "scheduler_beta_table",
+        "scheduler",
+        74,
+        "BetaScheduler internals: the 10000-entry float32 flux_time_shift table and scipy.stats.beta.ppf on a grid",
+        beta_table_case,
     ),
     Case(
         "scheduler_constants",
