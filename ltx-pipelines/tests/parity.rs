@@ -25,7 +25,7 @@ fn fixture(name: &str) -> PathBuf {
 fn every_committed_fixture_matches_the_reference() {
     let files = collect_fixtures(&[fixtures_dir()]).unwrap();
     assert!(
-        files.len() >= 14,
+        files.len() >= 58,
         "expected the committed fixtures, found {}",
         files.len()
     );
@@ -55,7 +55,20 @@ fn every_committed_fixture_matches_the_reference() {
         "parity failures:\n{}",
         failures.join("\n")
     );
-    for needed in ["video_encoder", "video_decoder", "scheduler"] {
+    for needed in [
+        "video_encoder",
+        "video_decoder",
+        "scheduler",
+        "guider",
+        "diffusion_step",
+        "patchifier",
+        "conditioning",
+        "pipeline_params",
+        "transformer",
+        "transformer_manifest",
+        "latent_upsampler",
+        "embeddings_processor",
+    ] {
         assert!(components.contains(needed), "no fixture covers {needed}");
     }
 }

@@ -123,6 +123,14 @@ impl GaussianNoiser {
                 format!("{:?} (the latent's shape)", state.latent.dims()),
             ));
         }
+        let (md, ld) = (state.denoise_mask.dims(), state.latent.dims());
+        if md.len() != ld.len() || md.iter().zip(ld).any(|(m, l)| *m != 1 && m != l) {
+            return Err(bad_shape(
+                "denoise mask",
+                md,
+                format!("broadcastable to the latent's {ld:?}"),
+            ));
+        }
         let mask = state.denoise_mask.to_dtype(DType::F32)?;
         let m = (mask * noise_scale)?;
         let noisy = noise.to_dtype(DType::F32)?.broadcast_mul(&m)?;
@@ -208,6 +216,15 @@ mod tests {
         let bad = Tensor::zeros((1, 2, 2), DType::F32, &dev)?;
         assert!(matches!(
             GaussianNoiser.apply(&state, &bad, 1.0),
+            Err(Error::TensorShape { .. })
+        ));
+        // a mask for another token count
+        let wrong_mask = LatentState {
+            denoise_mask: Tensor::ones((1, 4, 1), DType::F32, &dev)?,
+            ..state.clone()
+        };
+        assert!(matches!(
+            GaussianNoiser.apply(&wrong_mask, &noise, 1.0),
             Err(Error::TensorShape { .. })
         ));
         Ok(())

@@ -120,6 +120,13 @@ impl StateDict {
         Ok(source.load(name, device)?)
     }
 
+    /// Every key, sorted.
+    pub fn keys(&self) -> Vec<String> {
+        let mut keys: Vec<String> = self.entries.keys().cloned().collect();
+        keys.sort();
+        keys
+    }
+
     /// Keys present in the state dict that the model never asked for, sorted.
     pub fn unused_keys(&self) -> Vec<String> {
         let used = self.used.lock().unwrap_or_else(|e| e.into_inner());

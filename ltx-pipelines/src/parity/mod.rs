@@ -266,7 +266,25 @@ pub fn run_fixture(path: &Path, device: &Device) -> Result<Vec<OutputCheck>> {
             })
         }
     };
-    outputs
+    // every stored output must be reproduced: one the port does not produce is a failure
+    let produced: std::collections::HashSet<&str> =
+        outputs.iter().map(|(n, _)| n.as_str()).collect();
+    let missing: Vec<OutputCheck> = expected
+        .keys()
+        .into_iter()
+        .filter(|k| !produced.contains(k.as_str()))
+        .map(|k| {
+            tracing::error!(output = %k, "the fixture stores this output but nothing produced it");
+            OutputCheck {
+                component: fx.component.clone(),
+                output: k,
+                max_abs: f64::INFINITY,
+                max_rel: f64::INFINITY,
+                pass: false,
+            }
+        })
+        .collect();
+    let mut checks = outputs
         .into_iter()
         .map(|(name, actual)| {
             let want = fx
@@ -275,7 +293,9 @@ pub fn run_fixture(path: &Path, device: &Device) -> Result<Vec<OutputCheck>> {
             let (atol, rtol) = output_tolerance(&name, fx.atol, fx.rtol);
             compare(&fx.component, &name, &actual, &want, atol, rtol)
         })
-        .collect()
+        .collect::<Result<Vec<_>>>()?;
+    checks.extend(missing);
+    Ok(checks)
 }
 
 /// Expands directories into their `*.safetensors` files (sorted); files are kept as given.

@@ -10,8 +10,8 @@ use ltx_core::guidance::perturbations::{
 };
 use ltx_core::loader::StateDict;
 use ltx_core::model::transformer::{
-    ltxv_model_comfy_renaming_map, shape_only_var_builder, LtxModel, LtxModelConfig, LtxModelType,
-    Modality, X0Model,
+    ltxv_model_comfy_renaming_map, shape_only_var_builder, LegacyX0Model, LtxModel, LtxModelConfig,
+    LtxModelType, Modality, X0Model,
 };
 use serde_json::Value;
 
@@ -129,12 +129,40 @@ pub(super) fn run(fx: &Fixture, inputs: &Arc<StateDict>, device: &Device) -> Res
         velocity_model: model,
     };
     let (vd, ad) = x0.forward(video.as_ref(), audio.as_ref(), perturbations.as_ref())?;
+    let (mut vl, mut al) = (None, None);
+    if fx
+        .call
+        .get("legacy_x0")
+        .and_then(Value::as_bool)
+        .unwrap_or(false)
+    {
+        let sigma = video
+            .as_ref()
+            .or(audio.as_ref())
+            .expect("checked")
+            .sigma
+            .flatten_all()?
+            .to_dtype(DType::F32)?
+            .get(0)?
+            .to_scalar::<f32>()? as f64;
+        let legacy = LegacyX0Model {
+            velocity_model: x0.velocity_model,
+        };
+        (vl, al) = legacy.forward(
+            video.as_ref(),
+            audio.as_ref(),
+            perturbations.as_ref(),
+            sigma,
+        )?;
+    }
     let mut out = Vec::new();
     for (name, value) in [
         ("video", vx),
         ("audio", ax),
         ("video_x0", vd),
         ("audio_x0", ad),
+        ("video_x0_legacy", vl),
+        ("audio_x0_legacy", al),
     ] {
         if let Some(v) = value {
             out.push((name.to_string(), v));
