@@ -25,7 +25,7 @@ fn fixture(name: &str) -> PathBuf {
 fn every_committed_fixture_matches_the_reference() {
     let files = collect_fixtures(&[fixtures_dir()]).unwrap();
     assert!(
-        files.len() >= 58,
+        files.len() >= 59,
         "expected the committed fixtures, found {}",
         files.len()
     );
@@ -68,6 +68,7 @@ fn every_committed_fixture_matches_the_reference() {
         "transformer_manifest",
         "latent_upsampler",
         "embeddings_processor",
+        "gemma_text_encoder",
     ] {
         assert!(components.contains(needed), "no fixture covers {needed}");
     }

@@ -970,8 +970,21 @@ def run_transformer(
     with torch.inference_mode():
         vx, ax = model(video, audio, perturbations)
         vd, ad = X0Model(model)(video, audio, perturbations)
+        legacy = (None, None)
+        if call.get("legacy_x0"):
+            from ltx_core.model.transformer.model import LegacyX0Model
+
+            sigma = float(next(iter(modalities.values())).sigma.flatten()[0])
+            legacy = LegacyX0Model(model)(video, audio, perturbations, sigma)
     outputs = {}
-    for name, value in (("video", vx), ("audio", ax), ("video_x0", vd), ("audio_x0", ad)):
+    for name, value in (
+        ("video", vx),
+        ("audio", ax),
+        ("video_x0", vd),
+        ("audio_x0", ad),
+        ("video_x0_legacy", legacy[0]),
+        ("audio_x0_legacy", legacy[1]),
+    ):
         if value is not None:
             outputs[name] = value
     return outputs, {}
@@ -1093,8 +1106,9 @@ TRANSFORMER_CASES: list[Case] = [
         "transformer_ltx2_av",
         "transformer",
         20,
-        "19B-style tiny AV: split RoPE (f64 grid), caption projections, A/V gate x1000; 12 video + 7 audio tokens",
-        lambda ctx: transformer_case(ctx, tiny_ltx2_transformer(), {"model_type": "audio_video"}),
+        "19B-style tiny AV: split RoPE (f64 grid), caption projections, A/V gate x1000; 12 video + 7 audio tokens; "
+        "X0Model and LegacyX0Model predictions",
+        lambda ctx: transformer_case(ctx, tiny_ltx2_transformer(), {"model_type": "audio_video", "legacy_x0": True}),
     ),
     Case(
         "transformer_ltx23_av",

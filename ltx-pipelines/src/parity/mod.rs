@@ -18,6 +18,7 @@ use crate::{Error, Result};
 mod conditioning;
 mod diffusion_step;
 mod embeddings_processor;
+mod gemma;
 mod guider;
 mod latent_upsampler;
 mod patchifier;
@@ -258,6 +259,7 @@ pub fn run_fixture(path: &Path, device: &Device) -> Result<Vec<OutputCheck>> {
         "latent_upsampler" => latent_upsampler::run(&fx, &inputs, device)?,
         "embeddings_processor" => embeddings_processor::run(&fx, &inputs, device)?,
         "pipeline_params" => pipeline_params::run(&fx, device)?,
+        "gemma_text_encoder" => gemma::run(&fx, &inputs, device)?,
         "transformer_manifest" => transformer::run_manifest(&fx, device)?,
         other => {
             return Err(Error::UnknownComponent {

@@ -36,6 +36,18 @@ pub fn scaled_dot_product_attention(
     v: &Tensor,
     mask: Option<&Tensor>,
 ) -> Result<Tensor> {
+    let d = q.dim(3)?;
+    scaled_dot_product_attention_with_scale(q, k, v, mask, 1.0 / (d as f64).sqrt())
+}
+
+/// [`scaled_dot_product_attention`] with an explicit score scale.
+pub fn scaled_dot_product_attention_with_scale(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    mask: Option<&Tensor>,
+    scale: f64,
+) -> Result<Tensor> {
     let (b, h, tq, d) = q.dims4()?;
     let tk = k.dim(2)?;
     // Candle's fused SDPA exists on Metal only, for some head sizes, and rejects masks with more
@@ -52,11 +64,10 @@ pub fn scaled_dot_product_attention(
             ),
             None => None,
         };
-        let scale = 1.0 / (d as f32).sqrt();
-        return candle_nn::ops::sdpa(q, k, v, mask.as_ref(), false, scale, 1.0);
+        return candle_nn::ops::sdpa(q, k, v, mask.as_ref(), false, scale as f32, 1.0);
     }
     let rows = SCORE_BUDGET_BYTES / (b * h * tk.max(1) * 4);
-    attention_in_chunks(q, k, v, mask, rows)
+    attention_in_chunks(q, k, v, mask, rows, scale)
 }
 
 /// [`scaled_dot_product_attention`] with at most `rows` queries per chunk.
@@ -66,10 +77,10 @@ fn attention_in_chunks(
     v: &Tensor,
     mask: Option<&Tensor>,
     rows: usize,
+    scale: f64,
 ) -> Result<Tensor> {
     let (b, h, tq, d) = q.dims4()?;
     let dtype = q.dtype();
-    let scale = 1.0 / (d as f64).sqrt();
     let kt = k.to_dtype(DType::F32)?.transpose(2, 3)?.contiguous()?;
     let vf = v.to_dtype(DType::F32)?.contiguous()?;
     let mask = match mask {
@@ -240,7 +251,7 @@ mod tests {
         let s = (q.matmul(&k.transpose(2, 3)?)? * 0.5)?.broadcast_add(&mask)?;
         let want = candle_nn::ops::softmax_last_dim(&s)?.matmul(&v)?;
         for rows in [1, 2, 3, 7, 100] {
-            let got = attention_in_chunks(&q, &k, &v, Some(&mask), rows)?;
+            let got = attention_in_chunks(&q, &k, &v, Some(&mask), rows, 0.5)?;
             let diff = (got - &want)?.abs()?.max_all()?.to_scalar::<f32>()?;
             assert!(diff < 1e-6, "rows {rows}: {diff}");
         }

@@ -1,11 +1,15 @@
 //! Port of `ltx_core/text_encoders/gemma/`.
 
+pub mod config;
 pub mod embeddings_connector;
 pub mod embeddings_processor;
 pub mod feature_extractor;
+pub mod gemma3;
 
+pub use config::Gemma3TextConfig;
 pub use embeddings_connector::{Embeddings1DConnector, Embeddings1DConnectorConfig};
 pub use embeddings_processor::{
     embeddings_processor_key_ops, EmbeddingsProcessor, EmbeddingsProcessorOutput,
 };
 pub use feature_extractor::{FeatureExtractor, GemmaDims, PaddingSide};
+pub use gemma3::{gemma_llm_key_ops, Gemma3TextModel};

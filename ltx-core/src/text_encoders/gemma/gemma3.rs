@@ -1,0 +1,325 @@
+//! The Gemma-3 text decoder the reference runs through `transformers` (no `ltx_core` twin): every
+//! hidden state (the scaled embeddings, each layer's output, the last one after the final norm)
+//! for a left-padded batch.
+//!
+//! Details that matter (transformers 5.x `modeling_gemma3`):
+//! - embeddings are multiplied by `√hidden` rounded to the weight dtype;
+//! - RMSNorm scales by `1 + w` and computes in f32 (`(x·w)` then cast, not `cast(x)·w`);
+//! - each layer has four norms (input, post-attention, pre- and post-feed-forward) and per-head q/k
+//!   norms; sliding-window layers use RoPE base `rope_local_base_freq` unscaled, global layers
+//!   `rope_theta` with linear scaling (`inv_freq / factor`);
+//! - positions are `0..T` whatever the padding; keys are masked causally, by padding, and for
+//!   sliding layers to the last `sliding_window` positions (`j > i − window`);
+//! - scores are scaled by `query_pre_attn_scalar^−½`, softmax in f32.
+
+use candle_core::{DType, Device, Module, Result, Tensor, D};
+use candle_nn::{Embedding, Linear, VarBuilder};
+
+use super::config::Gemma3TextConfig;
+use crate::model::transformer::attention::scaled_dot_product_attention_with_scale;
+
+/// Gemma's RMSNorm: `x / √(mean(x²) + eps) · (1 + w)` in f32, cast back.
+#[derive(Clone, Debug)]
+struct GemmaRmsNorm {
+    weight: Tensor,
+    eps: f64,
+}
+
+impl GemmaRmsNorm {
+    fn new(dim: usize, eps: f64, vb: VarBuilder) -> Result<Self> {
+        Ok(Self {
+            weight: vb.get(dim, "weight")?,
+            eps,
+        })
+    }
+}
+
+impl Module for GemmaRmsNorm {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let dtype = x.dtype();
+        let xf = x.to_dtype(DType::F32)?;
+        let inv = (xf.sqr()?.mean_keepdim(D::Minus1)? + self.eps)?
+            .sqrt()?
+            .recip()?;
+        let w = (self.weight.to_dtype(DType::F32)? + 1.0)?;
+        xf.broadcast_mul(&inv)?.broadcast_mul(&w)?.to_dtype(dtype)
+    }
+}
+
+fn linear(i: usize, o: usize, bias: bool, vb: VarBuilder) -> Result<Linear> {
+    if bias {
+        candle_nn::linear(i, o, vb)
+    } else {
+        candle_nn::linear_no_bias(i, o, vb)
+    }
+}
+
+struct Layer {
+    q_proj: Linear,
+    k_proj: Linear,
+    v_proj: Linear,
+    o_proj: Linear,
+    q_norm: GemmaRmsNorm,
+    k_norm: GemmaRmsNorm,
+    gate_proj: Linear,
+    up_proj: Linear,
+    down_proj: Linear,
+    input_layernorm: GemmaRmsNorm,
+    post_attention_layernorm: GemmaRmsNorm,
+    pre_feedforward_layernorm: GemmaRmsNorm,
+    post_feedforward_layernorm: GemmaRmsNorm,
+    sliding: bool,
+}
+
+/// The Gemma-3 text model (`Gemma3TextModel`).
+pub struct Gemma3TextModel {
+    cfg: Gemma3TextConfig,
+    embed_tokens: Embedding,
+    layers: Vec<Layer>,
+    norm: GemmaRmsNorm,
+}
+
+/// `rotate_half`: `[-x2, x1]` of the two halves of the last dim.
+fn rotate_half(x: &Tensor) -> Result<Tensor> {
+    let d = x.dim(D::Minus1)?;
+    let x1 = x.narrow(D::Minus1, 0, d / 2)?;
+    let x2 = x.narrow(D::Minus1, d / 2, d - d / 2)?;
+    Tensor::cat(&[&x2.neg()?, &x1], D::Minus1)
+}
+
+impl Gemma3TextModel {
+    /// Weights under the module-side names (`embed_tokens`, `layers.{i}.…`, `norm`).
+    pub fn new(cfg: &Gemma3TextConfig, vb: VarBuilder) -> Result<Self> {
+        let (h, hd) = (cfg.hidden_size, cfg.head_dim);
+        let (nh, nkv) = (cfg.num_attention_heads, cfg.num_key_value_heads);
+        let types = cfg.layer_types();
+        let bias = cfg.attention_bias;
+        let eps = cfg.rms_norm_eps;
+        let layers = (0..cfg.num_hidden_layers)
+            .map(|i| {
+                let vb = vb.pp("layers").pp(i);
+                let a = vb.pp("self_attn");
+                let m = vb.pp("mlp");
+                Ok(Layer {
+                    q_proj: linear(h, nh * hd, bias, a.pp("q_proj"))?,
+                    k_proj: linear(h, nkv * hd, bias, a.pp("k_proj"))?,
+                    v_proj: linear(h, nkv * hd, bias, a.pp("v_proj"))?,
+                    o_proj: linear(nh * hd, h, bias, a.pp("o_proj"))?,
+                    q_norm: GemmaRmsNorm::new(hd, eps, a.pp("q_norm"))?,
+                    k_norm: GemmaRmsNorm::new(hd, eps, a.pp("k_norm"))?,
+                    gate_proj: linear(h, cfg.intermediate_size, false, m.pp("gate_proj"))?,
+                    up_proj: linear(h, cfg.intermediate_size, false, m.pp("up_proj"))?,
+                    down_proj: linear(cfg.intermediate_size, h, false, m.pp("down_proj"))?,
+                    input_layernorm: GemmaRmsNorm::new(h, eps, vb.pp("input_layernorm"))?,
+                    post_attention_layernorm: GemmaRmsNorm::new(
+                        h,
+                        eps,
+                        vb.pp("post_attention_layernorm"),
+                    )?,
+                    pre_feedforward_layernorm: GemmaRmsNorm::new(
+                        h,
+                        eps,
+                        vb.pp("pre_feedforward_layernorm"),
+                    )?,
+                    post_feedforward_layernorm: GemmaRmsNorm::new(
+                        h,
+                        eps,
+                        vb.pp("post_feedforward_layernorm"),
+                    )?,
+                    sliding: types[i] == "sliding_attention",
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self {
+            cfg: cfg.clone(),
+            embed_tokens: candle_nn::embedding(cfg.vocab_size, h, vb.pp("embed_tokens"))?,
+            layers,
+            norm: GemmaRmsNorm::new(h, eps, vb.pp("norm"))?,
+        })
+    }
+
+    pub fn config(&self) -> &Gemma3TextConfig {
+        &self.cfg
+    }
+
+    /// `(cos, sin)` `[1, 1, T, head_dim]` for one layer type, in `dtype`.
+    fn rope(
+        &self,
+        t: usize,
+        sliding: bool,
+        dtype: DType,
+        device: &Device,
+    ) -> Result<(Tensor, Tensor)> {
+        let d = self.cfg.head_dim;
+        let (base, factor) = if sliding {
+            (self.cfg.rope_local_base_freq, 1.0)
+        } else {
+            let factor = match &self.cfg.rope_scaling {
+                Some(s) if s.rope_type == "linear" => s.factor,
+                _ => 1.0,
+            };
+            (self.cfg.rope_theta, factor)
+        };
+        // f32 like the reference: 1 / base^(2i/d), then / factor
+        let inv: Vec<f32> = (0..d / 2)
+            .map(|i| {
+                let e = (2 * i) as f32 / d as f32;
+                (1.0f32 / (base as f32).powf(e)) / factor as f32
+            })
+            .collect();
+        let inv = Tensor::from_vec(inv, (1, d / 2), device)?;
+        let pos = Tensor::arange(0u32, t as u32, device)?
+            .to_dtype(DType::F32)?
+            .reshape((t, 1))?;
+        let freqs = pos.broadcast_mul(&inv)?;
+        let emb = Tensor::cat(&[&freqs, &freqs], 1)?.reshape((1, 1, t, d))?;
+        Ok((emb.cos()?.to_dtype(dtype)?, emb.sin()?.to_dtype(dtype)?))
+    }
+
+    /// Additive masks `[B, 1, T, T]` (0 = attend, f32 minimum = masked) for full and sliding layers.
+    fn masks(&self, attention_mask: &Tensor, dtype: DType) -> Result<(Tensor, Tensor)> {
+        let (b, t) = attention_mask.dims2()?;
+        let keep: Vec<Vec<f32>> = attention_mask.to_dtype(DType::F32)?.to_vec2::<f32>()?;
+        let window = self.cfg.sliding_window;
+        let min = f32::MIN;
+        let mut full = vec![0f32; b * t * t];
+        let mut sliding = vec![0f32; b * t * t];
+        for (bi, row) in keep.iter().enumerate() {
+            for i in 0..t {
+                for (j, &valid) in row.iter().enumerate() {
+                    let ok = j <= i && valid != 0.0;
+                    let idx = (bi * t + i) * t + j;
+                    full[idx] = if ok { 0.0 } else { min };
+                    sliding[idx] = if ok && j + window > i { 0.0 } else { min };
+                }
+            }
+        }
+        let dev = attention_mask.device();
+        let mk = |v: Vec<f32>| -> Result<Tensor> {
+            Tensor::from_vec(v, (b, 1, t, t), dev)?.to_dtype(if dtype == DType::F64 {
+                DType::F64
+            } else {
+                DType::F32
+            })
+        };
+        Ok((mk(full)?, mk(sliding)?))
+    }
+
+    /// `input_ids` `[B, T]`, `attention_mask` `[B, T]` (1 = token) -> `num_hidden_layers + 1`
+    /// hidden states `[B, T, hidden]`.
+    pub fn forward(
+        &self,
+        input_ids: &Tensor,
+        attention_mask: &Tensor,
+    ) -> crate::Result<Vec<Tensor>> {
+        let (b, t) = input_ids.dims2()?;
+        if attention_mask.dims() != [b, t] {
+            return Err(crate::error::bad_shape(
+                "attention mask",
+                attention_mask.dims(),
+                format!("[{b}, {t}] (the token ids' shape)"),
+            ));
+        }
+        let ids = input_ids.to_dtype(DType::U32)?;
+        let max_id = ids.max_all()?.to_scalar::<u32>()? as usize;
+        if max_id >= self.cfg.vocab_size {
+            return Err(crate::Error::InvalidInput(format!(
+                "token id {max_id} is outside the vocabulary ({} tokens)",
+                self.cfg.vocab_size
+            )));
+        }
+        let emb = self.embed_tokens.forward(&ids)?;
+        let dtype = emb.dtype();
+        let scale = Tensor::new((self.cfg.hidden_size as f64).sqrt() as f32, emb.device())?
+            .to_dtype(dtype)?;
+        let mut x = emb.broadcast_mul(&scale)?;
+        let device = x.device().clone();
+        let (full_mask, sliding_mask) = self.masks(attention_mask, dtype)?;
+        let rope_full = self.rope(t, false, dtype, &device)?;
+        let rope_sliding = self.rope(t, true, dtype, &device)?;
+        let (nh, nkv, hd) = (
+            self.cfg.num_attention_heads,
+            self.cfg.num_key_value_heads,
+            self.cfg.head_dim,
+        );
+        let scale = self.cfg.query_pre_attn_scalar.powf(-0.5);
+        let mut states = Vec::with_capacity(self.layers.len() + 1);
+        states.push(x.clone());
+        for layer in &self.layers {
+            let (cos, sin) = if layer.sliding {
+                &rope_sliding
+            } else {
+                &rope_full
+            };
+            let mask = if layer.sliding {
+                &sliding_mask
+            } else {
+                &full_mask
+            };
+            let h = layer.input_layernorm.forward(&x)?;
+            let heads = |lin: &Linear, n: usize| -> Result<Tensor> {
+                lin.forward(&h)?
+                    .reshape((b, t, n, hd))?
+                    .transpose(1, 2)?
+                    .contiguous()
+            };
+            let q = layer.q_norm.forward(&heads(&layer.q_proj, nh)?)?;
+            let k = layer.k_norm.forward(&heads(&layer.k_proj, nkv)?)?;
+            let v = heads(&layer.v_proj, nkv)?;
+            let q = (q.broadcast_mul(cos)? + rotate_half(&q)?.broadcast_mul(sin)?)?;
+            let k = (k.broadcast_mul(cos)? + rotate_half(&k)?.broadcast_mul(sin)?)?;
+            // grouped-query attention: each key/value head serves nh / nkv query heads
+            let rep = nh / nkv;
+            let expand = |x: Tensor| -> Result<Tensor> {
+                if rep == 1 {
+                    return Ok(x);
+                }
+                x.unsqueeze(2)?
+                    .broadcast_as((b, nkv, rep, t, hd))?
+                    .reshape((b, nh, t, hd))
+            };
+            let (k, v) = (expand(k)?, expand(v)?);
+            let attn = match self.cfg.attn_logit_softcapping {
+                None => scaled_dot_product_attention_with_scale(&q, &k, &v, Some(mask), scale)?,
+                Some(cap) => {
+                    let s = (q
+                        .to_dtype(DType::F32)?
+                        .matmul(&k.to_dtype(DType::F32)?.t()?)?
+                        * scale)?;
+                    let s =
+                        ((s / cap)?.tanh()? * cap)?.broadcast_add(&mask.to_dtype(DType::F32)?)?;
+                    candle_nn::ops::softmax_last_dim(&s)?
+                        .matmul(&v.to_dtype(DType::F32)?)?
+                        .to_dtype(dtype)?
+                }
+            };
+            let attn = attn
+                .transpose(1, 2)?
+                .contiguous()?
+                .reshape((b, t, nh * hd))?;
+            let attn = layer.o_proj.forward(&attn)?;
+            x = (x + layer.post_attention_layernorm.forward(&attn)?)?;
+            let h = layer.pre_feedforward_layernorm.forward(&x)?;
+            let mlp = layer
+                .down_proj
+                .forward(&(layer.gate_proj.forward(&h)?.gelu()? * layer.up_proj.forward(&h)?)?)?;
+            x = (x + layer.post_feedforward_layernorm.forward(&mlp)?)?;
+            states.push(x.clone());
+        }
+        // the last state is returned after the final norm
+        let last = states.pop().expect("at least the embeddings");
+        states.push(self.norm.forward(&last)?);
+        Ok(states)
+    }
+}
+
+/// Gemma checkpoint keys -> [`Gemma3TextModel`] keys: the language model's weights under
+/// `language_model.model.` (the Hugging Face layout of `google/gemma-3-*`) or
+/// `model.language_model.` (newer exports); the vision tower and projector are not read.
+pub fn gemma_llm_key_ops() -> crate::loader::SDOps {
+    crate::loader::SDOps::new("GEMMA_LLM_KEY_OPS")
+        .with_matching("language_model.model.", "")
+        .with_replacement("language_model.model.", "")
+        .with_matching("model.language_model.", "")
+        .with_replacement("model.language_model.", "")
+}

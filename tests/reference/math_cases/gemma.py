@@ -1,0 +1,83 @@
+"""`gemma_text_encoder` fixtures: a tiny Gemma-3 (transformers' `Gemma3ForConditionalGeneration` built from the
+reference's `GEMMA3_CONFIG_FOR_LTX` with small widths) run the way `GemmaTextEncoder.encode` runs it:
+`model.model(input_ids, attention_mask, output_hidden_states=True)`, on a left-padded batch of 2.
+
+The reference's own loading hook (`GEMMA_MODEL_OPS` / `create_and_populate`) fails with transformers 5.23
+(`SiglipVisionModel` has no `vision_model`); the buffers it would set (embedding scale, local and global RoPE
+frequencies) are the ones transformers computes itself, so the model is used as built.
+
+Weights: the language model only, under the checkpoint keys `language_model.model.*` (F16, the reference runs on
+the same rounded values in f32). Inputs `input_ids` (int64), `attention_mask` (int64). Output `hidden_states`
+`[B, T, hidden, layers + 1]` with padded positions zeroed (a padded query attends to nothing; its values are
+implementation-defined)."""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+
+from fixture_common import STREAM_INPUT, STREAM_WEIGHTS, Case, CaseContext, FixtureResult
+
+TEXT = {
+    "vocab_size": 300,
+    "hidden_size": 32,
+    "intermediate_size": 64,
+    "num_hidden_layers": 4,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,
+    "head_dim": 8,
+    "query_pre_attn_scalar": 16,
+    "sliding_window": 4,
+    "layer_types": ["sliding_attention", "full_attention", "sliding_attention", "sliding_attention"],
+}
+
+
+def gemma_case(ctx: CaseContext, pads: tuple[int, int], t: int) -> FixtureResult:
+    from transformers import Gemma3Config
+    from transformers.models.gemma3 import Gemma3ForConditionalGeneration
+
+    from ltx_core.text_encoders.gemma.config import GEMMA3_CONFIG_FOR_LTX
+
+    data = copy.deepcopy(GEMMA3_CONFIG_FOR_LTX.to_dict())
+    data["text_config"].update(TEXT)
+    data["vision_config"].update(
+        hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2, image_size=28, patch_size=14
+    )
+    data["mm_tokens_per_image"] = 4
+    config = Gemma3Config.from_dict(data)
+    model = Gemma3ForConditionalGeneration(config).eval()
+    gen = ctx.generator(STREAM_WEIGHTS)
+    weights = {}
+    for name, p in sorted(model.model.language_model.state_dict(keep_vars=True).items()):
+        value = (0.3 if p.dim() == 1 else 0.08) * torch.randn(p.shape, generator=gen)
+        value = value.half()
+        with torch.no_grad():
+            p.copy_(value.float())
+        weights["language_model.model." + name] = value
+    gen = ctx.generator(STREAM_INPUT)
+    ids = torch.randint(1, TEXT["vocab_size"], (2, t), generator=gen)
+    mask = torch.ones(2, t, dtype=torch.int64)
+    for row, pad in enumerate(pads):
+        mask[row, :pad] = 0
+        ids[row, :pad] = 0
+    with torch.inference_mode():
+        out = model.model(input_ids=ids, attention_mask=mask, output_hidden_states=True)
+    states = torch.stack(out.hidden_states, dim=-1) * mask[:, :, None, None]
+    tensors = dict(weights)
+    tensors.update({"input.input_ids": ids, "input.attention_mask": mask, "output.hidden_states": states.float()})
+    cfg = {"text_config": {**TEXT, "rope_theta": 1_000_000.0, "rope_local_base_freq": 10_000.0,
+                           "rope_scaling": {"rope_type": "linear", "factor": 8.0}, "rms_norm_eps": 1e-6}}
+    return FixtureResult("gemma_text_encoder", cfg, {}, "1e-4", "1e-4", tensors, {"weights_dtype": "float16"})
+
+
+CASES: list[Case] = [
+    Case(
+        "gemma_text_encoder",
+        "gemma_text_encoder",
+        55,
+        "tiny Gemma-3: 4 layers (sliding, full, sliding, sliding; window 4), GQA 4/2 heads, scale 16^-1/2, linear "
+        "RoPE scaling on the full layer; 2 x 16 tokens, the first row left-padded by 5",
+        lambda ctx: gemma_case(ctx, (5, 0), 16),
+    ),
+]
