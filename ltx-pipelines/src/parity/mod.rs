@@ -19,6 +19,7 @@ mod conditioning;
 mod diffusion_step;
 mod embeddings_processor;
 mod gemma;
+mod gemma_tokenizer;
 mod guider;
 mod latent_upsampler;
 mod patchifier;
@@ -260,6 +261,7 @@ pub fn run_fixture(path: &Path, device: &Device) -> Result<Vec<OutputCheck>> {
         "embeddings_processor" => embeddings_processor::run(&fx, &inputs, device)?,
         "pipeline_params" => pipeline_params::run(&fx, device)?,
         "gemma_text_encoder" => gemma::run(&fx, &inputs, device)?,
+        "gemma_tokenizer" => gemma_tokenizer::run(&fx, device)?,
         "transformer_manifest" => transformer::run_manifest(&fx, device)?,
         other => {
             return Err(Error::UnknownComponent {

@@ -17,6 +17,7 @@ OFFSET_RANGES = {
     "conditioning": range(90, 97),
     "pipeline_params": range(97, 100),
     "gemma_text_encoder": range(55, 60),
+    "gemma_tokenizer": range(55, 60),
 }
 
 

@@ -81,3 +81,67 @@ CASES: list[Case] = [
         lambda ctx: gemma_case(ctx, (5, 0), 16),
     ),
 ]
+
+
+PROMPTS = [
+    "A cat walks across a sunlit kitchen floor.",
+    "  leading and trailing spaces are stripped   ",
+    "",
+    "Ünïcödé, emoji 🎬 and punctuation!?",
+    "a long prompt " * 12,
+]
+
+
+def tokenizer_case(ctx: CaseContext, max_length: int) -> FixtureResult:
+    """A small BPE tokenizer in Gemma's shape (`<pad>`=0, `<eos>`=1, `<bos>`=2, a BOS-adding template), trained
+    here on a few sentences and loaded the way the reference loads Gemma's (`LTXVGemmaTokenizer`: AutoTokenizer,
+    left padding to `max_length`, truncation). The tokenizer.json text is stored in the metadata."""
+    import tempfile
+    from pathlib import Path
+
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors, trainers
+
+    from ltx_core.text_encoders.gemma.tokenizer import LTXVGemmaTokenizer
+
+    tok = Tokenizer(models.BPE(unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Metaspace()
+    trainer = trainers.BpeTrainer(vocab_size=200, special_tokens=["<pad>", "<eos>", "<bos>", "<unk>"])
+    corpus = [
+        "A cat walks across a sunlit kitchen floor.",
+        "The camera pans slowly over a misty mountain lake at dawn.",
+        "a woman speaks softly, birds sing in the background",
+        "long prompts are truncated to the maximum length",
+    ] * 20
+    tok.train_from_iterator(corpus, trainer)
+    tok.post_processor = processors.TemplateProcessing(single="<bos> $A", special_tokens=[("<bos>", 2)])
+    with tempfile.TemporaryDirectory() as tmp:
+        tok.save(str(Path(tmp) / "tokenizer.json"))
+        (Path(tmp) / "tokenizer_config.json").write_text(
+            '{"tokenizer_class": "PreTrainedTokenizerFast", "pad_token": "<pad>", "eos_token": "<eos>", '
+            '"bos_token": "<bos>", "unk_token": "<unk>"}'
+        )
+        ref = LTXVGemmaTokenizer(tmp, max_length=max_length)
+        ids, masks = [], []
+        for p in PROMPTS:
+            pairs = ref.tokenize_with_weights(p)["gemma"]
+            ids.append([int(t) for t, _ in pairs])
+            masks.append([int(w) for _, w in pairs])
+        tokenizer_json = (Path(tmp) / "tokenizer.json").read_text()
+    tensors = {
+        "output.input_ids": torch.tensor(ids, dtype=torch.int64),
+        "output.attention_mask": torch.tensor(masks, dtype=torch.int64),
+    }
+    call = {"prompts": PROMPTS, "max_length": max_length}
+    return FixtureResult("gemma_tokenizer", {}, call, "0", "0", tensors, {"tokenizer_json": tokenizer_json})
+
+
+CASES.append(
+    Case(
+        "gemma_tokenizer",
+        "gemma_tokenizer",
+        56,
+        "LTXVGemmaTokenizer on a generated BPE tokenizer.json: left padding to 24, BOS, strip, empty prompt, unicode, "
+        "truncation of a long prompt",
+        lambda ctx: tokenizer_case(ctx, 24),
+    )
+)

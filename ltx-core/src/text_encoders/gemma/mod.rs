@@ -3,13 +3,17 @@
 pub mod config;
 pub mod embeddings_connector;
 pub mod embeddings_processor;
+pub mod encoders;
 pub mod feature_extractor;
 pub mod gemma3;
+pub mod tokenizer;
 
 pub use config::Gemma3TextConfig;
 pub use embeddings_connector::{Embeddings1DConnector, Embeddings1DConnectorConfig};
 pub use embeddings_processor::{
     embeddings_processor_key_ops, EmbeddingsProcessor, EmbeddingsProcessorOutput,
 };
+pub use encoders::GemmaTextEncoder;
 pub use feature_extractor::{FeatureExtractor, GemmaDims, PaddingSide};
 pub use gemma3::{gemma_llm_key_ops, Gemma3TextModel};
+pub use tokenizer::{read_prompt_file, LtxvGemmaTokenizer, TokenizedPrompt};
