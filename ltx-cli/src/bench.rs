@@ -24,6 +24,23 @@ pub enum Command {
     VaeDecode(VaeDecodeArgs),
     /// Latent upsampler at released widths: Rust vs the reference, f32 on the CPU.
     Upsampler(UpsamplerArgs),
+    /// Gemma-3 text decoder (all hidden states) on a reduced config: Rust vs the reference, f32 CPU.
+    TextEncoder(TextEncoderArgs),
+}
+
+#[derive(clap::Args)]
+pub struct TextEncoderArgs {
+    /// Hidden width (the 12B model: 3840).
+    #[arg(long, default_value_t = 640)]
+    hidden: usize,
+    /// Decoder layers (the 12B model: 48; every 6th is global).
+    #[arg(long, default_value_t = 12)]
+    layers: usize,
+    /// Prompt tokens (the pipelines pad to 1024).
+    #[arg(long, default_value_t = 256)]
+    tokens: usize,
+    #[command(flatten)]
+    common: CommonArgs,
 }
 
 /// Options every benchmark shares.
@@ -128,7 +145,79 @@ pub fn run(cmd: Command, device: &Device, dtype: Option<DTypeChoice>) -> Result<
     match cmd {
         Command::VaeDecode(args) => vae_decode(args, device, dtype),
         Command::Upsampler(args) => upsampler(args, device, dtype),
+        Command::TextEncoder(args) => text_encoder(args, device, dtype),
     }
+}
+
+fn text_encoder(args: TextEncoderArgs, device: &Device, dtype: Option<DTypeChoice>) -> Result<()> {
+    use ltx_core::text_encoders::gemma::{Gemma3TextConfig, Gemma3TextModel};
+    if !device.is_cpu() || dtype.is_some_and(|d| d != DTypeChoice::F32) {
+        bail!("text-encoder compares f32 on the CPU: use --device cpu, no --dtype");
+    }
+    if args.hidden % 64 != 0 || args.hidden == 0 || args.layers == 0 || args.tokens == 0 {
+        bail!("--hidden must be a positive multiple of 64; --layers and --tokens positive");
+    }
+    // the 12B shape scaled down: 64-wide heads, half as many key/value heads, 4x MLP
+    let heads = args.hidden / 64;
+    let config = json!({"text_config": {
+        "vocab_size": 8192, "hidden_size": args.hidden, "intermediate_size": 4 * args.hidden,
+        "num_hidden_layers": args.layers, "num_attention_heads": heads,
+        "num_key_value_heads": (heads / 2).max(1), "head_dim": 64, "query_pre_attn_scalar": 64,
+        "sliding_window": 64
+    }});
+    let cfg = Gemma3TextConfig::from_json(&config)?;
+    let name = format!(
+        "text_encoder_{}x{}_{}.safetensors",
+        args.hidden, args.layers, args.tokens
+    );
+    let file = workdir(&args.common)?.join(name);
+    if !file.exists() {
+        eprintln!("writing weights and input to {}", file.display());
+        let mut tensors = random_weights(0, DType::BF16, "language_model.model.", |vb| {
+            Gemma3TextModel::new(&cfg, vb).map_err(ltx_core::Error::from)
+        })?;
+        // a left-padded prompt: the first quarter is padding
+        let t = args.tokens;
+        let pad = t / 4;
+        let mut rng = SplitMix64::new(2);
+        let ids: Vec<i64> = (0..t)
+            .map(|i| {
+                if i < pad {
+                    0
+                } else {
+                    1 + (rng.next_u64() % 8191) as i64
+                }
+            })
+            .collect();
+        let mask: Vec<i64> = (0..t).map(|i| (i >= pad) as i64).collect();
+        tensors.insert(
+            "input.input_ids".into(),
+            Tensor::from_vec(ids, (1, t), &Device::Cpu)?,
+        );
+        tensors.insert(
+            "input.attention_mask".into(),
+            Tensor::from_vec(mask, (1, t), &Device::Cpu)?,
+        );
+        let metadata = HashMap::from([
+            ("component".to_string(), "gemma_text_encoder".to_string()),
+            ("config".to_string(), config.to_string()),
+            ("call".to_string(), "{}".to_string()),
+        ]);
+        save_safetensors(&file, &tensors, metadata)?;
+    }
+    println!(
+        "text-encoder hidden={} layers={} heads={} tokens={} f32 cpu threads={}",
+        args.hidden,
+        args.layers,
+        heads,
+        args.tokens,
+        if args.common.threads == 0 {
+            num_cpus()
+        } else {
+            args.common.threads
+        }
+    );
+    compare_sides("text-encoder", &file, &args.common, "bench_component.py")
 }
 
 fn workdir(common: &CommonArgs) -> Result<PathBuf> {
@@ -503,6 +592,28 @@ fn worker_upsampler(args: &WorkerArgs, device: &Device, dtype: DType) -> Result<
     })
 }
 
+fn worker_text_encoder(args: &WorkerArgs, device: &Device, dtype: DType) -> Result<()> {
+    use ltx_core::text_encoders::gemma::{gemma_llm_key_ops, Gemma3TextConfig, Gemma3TextModel};
+    let files = SafetensorsFiles::open(&[&args.file])?;
+    let cfg = Gemma3TextConfig::from_json(&files.config()?)?;
+    let sd = std::sync::Arc::new(files.state_dict(&gemma_llm_key_ops())?);
+    let model = Gemma3TextModel::new(&cfg, sd.var_builder(dtype, device))?;
+    let io = std::sync::Arc::new(
+        files.state_dict(
+            &ltx_core::loader::SDOps::new("INPUT")
+                .with_matching("input.", "")
+                .with_replacement("input.", ""),
+        )?,
+    );
+    let ids = io.raw_tensor("input_ids", device)?;
+    let mask = io.raw_tensor("attention_mask", device)?;
+    drop((io, sd, files));
+    time_runs(args, device, || {
+        drop(model.forward(&ids, &mask)?);
+        Ok(())
+    })
+}
+
 /// `input.<name>` of a bench file.
 fn read_input(
     files: &SafetensorsFiles,
@@ -525,6 +636,7 @@ pub fn worker(args: WorkerArgs, device: &Device, dtype: Option<DTypeChoice>) -> 
     match args.what.as_str() {
         "vae-decode" => {}
         "upsampler" => return worker_upsampler(&args, device, dt),
+        "text-encoder" => return worker_text_encoder(&args, device, dt),
         other => bail!("unknown bench worker `{other}`"),
     }
     let dtype = ltx_core::device::resolve_dtype(dtype, device);

@@ -34,6 +34,60 @@ from bench_vae_decode import current_rss_mb, peak_rss_mb  # noqa: E402
 LOG = logging.getLogger("bench_component")
 
 
+def _report(times: list[float], model_rss: float) -> None:
+    print(
+        json.dumps(
+            {
+                "median_s": round(statistics.median(times), 4),
+                "times_s": [round(t, 4) for t in times],
+                "model_rss_mb": round(model_rss, 1),
+                "peak_rss_mb": round(peak_rss_mb(), 1),
+            }
+        ),
+        flush=True,
+    )
+
+
+def bench_gemma(args: argparse.Namespace, f, meta: dict, t0: float) -> int:  # noqa: ANN001
+    """Gemma-3 text decoder: transformers' model built from the reference's GEMMA3_CONFIG_FOR_LTX with the
+    file's `text_config` widths, language-model weights from the file, timed as GemmaTextEncoder.encode runs
+    it (`model.model(input_ids, attention_mask, output_hidden_states=True)`)."""
+    import copy
+
+    from transformers import Gemma3Config
+    from transformers.models.gemma3 import Gemma3ForConditionalGeneration
+
+    from ltx_core.text_encoders.gemma.config import GEMMA3_CONFIG_FOR_LTX
+
+    data = copy.deepcopy(GEMMA3_CONFIG_FOR_LTX.to_dict())
+    data["text_config"].update(json.loads(meta["config"])["text_config"])
+    data["vision_config"].update(
+        hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2, image_size=28, patch_size=14
+    )
+    data["mm_tokens_per_image"] = 4
+    model = Gemma3ForConditionalGeneration(Gemma3Config.from_dict(data)).eval()
+    state = {k[len("language_model.model.") :]: f.get_tensor(k).to(torch.float32)
+             for k in f.keys() if k.startswith("language_model.model.")}
+    model.model.language_model.load_state_dict(state, strict=True)
+    ids = f.get_tensor("input.input_ids")
+    mask = f.get_tensor("input.attention_mask")
+    del state
+    gc.collect()
+    model_rss = current_rss_mb()
+    LOG.info("built Gemma in %.1f s, RSS %.0f MB", time.perf_counter() - t0, model_rss)
+    times = []
+    with torch.inference_mode():
+        for i in range(args.warmup + args.runs):
+            start = time.perf_counter()
+            out = model.model(input_ids=ids, attention_mask=mask, output_hidden_states=True)
+            elapsed = time.perf_counter() - start
+            if i >= args.warmup:
+                times.append(elapsed)
+            del out
+    _report(times, model_rss)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("file", help="fixture-format .safetensors file")
@@ -49,6 +103,8 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     with safe_open(args.file, framework="pt") as f:
         meta = f.metadata() or {}
+        if meta.get("component") == "gemma_text_encoder":
+            return bench_gemma(args, f, meta, t0)
         component = generate.COMPONENTS[meta["component"]]
         config = json.loads(meta["config"])
         call = json.loads(meta.get("call") or "{}")

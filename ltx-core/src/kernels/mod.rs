@@ -1,5 +1,6 @@
 //! Compute kernels for operations Candle lacks or runs slowly (no Python twin).
 
+pub mod activations;
 pub mod conv3d;
 pub mod pixel_norm;
 

@@ -3,6 +3,8 @@
 use candle_core::{Module, Result, Tensor};
 use candle_nn::{Linear, VarBuilder};
 
+use crate::kernels::activations::gelu_tanh;
+
 /// `Linear(dim → 4·dim)` → tanh-GELU → `Linear(4·dim → dim_out)` (keys `net.0.proj`, `net.2`).
 #[derive(Clone, Debug)]
 pub struct FeedForward {
@@ -22,6 +24,7 @@ impl FeedForward {
 
 impl Module for FeedForward {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        self.proj_out.forward(&self.proj_in.forward(x)?.gelu()?)
+        self.proj_out
+            .forward(&gelu_tanh(&self.proj_in.forward(x)?)?)
     }
 }

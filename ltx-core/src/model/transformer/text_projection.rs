@@ -3,6 +3,8 @@
 use candle_core::{Module, Result, Tensor};
 use candle_nn::{Linear, VarBuilder};
 
+use crate::kernels::activations::gelu_tanh;
+
 /// `linear_1` → activation → `linear_2`.
 #[derive(Clone, Debug)]
 pub struct PixArtAlphaTextProjection {
@@ -39,7 +41,7 @@ impl Module for PixArtAlphaTextProjection {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let h = self.linear_1.forward(x)?;
         let h = match self.act {
-            TextProjectionAct::GeluTanh => h.gelu()?,
+            TextProjectionAct::GeluTanh => gelu_tanh(&h)?,
             TextProjectionAct::Silu => h.silu()?,
         };
         self.linear_2.forward(&h)

@@ -16,6 +16,7 @@ use candle_core::{DType, Device, Module, Result, Tensor, D};
 use candle_nn::{Embedding, Linear, VarBuilder};
 
 use super::config::Gemma3TextConfig;
+use crate::kernels::activations::gelu_tanh;
 use crate::model::transformer::attention::scaled_dot_product_attention_with_scale;
 
 /// Gemma's RMSNorm: `x / √(mean(x²) + eps) · (1 + w)` in f32, cast back.
@@ -300,9 +301,9 @@ impl Gemma3TextModel {
             let attn = layer.o_proj.forward(&attn)?;
             x = (x + layer.post_attention_layernorm.forward(&attn)?)?;
             let h = layer.pre_feedforward_layernorm.forward(&x)?;
-            let mlp = layer
-                .down_proj
-                .forward(&(layer.gate_proj.forward(&h)?.gelu()? * layer.up_proj.forward(&h)?)?)?;
+            let mlp = layer.down_proj.forward(
+                &(gelu_tanh(&layer.gate_proj.forward(&h)?)? * layer.up_proj.forward(&h)?)?,
+            )?;
             x = (x + layer.post_feedforward_layernorm.forward(&mlp)?)?;
             states.push(x.clone());
         }
