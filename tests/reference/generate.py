@@ -1508,8 +1508,30 @@ def run_embeddings_processor(
     return {k: v.clone() for k, v in outputs.items() if v is not None}, {}
 
 
-def embeddings_processor_case(ctx: CaseContext, config: dict, op: str, valid: int, side: str = "left") -> FixtureResult:
-    call = {"op": op, "padding_side": side, **TINY_GEMMA_DIMS}
+FULL_GEMMA_DIMS = {"gemma_hidden_size": 3840, "gemma_num_hidden_layers": 48}
+
+
+def full_connectors(v23: bool) -> dict:
+    """Released connector widths (LTX-ARCH.md 2.3) with 1 layer each (the released 2 / 8 do not fit a 24 GB
+    machine in float32 next to the 188160-wide projections)."""
+    base = {"connector_positional_embedding_max_pos": [4096], "connector_num_layers": 1}
+    if not v23:
+        return {**base, "connector_num_attention_heads": 30, "connector_attention_head_dim": 128}
+    return {
+        **base,
+        "connector_num_attention_heads": 32,
+        "connector_attention_head_dim": 128,
+        "connector_apply_gated_attention": True,
+        "audio_connector_num_attention_heads": 32,
+        "audio_connector_attention_head_dim": 64,
+        "audio_connector_num_layers": 1,
+    }
+
+
+def embeddings_processor_case(
+    ctx: CaseContext, config: dict, op: str, valid: int, side: str = "left", dims: dict | None = None
+) -> FixtureResult:
+    call = {"op": op, "padding_side": side, **(dims or TINY_GEMMA_DIMS)}
     gen = ctx.generator(STREAM_INPUT)
     t, d, layers = 128, call["gemma_hidden_size"], call["gemma_num_hidden_layers"] + 1
     hidden = _normal(torch.Size([1, t, d, layers]), gen).to(_input_dtype(ctx))
@@ -1546,6 +1568,30 @@ TEXT_CASES: list[Case] = [
         lambda ctx: embeddings_processor_case(
             ctx, tiny_ltx2_transformer(**_CONNECTOR_V1), "feature_extractor", 20, side="right"
         ),
+    ),
+    Case(
+        "embeddings_processor_v1_full",
+        "embeddings_processor",
+        48,
+        "19B text path at released widths (Gemma 3840 x 49 states, aggregate_embed 188160->3840, 30x128 connectors "
+        "with 1 layer), bf16 weights; 128 tokens, 37 valid",
+        lambda ctx: embeddings_processor_case(
+            ctx, {"transformer": {**full_transformer(False)["transformer"], **full_connectors(False)}}, "process", 37,
+            dims=FULL_GEMMA_DIMS,
+        ),
+        full_size=True,
+    ),
+    Case(
+        "embeddings_processor_v2_full",
+        "embeddings_processor",
+        49,
+        "2.3 text path at released widths (V2 projections 188160->4096/2048, gated 32x128 / 32x64 connectors with "
+        "1 layer), bf16 weights; 128 tokens, 90 valid",
+        lambda ctx: embeddings_processor_case(
+            ctx, {"transformer": {**full_transformer(True)["transformer"], **full_connectors(True)}}, "process", 90,
+            dims=FULL_GEMMA_DIMS,
+        ),
+        full_size=True,
     ),
 ]
 

@@ -33,14 +33,30 @@ TEXT = {
 }
 
 
-def gemma_case(ctx: CaseContext, pads: tuple[int, int], t: int) -> FixtureResult:
+FULL_TEXT = {
+    # the released 12B widths with 2 of its 48 layers (one sliding, one global) and a reduced vocabulary
+    "vocab_size": 4096,
+    "hidden_size": 3840,
+    "intermediate_size": 15360,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 16,
+    "num_key_value_heads": 8,
+    "head_dim": 256,
+    "query_pre_attn_scalar": 256,
+    "sliding_window": 1024,
+    "layer_types": ["sliding_attention", "full_attention"],
+}
+
+
+def gemma_case(ctx: CaseContext, pads: tuple[int, int], t: int, text: dict | None = None) -> FixtureResult:
     from transformers import Gemma3Config
     from transformers.models.gemma3 import Gemma3ForConditionalGeneration
 
     from ltx_core.text_encoders.gemma.config import GEMMA3_CONFIG_FOR_LTX
 
     data = copy.deepcopy(GEMMA3_CONFIG_FOR_LTX.to_dict())
-    data["text_config"].update(TEXT)
+    text = TEXT if text is None else text
+    data["text_config"].update(text)
     data["vision_config"].update(
         hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2, image_size=28, patch_size=14
     )
@@ -51,12 +67,12 @@ def gemma_case(ctx: CaseContext, pads: tuple[int, int], t: int) -> FixtureResult
     weights = {}
     for name, p in sorted(model.model.language_model.state_dict(keep_vars=True).items()):
         value = (0.3 if p.dim() == 1 else 0.08) * torch.randn(p.shape, generator=gen)
-        value = value.half()
+        value = value.half() if text is TEXT else value.bfloat16()
         with torch.no_grad():
             p.copy_(value.float())
         weights["language_model.model." + name] = value
     gen = ctx.generator(STREAM_INPUT)
-    ids = torch.randint(1, TEXT["vocab_size"], (2, t), generator=gen)
+    ids = torch.randint(1, text["vocab_size"], (2, t), generator=gen)
     mask = torch.ones(2, t, dtype=torch.int64)
     for row, pad in enumerate(pads):
         mask[row, :pad] = 0
@@ -66,9 +82,10 @@ def gemma_case(ctx: CaseContext, pads: tuple[int, int], t: int) -> FixtureResult
     states = torch.stack(out.hidden_states, dim=-1) * mask[:, :, None, None]
     tensors = dict(weights)
     tensors.update({"input.input_ids": ids, "input.attention_mask": mask, "output.hidden_states": states.float()})
-    cfg = {"text_config": {**TEXT, "rope_theta": 1_000_000.0, "rope_local_base_freq": 10_000.0,
+    cfg = {"text_config": {**text, "rope_theta": 1_000_000.0, "rope_local_base_freq": 10_000.0,
                            "rope_scaling": {"rope_type": "linear", "factor": 8.0}, "rms_norm_eps": 1e-6}}
-    return FixtureResult("gemma_text_encoder", cfg, {}, "1e-4", "1e-4", tensors, {"weights_dtype": "float16"})
+    dtype = "float16" if text is TEXT else "bfloat16"
+    return FixtureResult("gemma_text_encoder", cfg, {}, "1e-4", "1e-4", tensors, {"weights_dtype": dtype})
 
 
 CASES: list[Case] = [
@@ -79,6 +96,15 @@ CASES: list[Case] = [
         "tiny Gemma-3: 4 layers (sliding, full, sliding, sliding; window 4), GQA 4/2 heads, scale 16^-1/2, linear "
         "RoPE scaling on the full layer; 2 x 16 tokens, the first row left-padded by 5",
         lambda ctx: gemma_case(ctx, (5, 0), 16),
+    ),
+    Case(
+        "gemma_text_encoder_full",
+        "gemma_text_encoder",
+        57,
+        "Gemma-3 12B widths (3840 wide, 16/8 heads of 256, MLP 15360) with 2 layers (sliding, global) and a 4096-token "
+        "vocabulary, bf16 weights; 2 x 64 tokens, the first row left-padded by 20",
+        lambda ctx: gemma_case(ctx, (20, 0), 64, FULL_TEXT),
+        full_size=True,
     ),
 ]
 
