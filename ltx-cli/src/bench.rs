@@ -105,25 +105,8 @@ pub struct VaeDecodeArgs {
     /// Output width in pixels (multiple of 32).
     #[arg(long, default_value_t = 256)]
     width: usize,
-    /// Python of a venv with the reference installed (tests/reference/requirements.txt).
-    /// Without it only the Rust side is timed.
-    #[arg(long)]
-    python: Option<PathBuf>,
-    /// The reference timing script.
-    #[arg(long)]
-    script: Option<PathBuf>,
-    /// Timed runs per side (the median is reported).
-    #[arg(long, default_value_t = 3)]
-    runs: usize,
-    /// Untimed warm-up runs per side.
-    #[arg(long, default_value_t = 1)]
-    warmup: usize,
-    /// CPU threads for both sides (0: all cores).
-    #[arg(long, default_value_t = 0)]
-    threads: usize,
-    /// Folder for the weights file (kept, reused when the same shape is asked again).
-    #[arg(long)]
-    workdir: Option<PathBuf>,
+    #[command(flatten)]
+    common: CommonArgs,
 }
 
 #[derive(clap::Args)]
@@ -369,11 +352,7 @@ fn vae_decode(args: VaeDecodeArgs, device: &Device, dtype: Option<DTypeChoice>) 
         args.height / 32,
         args.width / 32,
     ];
-    let workdir = args
-        .workdir
-        .clone()
-        .unwrap_or_else(|| std::env::temp_dir().join("ltx-bench"));
-    std::fs::create_dir_all(&workdir).with_context(|| format!("creating {}", workdir.display()))?;
+    let workdir = workdir(&args.common)?;
     let name = format!(
         "vae_decode_{:?}_{}_{}x{}x{}.safetensors",
         args.layout,
@@ -400,61 +379,13 @@ fn vae_decode(args: VaeDecodeArgs, device: &Device, dtype: Option<DTypeChoice>) 
         args.frames,
         args.height,
         args.width,
-        if args.threads == 0 { num_cpus() } else { args.threads }
+        if args.common.threads == 0 {
+            num_cpus()
+        } else {
+            args.common.threads
+        }
     );
-    let exe = std::env::current_exe()?;
-    let mut rust = Process::new(exe);
-    rust.args(["--device", "cpu", "bench-worker", "vae-decode"])
-        .arg(&file)
-        .args([
-            "--runs",
-            &args.runs.to_string(),
-            "--warmup",
-            &args.warmup.to_string(),
-        ]);
-    if args.threads > 0 {
-        rust.env("RAYON_NUM_THREADS", args.threads.to_string());
-    }
-    let rust_res = run_json(rust, "rust")?;
-    print_side("rust", &rust_res);
-    let Some(python) = &args.python else {
-        println!("reference: skipped (pass --python PATH of the reference venv)");
-        return Ok(());
-    };
-    let script = args.script.clone().unwrap_or_else(|| {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/reference/bench_vae_decode.py")
-    });
-    let mut reference = Process::new(python);
-    reference
-        .arg(&script)
-        .arg(&file)
-        .args([
-            "--runs",
-            &args.runs.to_string(),
-            "--warmup",
-            &args.warmup.to_string(),
-        ])
-        .args([
-            "--threads",
-            &(if args.threads == 0 {
-                num_cpus()
-            } else {
-                args.threads
-            })
-            .to_string(),
-        ]);
-    let ref_res = run_json(reference, "reference")?;
-    print_side("reference", &ref_res);
-    let get = |v: &Value, k: &str| v.get(k).and_then(Value::as_f64).unwrap_or(f64::NAN);
-    println!(
-        "ratio_vs_reference: {:.3}",
-        get(&rust_res, "median_s") / get(&ref_res, "median_s")
-    );
-    println!(
-        "peak_rss_ratio_vs_reference: {:.3}",
-        get(&rust_res, "peak_rss_mb") / get(&ref_res, "peak_rss_mb")
-    );
-    Ok(())
+    compare_sides("vae-decode", &file, &args.common, "bench_vae_decode.py")
 }
 
 fn num_cpus() -> usize {
@@ -631,44 +562,26 @@ fn read_input(
     Ok(io.var_builder(dtype, device).get_unchecked(name)?)
 }
 
-pub fn worker(args: WorkerArgs, device: &Device, dtype: Option<DTypeChoice>) -> Result<()> {
-    let dt = ltx_core::device::resolve_dtype(dtype, device);
-    match args.what.as_str() {
-        "vae-decode" => {}
-        "upsampler" => return worker_upsampler(&args, device, dt),
-        "text-encoder" => return worker_text_encoder(&args, device, dt),
-        other => bail!("unknown bench worker `{other}`"),
-    }
-    let dtype = ltx_core::device::resolve_dtype(dtype, device);
+fn worker_vae_decode(args: &WorkerArgs, device: &Device, dtype: DType) -> Result<()> {
     let files = SafetensorsFiles::open(&[&args.file])?;
     let cfg = VideoVaeConfig::from_checkpoint_config(&files.config()?)?;
     let sd = std::sync::Arc::new(files.state_dict(&vae_decoder_keys_filter())?);
     let decoder = VideoDecoder::new(&cfg, sd.var_builder(dtype, device))?;
-    let io = std::sync::Arc::new(
-        files.state_dict(
-            &ltx_core::loader::SDOps::new("INPUT")
-                .with_matching("input.", "")
-                .with_replacement("input.", ""),
-        )?,
-    );
-    let latent = io.var_builder(dtype, device).get_unchecked("latent")?;
+    let latent = read_input(&files, "latent", dtype, device)?;
     // The model owns its weights now: unmap the file before measuring.
-    drop((io, sd, files));
-    let model_rss = rss_mb("VmRSS");
-    let mut times = Vec::new();
-    for i in 0..args.warmup + args.runs {
-        let t0 = Instant::now();
-        let video = decoder.forward(&latent, DecodeInputs::default())?;
-        device.synchronize()?;
-        drop(video);
-        if i >= args.warmup {
-            times.push(t0.elapsed().as_secs_f64());
-        }
+    drop((sd, files));
+    time_runs(args, device, || {
+        drop(decoder.forward(&latent, DecodeInputs::default())?);
+        Ok(())
+    })
+}
+
+pub fn worker(args: WorkerArgs, device: &Device, dtype: Option<DTypeChoice>) -> Result<()> {
+    let dt = ltx_core::device::resolve_dtype(dtype, device);
+    match args.what.as_str() {
+        "vae-decode" => worker_vae_decode(&args, device, dt),
+        "upsampler" => worker_upsampler(&args, device, dt),
+        "text-encoder" => worker_text_encoder(&args, device, dt),
+        other => bail!("unknown bench worker `{other}`"),
     }
-    let median = median(&times);
-    println!(
-        "{}",
-        json!({"median_s": median, "times_s": times, "model_rss_mb": model_rss, "peak_rss_mb": rss_mb("VmHWM")})
-    );
-    Ok(())
 }

@@ -48,6 +48,21 @@ pub trait LatentTools {
     }
 }
 
+/// The state with `f` applied to the latent and the clean latent and `mask_f` to the denoise mask.
+fn map_state(
+    state: &LatentState,
+    f: impl Fn(&Tensor) -> Result<Tensor>,
+    mask_f: impl Fn(&Tensor) -> Result<Tensor>,
+) -> Result<LatentState> {
+    Ok(LatentState {
+        latent: f(&state.latent)?,
+        clean_latent: f(&state.clean_latent)?,
+        denoise_mask: mask_f(&state.denoise_mask)?,
+        positions: state.positions.clone(),
+        attention_mask: state.attention_mask.clone(),
+    })
+}
+
 fn check_dims(what: &str, t: &Tensor, want: &[usize]) -> Result<()> {
     if t.dims() != want {
         return Err(bad_shape(what, t.dims(), format!("{want:?}")));
@@ -143,26 +158,17 @@ impl LatentTools for VideoLatentTools {
 
     fn patchify(&self, state: &LatentState) -> Result<LatentState> {
         check_dims("video latent", &state.latent, &self.target_shape.dims())?;
-        Ok(LatentState {
-            latent: self.patchifier.patchify(&state.latent)?,
-            clean_latent: self.patchifier.patchify(&state.clean_latent)?,
-            denoise_mask: self.patchifier.patchify(&state.denoise_mask)?,
-            positions: state.positions.clone(),
-            attention_mask: state.attention_mask.clone(),
-        })
+        let p = |t: &Tensor| self.patchifier.patchify(t);
+        map_state(state, p, p)
     }
 
     fn unpatchify(&self, state: &LatentState) -> Result<LatentState> {
         let shape = &self.target_shape;
-        Ok(LatentState {
-            latent: self.patchifier.unpatchify(&state.latent, shape)?,
-            clean_latent: self.patchifier.unpatchify(&state.clean_latent, shape)?,
-            denoise_mask: self
-                .patchifier
-                .unpatchify(&state.denoise_mask, &shape.mask_shape())?,
-            positions: state.positions.clone(),
-            attention_mask: state.attention_mask.clone(),
-        })
+        map_state(
+            state,
+            |t| self.patchifier.unpatchify(t, shape),
+            |t| self.patchifier.unpatchify(t, &shape.mask_shape()),
+        )
     }
 }
 
@@ -210,26 +216,17 @@ impl LatentTools for AudioLatentTools {
 
     fn patchify(&self, state: &LatentState) -> Result<LatentState> {
         check_dims("audio latent", &state.latent, &self.target_shape.dims())?;
-        Ok(LatentState {
-            latent: self.patchifier.patchify(&state.latent)?,
-            clean_latent: self.patchifier.patchify(&state.clean_latent)?,
-            denoise_mask: self.patchifier.patchify(&state.denoise_mask)?,
-            positions: state.positions.clone(),
-            attention_mask: state.attention_mask.clone(),
-        })
+        let p = |t: &Tensor| self.patchifier.patchify(t);
+        map_state(state, p, p)
     }
 
     fn unpatchify(&self, state: &LatentState) -> Result<LatentState> {
         let shape = &self.target_shape;
-        Ok(LatentState {
-            latent: self.patchifier.unpatchify(&state.latent, shape)?,
-            clean_latent: self.patchifier.unpatchify(&state.clean_latent, shape)?,
-            denoise_mask: self
-                .patchifier
-                .unpatchify(&state.denoise_mask, &shape.mask_shape())?,
-            positions: state.positions.clone(),
-            attention_mask: state.attention_mask.clone(),
-        })
+        map_state(
+            state,
+            |t| self.patchifier.unpatchify(t, shape),
+            |t| self.patchifier.unpatchify(t, &shape.mask_shape()),
+        )
     }
 }
 
