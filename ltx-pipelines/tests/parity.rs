@@ -25,7 +25,7 @@ fn fixture(name: &str) -> PathBuf {
 fn every_committed_fixture_matches_the_reference() {
     let files = collect_fixtures(&[fixtures_dir()]).unwrap();
     assert!(
-        files.len() >= 60,
+        files.len() >= 65,
         "expected the committed fixtures, found {}",
         files.len()
     );
@@ -70,6 +70,8 @@ fn every_committed_fixture_matches_the_reference() {
         "embeddings_processor",
         "gemma_text_encoder",
         "gemma_tokenizer",
+        "audio_encoder",
+        "audio_decoder",
     ] {
         assert!(components.contains(needed), "no fixture covers {needed}");
     }

@@ -54,6 +54,12 @@ from ltx_core.model.video_vae import (
     VideoEncoderConfigurator,
 )
 from ltx_core.loader.sd_ops import SDOps
+from ltx_core.model.audio_vae.model_configurator import (
+    AUDIO_VAE_DECODER_COMFY_KEYS_FILTER,
+    AUDIO_VAE_ENCODER_COMFY_KEYS_FILTER,
+    AudioDecoderConfigurator,
+    AudioEncoderConfigurator,
+)
 from ltx_core.model.transformer import LTXV_MODEL_COMFY_RENAMING_MAP
 from ltx_core.model.upsampler import LatentUpsamplerConfigurator
 from ltx_core.text_encoders.gemma.encoders.encoder_configurator import EMBEDDINGS_PROCESSOR_KEY_OPS
@@ -539,6 +545,20 @@ def run_video_decoder(
 
 
 COMPONENTS: dict[str, Component] = {
+    "audio_encoder": Component(
+        "audio_encoder",
+        AudioEncoderConfigurator,
+        AUDIO_VAE_ENCODER_COMFY_KEYS_FILTER,
+        lambda key: audio_vae_checkpoint_key("encoder")(key),
+        lambda *a: run_audio_encoder(*a),
+    ),
+    "audio_decoder": Component(
+        "audio_decoder",
+        AudioDecoderConfigurator,
+        AUDIO_VAE_DECODER_COMFY_KEYS_FILTER,
+        lambda key: audio_vae_checkpoint_key("decoder")(key),
+        lambda *a: run_audio_decoder(*a),
+    ),
     "embeddings_processor": Component(
         "embeddings_processor",
         lambda call: _EmbeddingsProcessorConfigurator(call),
@@ -1596,6 +1616,115 @@ TEXT_CASES: list[Case] = [
 ]
 
 
+# ---------------------------------------------------------------------------------------------------------
+# Audio VAE (encoder / decoder)
+# ---------------------------------------------------------------------------------------------------------
+
+
+def tiny_audio_vae(**dd: Any) -> dict:
+    """PYTORCH-REFERENCE.md 5: ch 8, ch_mult [1, 2, 2], 1 res block, z 2 (double_z), pixel norm, causal on time,
+    16 mel bins; `dd` overrides ddconfig keys."""
+    ddconfig = {
+        "ch": 8,
+        "out_ch": 2,
+        "in_channels": 2,
+        "ch_mult": [1, 2, 2],
+        "num_res_blocks": 1,
+        "attn_resolutions": [],
+        "resolution": 256,
+        "z_channels": 2,
+        "double_z": True,
+        "norm_type": "pixel",
+        "causality_axis": "height",
+        "dropout": 0.0,
+        "mid_block_add_attention": False,
+        "mel_bins": 16,
+    }
+    ddconfig.update(dd)
+    return {
+        "audio_vae": {
+            "model": {"params": {"sampling_rate": 16000, "ddconfig": ddconfig}},
+            "preprocessing": {"stft": {"hop_length": 160, "filter_length": 1024, "causal": True}, "mel": {"n_mel_channels": 16}},
+        }
+    }
+
+
+def audio_vae_checkpoint_key(part: str) -> Callable[[str], str]:
+    def key(k: str) -> str:
+        if k.startswith("per_channel_statistics."):
+            return "audio_vae." + k
+        return f"audio_vae.{part}." + k
+
+    return key
+
+
+def run_audio_encoder(model: Any, inputs: dict, call: dict, generator: Any, optional_outputs: frozenset = frozenset()) -> tuple[dict, dict]:
+    del call, generator, optional_outputs
+    with torch.inference_mode():
+        return {"latent": model(inputs["mel"].to(next(model.parameters()).dtype))}, {}
+
+
+def run_audio_decoder(model: Any, inputs: dict, call: dict, generator: Any, optional_outputs: frozenset = frozenset()) -> tuple[dict, dict]:
+    del call, generator, optional_outputs
+    with torch.inference_mode():
+        return {"mel": model(inputs["latent"].to(next(model.parameters()).dtype))}, {}
+
+
+def audio_case(ctx: CaseContext, component: str, config: dict, shape: tuple[int, ...]) -> FixtureResult:
+    name = "mel" if component == "audio_encoder" else "latent"
+    inputs = {name: _normal(torch.Size(shape), ctx.generator(STREAM_INPUT)).to(_input_dtype(ctx))}
+    return reference_case(ctx, component, config, inputs, {})
+
+
+AUDIO_CASES: list[Case] = [
+    Case(
+        "audio_encoder",
+        "audio_encoder",
+        6,
+        "audio VAE encoder (released layout at tiny width: causal on time, pixel norm, double_z), mel [1,2,33,16]",
+        lambda ctx: audio_case(ctx, "audio_encoder", tiny_audio_vae(), (1, 2, 33, 16)),
+    ),
+    Case(
+        "audio_encoder_attn",
+        "audio_encoder",
+        7,
+        "audio encoder with attention at the first level and in the mid block, batch 2, mel [2,2,20,16]",
+        lambda ctx: audio_case(
+            ctx, "audio_encoder", tiny_audio_vae(attn_resolutions=[256], mid_block_add_attention=True), (2, 2, 20, 16)
+        ),
+    ),
+    Case(
+        "audio_decoder",
+        "audio_decoder",
+        8,
+        "audio VAE decoder, latent [1,2,9,4] -> mel [1,2,33,16] (4T-3 frames)",
+        lambda ctx: audio_case(ctx, "audio_decoder", tiny_audio_vae(), (1, 2, 9, 4)),
+    ),
+    Case(
+        "audio_decoder_attn",
+        "audio_decoder",
+        9,
+        "audio decoder with attention (first level, mid block), latent [1,2,7,4] -> 25 frames",
+        lambda ctx: audio_case(
+            ctx, "audio_decoder", tiny_audio_vae(attn_resolutions=[256], mid_block_add_attention=True), (1, 2, 7, 4)
+        ),
+    ),
+    Case(
+        "audio_decoder_noncausal",
+        "audio_decoder",
+        10,
+        "non-causal audio decoder with GroupNorm (ch 32, z 8: the statistics cover z x mel/4 = 32 features), "
+        "latent [1,8,3,4] -> 12 frames",
+        lambda ctx: audio_case(
+            ctx,
+            "audio_decoder",
+            tiny_audio_vae(ch=32, ch_mult=[1, 1, 1], z_channels=8, causality_axis=None, norm_type="group"),
+            (1, 8, 3, 4),
+        ),
+    ),
+]
+
+
 VAE_CASES: list[Case] = [
     # ----- video_encoder ---------------------------------------------------------------------------------
     Case(
@@ -1746,7 +1875,7 @@ VAE_CASES: list[Case] = [
 ]
 
 
-CASES: list[Case] = VAE_CASES + TRANSFORMER_CASES + UPSAMPLER_CASES + TEXT_CASES + math_cases.all_cases()
+CASES: list[Case] = VAE_CASES + TRANSFORMER_CASES + UPSAMPLER_CASES + TEXT_CASES + AUDIO_CASES + math_cases.all_cases()
 
 
 def _check_registry() -> None:

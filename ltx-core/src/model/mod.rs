@@ -1,5 +1,6 @@
 //! Port of `ltx_core/model/`.
 
+pub mod audio_vae;
 pub mod common;
 pub mod transformer;
 pub mod upsampler;

@@ -15,6 +15,7 @@ use serde_json::Value;
 
 use crate::{Error, Result};
 
+mod audio_vae;
 mod conditioning;
 mod diffusion_step;
 mod embeddings_processor;
@@ -250,6 +251,8 @@ pub fn run_fixture(path: &Path, device: &Device) -> Result<Vec<OutputCheck>> {
     let expected = fx.io("output.", device)?;
     let outputs: Outputs = match fx.component.as_str() {
         "video_encoder" => video_vae::run_encoder(&fx, &inputs, device)?,
+        "audio_encoder" => audio_vae::run_encoder(&fx, &inputs, device)?,
+        "audio_decoder" => audio_vae::run_decoder(&fx, &inputs, device)?,
         "video_decoder" => video_vae::run_decoder(&fx, &inputs, &expected, device)?,
         "scheduler" => scheduler::run(&fx, device)?,
         "guider" => guider::run(&fx, &inputs, device)?,

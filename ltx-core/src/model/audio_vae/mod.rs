@@ -1,0 +1,15 @@
+//! Port of `ltx_core/model/audio_vae/`: the audio VAE (mel-spectrogram encoder and decoder) so far.
+
+pub mod attention;
+pub mod audio_vae;
+pub mod causal_conv_2d;
+pub mod downsample;
+pub mod model_configurator;
+pub mod resnet;
+pub mod upsample;
+
+pub use audio_vae::{AudioDecoder, AudioEncoder};
+pub use model_configurator::{
+    audio_vae_decoder_keys_filter, audio_vae_encoder_keys_filter, AudioVaeConfig, CausalityAxis,
+    NormType,
+};

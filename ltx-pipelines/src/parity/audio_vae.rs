@@ -1,0 +1,39 @@
+//! `audio_encoder` / `audio_decoder` fixtures.
+
+use std::sync::Arc;
+
+use candle_core::{DType, Device};
+use ltx_core::loader::StateDict;
+use ltx_core::model::audio_vae::{
+    audio_vae_decoder_keys_filter, audio_vae_encoder_keys_filter, AudioDecoder, AudioEncoder,
+    AudioVaeConfig,
+};
+
+use super::{Fixture, Outputs};
+use crate::Result;
+
+pub(super) fn run_encoder(
+    fx: &Fixture,
+    inputs: &Arc<StateDict>,
+    device: &Device,
+) -> Result<Outputs> {
+    let cfg = AudioVaeConfig::from_checkpoint_config(&fx.config)?;
+    let sd = fx.weights(&audio_vae_encoder_keys_filter())?;
+    let encoder = AudioEncoder::new(&cfg, sd.var_builder(DType::F32, device))?;
+    sd.report_unused("audio_encoder");
+    let mel = fx.input(inputs, "mel", device)?;
+    Ok(vec![("latent".into(), encoder.forward(&mel)?)])
+}
+
+pub(super) fn run_decoder(
+    fx: &Fixture,
+    inputs: &Arc<StateDict>,
+    device: &Device,
+) -> Result<Outputs> {
+    let cfg = AudioVaeConfig::from_checkpoint_config(&fx.config)?;
+    let sd = fx.weights(&audio_vae_decoder_keys_filter())?;
+    let decoder = AudioDecoder::new(&cfg, sd.var_builder(DType::F32, device))?;
+    sd.report_unused("audio_decoder");
+    let latent = fx.input(inputs, "latent", device)?;
+    Ok(vec![("mel".into(), decoder.forward(&latent)?)])
+}
