@@ -1,6 +1,7 @@
 //! Port of `ltx_core/model/audio_vae/`: the audio VAE (mel-spectrogram encoder and decoder) so far.
 
 pub mod attention;
+#[allow(clippy::module_inception)]
 pub mod audio_vae;
 pub mod causal_conv_2d;
 pub mod downsample;
