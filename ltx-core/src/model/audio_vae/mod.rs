@@ -6,6 +6,7 @@ pub mod audio_vae;
 pub mod causal_conv_2d;
 pub mod downsample;
 pub mod model_configurator;
+pub mod ops;
 pub mod resnet;
 pub mod upsample;
 
