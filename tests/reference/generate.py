@@ -59,6 +59,8 @@ from ltx_core.model.audio_vae.model_configurator import (
     AUDIO_VAE_ENCODER_COMFY_KEYS_FILTER,
     AudioDecoderConfigurator,
     AudioEncoderConfigurator,
+    VOCODER_COMFY_KEYS_FILTER,
+    VocoderConfigurator,
 )
 from ltx_core.model.transformer import LTXV_MODEL_COMFY_RENAMING_MAP
 from ltx_core.model.upsampler import LatentUpsamplerConfigurator
@@ -368,9 +370,11 @@ def build_from_checkpoint(configurator: Any, sd_ops: Any, config: dict, tensors:
         new_key = sd_ops.apply_to_key(key)
         if new_key is None:
             continue
-        # fresh, aligned float32 storage (tensors straight from a safetensors buffer can be unaligned,
-        # which makes oneDNN pick other kernels)
-        state[new_key] = value.to(torch.float32).clone()
+        # key-value operations run after the renames, as in the reference's safetensors loader; fresh,
+        # aligned float32 storage (tensors straight from a safetensors buffer can be unaligned, which makes
+        # oneDNN pick other kernels)
+        for kv in sd_ops.apply_to_key_value(new_key, value):
+            state[kv.new_key] = kv.new_value.to(torch.float32).clone()
     with torch.device("meta"):
         model = configurator.from_config(config)
     model.load_state_dict(state, strict=True, assign=True)
@@ -545,6 +549,7 @@ def run_video_decoder(
 
 
 COMPONENTS: dict[str, Component] = {
+    "vocoder": Component("vocoder", VocoderConfigurator, VOCODER_COMFY_KEYS_FILTER, "vocoder.", lambda *a: run_vocoder(*a)),
     "audio_encoder": Component(
         "audio_encoder",
         AudioEncoderConfigurator,
@@ -1671,12 +1676,37 @@ def run_audio_decoder(model: Any, inputs: dict, call: dict, generator: Any, opti
 
 
 def audio_case(ctx: CaseContext, component: str, config: dict, shape: tuple[int, ...]) -> FixtureResult:
-    name = "mel" if component == "audio_encoder" else "latent"
+    name = "latent" if component == "audio_decoder" else "mel"
     inputs = {name: _normal(torch.Size(shape), ctx.generator(STREAM_INPUT)).to(_input_dtype(ctx))}
     return reference_case(ctx, component, config, inputs, {})
 
 
+TINY_VOCODER = {
+    "resblock": "1",
+    "stereo": True,
+    "upsample_initial_channel": 16,
+    "upsample_rates": [5, 4],
+    "upsample_kernel_sizes": [15, 8],
+    "resblock_kernel_sizes": [3, 7],
+    "resblock_dilation_sizes": [[1, 3, 5], [1, 3, 5]],
+    "output_sampling_rate": 24000,
+}
+
+
+def run_vocoder(model: Any, inputs: dict, call: dict, generator: Any, optional_outputs: frozenset = frozenset()) -> tuple[dict, dict]:
+    del call, generator, optional_outputs
+    with torch.inference_mode():
+        return {"waveform": model(inputs["mel"].to(next(model.parameters()).dtype))}, {}
+
+
 AUDIO_CASES: list[Case] = [
+    Case(
+        "vocoder_hifigan",
+        "vocoder",
+        0,
+        "LTX-2 HiFi-GAN vocoder (resblock 1, stereo) at tiny width: mel [1,2,12,64] -> waveform [1,2,240]",
+        lambda ctx: audio_case(ctx, "vocoder", {"vocoder": TINY_VOCODER}, (1, 2, 12, 64)),
+    ),
     Case(
         "audio_encoder",
         "audio_encoder",

@@ -37,3 +37,17 @@ pub(super) fn run_decoder(
     let latent = fx.input(inputs, "latent", device)?;
     Ok(vec![("mel".into(), decoder.forward(&latent)?)])
 }
+
+pub(super) fn run_vocoder(
+    fx: &Fixture,
+    inputs: &Arc<StateDict>,
+    device: &Device,
+) -> Result<Outputs> {
+    use ltx_core::model::audio_vae::vocoder::{vocoder_keys_filter, Vocoder, VocoderConfig};
+    let cfg = VocoderConfig::from_checkpoint_config(&fx.config)?;
+    let sd = fx.weights(&vocoder_keys_filter())?;
+    let vocoder = Vocoder::new(&cfg, sd.var_builder(DType::F32, device))?;
+    sd.report_unused("vocoder");
+    let mel = fx.input(inputs, "mel", device)?;
+    Ok(vec![("waveform".into(), vocoder.forward(&mel)?)])
+}

@@ -255,6 +255,7 @@ pub fn run_fixture(path: &Path, device: &Device) -> Result<Vec<OutputCheck>> {
         "audio_encoder" => audio_vae::run_encoder(&fx, &inputs, device)?,
         "audio_decoder" => audio_vae::run_decoder(&fx, &inputs, device)?,
         "audio_processor" => audio_processor::run(&fx, &inputs, device)?,
+        "vocoder" => audio_vae::run_vocoder(&fx, &inputs, device)?,
         "video_decoder" => video_vae::run_decoder(&fx, &inputs, &expected, device)?,
         "scheduler" => scheduler::run(&fx, device)?,
         "guider" => guider::run(&fx, &inputs, device)?,

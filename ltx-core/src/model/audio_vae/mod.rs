@@ -9,6 +9,7 @@ pub mod model_configurator;
 pub mod ops;
 pub mod resnet;
 pub mod upsample;
+pub mod vocoder;
 
 pub use audio_vae::{AudioDecoder, AudioEncoder};
 pub use model_configurator::{
