@@ -287,6 +287,16 @@ impl AudioDecoder {
             ));
         }
         let (b, _, frames, mel) = latent.dims4()?;
+        if self.cfg.z_channels * mel != self.cfg.ch {
+            return Err(bad_shape(
+                "audio latent",
+                dims,
+                format!(
+                    "z_channels x mel_bins = {} (the latent statistics' length)",
+                    self.cfg.ch
+                ),
+            ));
+        }
         let x = self.stats.un_normalize(latent)?;
         let mut target_t = frames * LATENT_DOWNSAMPLE_FACTOR;
         if self.cfg.causality_axis != CausalityAxis::None {

@@ -16,3 +16,32 @@ pub use model_configurator::{
     audio_vae_decoder_keys_filter, audio_vae_encoder_keys_filter, AudioVaeConfig, CausalityAxis,
     NormType,
 };
+
+use candle_core::Tensor;
+
+use crate::types::Audio;
+
+/// `decode_audio`: latent -> mel (decoder) -> waveform (vocoder) at the vocoder's rate, batch
+/// element dimension kept (`[B, 2, samples]`, f32).
+pub fn decode_audio(
+    latent: &Tensor,
+    decoder: &AudioDecoder,
+    vocoder: &vocoder::Vocoder,
+) -> crate::Result<Audio> {
+    let mel = decoder.forward(latent)?;
+    let waveform = vocoder.forward(&mel)?.to_dtype(candle_core::DType::F32)?;
+    Ok(Audio {
+        waveform,
+        sampling_rate: vocoder.output_sampling_rate() as u32,
+    })
+}
+
+/// `encode_audio`: waveform at any rate -> log-mel at the encoder's rate -> latent.
+pub fn encode_audio(
+    audio: &Audio,
+    encoder: &AudioEncoder,
+    processor: &ops::AudioProcessor,
+) -> crate::Result<Tensor> {
+    let mel = processor.waveform_to_mel(&audio.waveform, audio.sampling_rate as usize)?;
+    encoder.forward(&mel)
+}

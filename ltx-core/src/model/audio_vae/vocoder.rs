@@ -279,3 +279,76 @@ mod tests {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod length_tests {
+    use std::sync::Arc;
+
+    use candle_core::{DType, Device, Tensor};
+    use serde_json::json;
+
+    use crate::loader::synthetic::random_weights;
+    use crate::loader::StateDict;
+    use crate::model::audio_vae::{decode_audio, AudioDecoder, AudioVaeConfig};
+    use crate::Error;
+
+    use super::*;
+
+    /// The amplitude of a decode must not depend on the clip length: the first 0.8 s of a 1 s and
+    /// of a 4 s decode of the same latent prefix carry the same per-window RMS.
+    #[test]
+    fn amplitude_does_not_depend_on_clip_length() -> crate::Result<()> {
+        let vcfg = AudioVaeConfig::from_checkpoint_config(
+            &json!({"audio_vae": {"model": {"params": {
+            "ddconfig": {"ch": 32, "ch_mult": [1, 2, 2], "num_res_blocks": 1, "attn_resolutions": [],
+                "z_channels": 2, "mid_block_add_attention": false, "mel_bins": 64}}}}}),
+        )?;
+        let w = random_weights(6, DType::F32, "", |vb| AudioDecoder::new(&vcfg, vb))?;
+        let dec = AudioDecoder::new(
+            &vcfg,
+            Arc::new(StateDict::from_tensors(w)).var_builder(DType::F32, &Device::Cpu),
+        )?;
+        let cfg = VocoderConfig::from_checkpoint_config(
+            &json!({"vocoder": {"resblock": "1", "stereo": true,
+            "upsample_initial_channel": 32, "upsample_rates": [6, 5, 2, 2, 2],
+            "upsample_kernel_sizes": [16, 15, 8, 4, 4], "resblock_kernel_sizes": [3],
+            "resblock_dilation_sizes": [[1, 3, 5]]}}),
+        )?;
+        let w = random_weights(7, DType::F32, "", |vb| {
+            Vocoder::new(&cfg, vb).map_err(Error::from)
+        })?;
+        let voc = Vocoder::new(
+            &cfg,
+            Arc::new(StateDict::from_tensors(w)).var_builder(DType::F32, &Device::Cpu),
+        )?;
+        // 25 latent frames per second of audio
+        let long = Tensor::randn(0f32, 1.0, (1, 2, 100, 16), &Device::Cpu)?;
+        let short = long.narrow(2, 0, 25)?.contiguous()?;
+        let a = decode_audio(&short, &dec, &voc)?;
+        let b = decode_audio(&long, &dec, &voc)?;
+        assert_eq!(a.sampling_rate, 24000);
+        let rms = |t: &Tensor, start: usize, len: usize| -> f32 {
+            t.narrow(2, start, len)
+                .unwrap()
+                .sqr()
+                .unwrap()
+                .mean_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap()
+                .sqrt()
+        };
+        let window = 2400; // 0.1 s
+        for w in 0..8 {
+            let (ra, rb) = (
+                rms(&a.waveform, w * window, window),
+                rms(&b.waveform, w * window, window),
+            );
+            assert!(
+                ra > 0.0 && (ra - rb).abs() <= 0.01 * rb,
+                "window {w}: {ra} vs {rb}"
+            );
+        }
+        Ok(())
+    }
+}
