@@ -26,6 +26,17 @@ pub enum Command {
     Upsampler(UpsamplerArgs),
     /// Gemma-3 text decoder (all hidden states) on a reduced config: Rust vs the reference, f32 CPU.
     TextEncoder(TextEncoderArgs),
+    /// LTX-2 HiFi-GAN vocoder at released width: Rust vs the reference, f32 CPU.
+    Vocoder(VocoderArgs),
+}
+
+#[derive(clap::Args)]
+pub struct VocoderArgs {
+    /// Mel frames (100 per second of audio).
+    #[arg(long, default_value_t = 101)]
+    frames: usize,
+    #[command(flatten)]
+    common: CommonArgs,
 }
 
 #[derive(clap::Args)]
@@ -129,7 +140,51 @@ pub fn run(cmd: Command, device: &Device, dtype: Option<DTypeChoice>) -> Result<
         Command::VaeDecode(args) => vae_decode(args, device, dtype),
         Command::Upsampler(args) => upsampler(args, device, dtype),
         Command::TextEncoder(args) => text_encoder(args, device, dtype),
+        Command::Vocoder(args) => vocoder(args, device, dtype),
     }
+}
+
+fn vocoder(args: VocoderArgs, device: &Device, dtype: Option<DTypeChoice>) -> Result<()> {
+    use ltx_core::model::audio_vae::vocoder::{Vocoder, VocoderConfig};
+    if !device.is_cpu() || dtype.is_some_and(|d| d != DTypeChoice::F32) {
+        bail!("vocoder compares f32 on the CPU: use --device cpu, no --dtype");
+    }
+    if args.frames == 0 {
+        bail!("--frames must be positive");
+    }
+    // the released LTX-2 vocoder (LTX-ARCH.md 2.6)
+    let config = json!({"vocoder": {"resblock": "1", "stereo": true, "upsample_initial_channel": 1024,
+        "upsample_rates": [6, 5, 2, 2, 2], "upsample_kernel_sizes": [16, 15, 8, 4, 4],
+        "resblock_kernel_sizes": [3, 7, 11], "resblock_dilation_sizes": [[1, 3, 5], [1, 3, 5], [1, 3, 5]],
+        "output_sampling_rate": 24000}});
+    let cfg = VocoderConfig::from_checkpoint_config(&config)?;
+    let file = workdir(&args.common)?.join(format!("vocoder_hifigan_{}.safetensors", args.frames));
+    if !file.exists() {
+        eprintln!("writing weights and input to {}", file.display());
+        let mut tensors = random_weights(0, DType::BF16, "vocoder.", |vb| {
+            Vocoder::new(&cfg, vb).map_err(ltx_core::Error::from)
+        })?;
+        let mut rng = SplitMix64::new(3);
+        let n = 2 * args.frames * 64;
+        let mel: Vec<f32> = (0..n).map(|_| rng.normal() - 4.0).collect();
+        tensors.insert(
+            "input.mel".into(),
+            Tensor::from_vec(mel, (1, 2, args.frames, 64), &Device::Cpu)?,
+        );
+        let metadata = HashMap::from([
+            ("component".to_string(), "vocoder".to_string()),
+            ("config".to_string(), config.to_string()),
+            ("call".to_string(), "{}".to_string()),
+        ]);
+        save_safetensors(&file, &tensors, metadata)?;
+    }
+    println!(
+        "vocoder hifigan (released width) mel=[1, 2, {}, 64] -> {} samples at 24 kHz, f32 cpu threads={}",
+        args.frames,
+        args.frames * 240,
+        if args.common.threads == 0 { num_cpus() } else { args.common.threads }
+    );
+    compare_sides("vocoder", &file, &args.common, "bench_component.py")
 }
 
 fn text_encoder(args: TextEncoderArgs, device: &Device, dtype: Option<DTypeChoice>) -> Result<()> {
@@ -576,12 +631,27 @@ fn worker_vae_decode(args: &WorkerArgs, device: &Device, dtype: DType) -> Result
     })
 }
 
+fn worker_vocoder(args: &WorkerArgs, device: &Device, dtype: DType) -> Result<()> {
+    use ltx_core::model::audio_vae::vocoder::{vocoder_keys_filter, Vocoder, VocoderConfig};
+    let files = SafetensorsFiles::open(&[&args.file])?;
+    let cfg = VocoderConfig::from_checkpoint_config(&files.config()?)?;
+    let sd = std::sync::Arc::new(files.state_dict(&vocoder_keys_filter())?);
+    let vocoder = Vocoder::new(&cfg, sd.var_builder(dtype, device))?;
+    let mel = read_input(&files, "mel", dtype, device)?;
+    drop((sd, files));
+    time_runs(args, device, || {
+        drop(vocoder.forward(&mel)?);
+        Ok(())
+    })
+}
+
 pub fn worker(args: WorkerArgs, device: &Device, dtype: Option<DTypeChoice>) -> Result<()> {
     let dt = ltx_core::device::resolve_dtype(dtype, device);
     match args.what.as_str() {
         "vae-decode" => worker_vae_decode(&args, device, dt),
         "upsampler" => worker_upsampler(&args, device, dt),
         "text-encoder" => worker_text_encoder(&args, device, dt),
+        "vocoder" => worker_vocoder(&args, device, dt),
         other => bail!("unknown bench worker `{other}`"),
     }
 }
