@@ -146,9 +146,7 @@ pub fn run(cmd: Command, device: &Device, dtype: Option<DTypeChoice>) -> Result<
 
 fn vocoder(args: VocoderArgs, device: &Device, dtype: Option<DTypeChoice>) -> Result<()> {
     use ltx_core::model::audio_vae::vocoder::{Vocoder, VocoderConfig};
-    if !device.is_cpu() || dtype.is_some_and(|d| d != DTypeChoice::F32) {
-        bail!("vocoder compares f32 on the CPU: use --device cpu, no --dtype");
-    }
+    require_cpu_f32("vocoder", device, dtype)?;
     if args.frames == 0 {
         bail!("--frames must be positive");
     }
@@ -182,16 +180,14 @@ fn vocoder(args: VocoderArgs, device: &Device, dtype: Option<DTypeChoice>) -> Re
         "vocoder hifigan (released width) mel=[1, 2, {}, 64] -> {} samples at 24 kHz, f32 cpu threads={}",
         args.frames,
         args.frames * 240,
-        if args.common.threads == 0 { num_cpus() } else { args.common.threads }
+        threads(&args.common)
     );
     compare_sides("vocoder", &file, &args.common, "bench_component.py")
 }
 
 fn text_encoder(args: TextEncoderArgs, device: &Device, dtype: Option<DTypeChoice>) -> Result<()> {
     use ltx_core::text_encoders::gemma::{Gemma3TextConfig, Gemma3TextModel};
-    if !device.is_cpu() || dtype.is_some_and(|d| d != DTypeChoice::F32) {
-        bail!("text-encoder compares f32 on the CPU: use --device cpu, no --dtype");
-    }
+    require_cpu_f32("text-encoder", device, dtype)?;
     if args.hidden % 64 != 0 || args.hidden == 0 || args.layers == 0 || args.tokens == 0 {
         bail!("--hidden must be a positive multiple of 64; --layers and --tokens positive");
     }
@@ -249,11 +245,7 @@ fn text_encoder(args: TextEncoderArgs, device: &Device, dtype: Option<DTypeChoic
         args.layers,
         heads,
         args.tokens,
-        if args.common.threads == 0 {
-            num_cpus()
-        } else {
-            args.common.threads
-        }
+        threads(&args.common)
     );
     compare_sides("text-encoder", &file, &args.common, "bench_component.py")
 }
@@ -270,11 +262,7 @@ fn workdir(common: &CommonArgs) -> Result<PathBuf> {
 /// Times `what` on `file` in a Rust worker process and (with `--python`) in the reference's
 /// `script`, then prints both and the ratios.
 fn compare_sides(what: &str, file: &Path, common: &CommonArgs, script: &str) -> Result<()> {
-    let threads = if common.threads == 0 {
-        num_cpus()
-    } else {
-        common.threads
-    };
+    let threads = threads(common);
     let (runs, warmup) = (common.runs.to_string(), common.warmup.to_string());
     let mut rust = Process::new(std::env::current_exe()?);
     rust.args(["--device", "cpu", "bench-worker", what])
@@ -316,9 +304,7 @@ fn compare_sides(what: &str, file: &Path, common: &CommonArgs, script: &str) -> 
 
 fn upsampler(args: UpsamplerArgs, device: &Device, dtype: Option<DTypeChoice>) -> Result<()> {
     use ltx_core::model::upsampler::{LatentUpsampler, LatentUpsamplerConfig};
-    if !device.is_cpu() || dtype.is_some_and(|d| d != DTypeChoice::F32) {
-        bail!("upsampler compares f32 on the CPU (the reference's CPU path): use --device cpu, no --dtype");
-    }
+    require_cpu_f32("upsampler", device, dtype)?;
     let mut config = json!({
         "in_channels": 128, "mid_channels": args.mid_channels, "num_blocks_per_stage": 4, "dims": 3,
         "spatial_upsample": true, "temporal_upsample": false, "spatial_scale": 2.0,
@@ -368,11 +354,7 @@ fn upsampler(args: UpsamplerArgs, device: &Device, dtype: Option<DTypeChoice>) -
         args.variant,
         args.mid_channels,
         shape,
-        if args.common.threads == 0 {
-            num_cpus()
-        } else {
-            args.common.threads
-        }
+        threads(&args.common)
     );
     compare_sides("upsampler", &file, &args.common, "bench_component.py")
 }
@@ -387,9 +369,7 @@ fn vae_config(layout: VaeLayout, full_size: bool) -> Value {
 }
 
 fn vae_decode(args: VaeDecodeArgs, device: &Device, dtype: Option<DTypeChoice>) -> Result<()> {
-    if !device.is_cpu() || dtype.is_some_and(|d| d != DTypeChoice::F32) {
-        bail!("vae-decode compares f32 on the CPU (the reference's CPU path): use --device cpu, no --dtype");
-    }
+    require_cpu_f32("vae-decode", device, dtype)?;
     if args.frames == 0 || (args.frames - 1) % 8 != 0 {
         bail!("--frames must be 1 + 8k, got {}", args.frames);
     }
@@ -434,13 +414,26 @@ fn vae_decode(args: VaeDecodeArgs, device: &Device, dtype: Option<DTypeChoice>) 
         args.frames,
         args.height,
         args.width,
-        if args.common.threads == 0 {
-            num_cpus()
-        } else {
-            args.common.threads
-        }
+        threads(&args.common)
     );
     compare_sides("vae-decode", &file, &args.common, "bench_vae_decode.py")
+}
+
+/// Benchmarks compare f32 on the CPU (the reference's CPU path).
+fn require_cpu_f32(what: &str, device: &Device, dtype: Option<DTypeChoice>) -> Result<()> {
+    if !device.is_cpu() || dtype.is_some_and(|d| d != DTypeChoice::F32) {
+        bail!("{what} compares f32 on the CPU (the reference's CPU path): use --device cpu, no --dtype");
+    }
+    Ok(())
+}
+
+/// The thread count both sides use.
+fn threads(common: &CommonArgs) -> usize {
+    if common.threads == 0 {
+        num_cpus()
+    } else {
+        common.threads
+    }
 }
 
 fn num_cpus() -> usize {
