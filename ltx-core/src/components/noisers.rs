@@ -1,25 +1,34 @@
 //! Port of `ltx_core/components/noisers.py`, plus the seeded noise generator ltx-rs uses.
 //!
-//! torch's generator cannot be reproduced outside torch, so the noise is an input everywhere
-//! (fixtures pass the reference's own draw). For generation, [`NoiseGenerator`] draws standard
-//! normals from a seed, identically on every backend:
+//! torch's CPU/CUDA generators cannot be reproduced outside torch, so the reference's noise is an
+//! input wherever parity is checked (fixtures pass the reference's own draw). For real generation
+//! [`NoiseGenerator`] draws standard normals from a 64-bit seed, identically for every backend
+//! (the values are made on the CPU in f32, then cast and uploaded):
 //!
-//! - **Philox4x32-10** (Salmon et al., "Parallel random numbers: as easy as 1, 2, 3", SC'11):
-//!   key = the seed's low / high 32 bits, counter = `(block_lo, block_hi, 0, 0)` where `block` is
-//!   the 64-bit index of a 4-word block; rounds with multipliers `0xD2511F53`, `0xCD9E8D57` and key
-//!   increments `0x9E3779B9`, `0xBB67AE85`.
-//! - each block's words `(w0, w1, w2, w3)` give two normals by Box–Muller in f64:
-//!   `u1 = (w0 + 1) / 2³²`, `u2 = w1 / 2³²`, `r = √(−2 ln u1)`, `n0 = r cos 2πu2`, `n1 = r sin 2πu2`;
-//!   `w2`, `w3` give the next two the same way. Normals are rounded to f32.
-//! - the generator keeps a running offset: normal `k` of the stream is the `k mod 4`-th value of
-//!   block `k / 4`; a draw of `n` values consumes `n` rounded up to a multiple of 4.
+//! - **Philox4x32-10** (Salmon et al., "Parallel random numbers: as easy as 1, 2, 3", SC'11, the
+//!   Random123 reference): key `(k0, k1) = (seed & 0xffff_ffff, seed >> 32)`; counter
+//!   `(b & 0xffff_ffff, b >> 32, 0, 0)` for block index `b = 0, 1, 2, …`; 10 rounds of
+//!   `(c0, c1, c2, c3) ← (hi(M1·c2) ⊕ c1 ⊕ k0, lo(M1·c2), hi(M0·c0) ⊕ c3 ⊕ k1, lo(M0·c0))` with
+//!   `M0 = 0xD2511F53`, `M1 = 0xCD9E8D57` (32×32→64-bit products), the key bumped by
+//!   `(0x9E3779B9, 0xBB67AE85)` (wrapping) before every round but the first.
+//! - **Box–Muller** in f64 on each block's output words `(w0, w1, w2, w3)`: for the pairs
+//!   `(w0, w1)` and `(w2, w3)`, `u1 = (w_even + 1)/2³²` ∈ (0, 1], `u2 = w_odd/2³²` ∈ [0, 1),
+//!   `r = √(−2 ln u1)`, `θ = 2π·u2`; the block gives `r₀cos θ₀, r₀sin θ₀, r₁cos θ₁, r₁sin θ₁`
+//!   in that order, each rounded to f32 (round to nearest).
+//! - **Stream**: normal `k` of a generator's stream is value `k mod 4` of block `k / 4`. Each
+//!   draw of `n` values takes the next `⌈n/4⌉` whole blocks (the unused tail of the last block is
+//!   skipped) and fills the tensor in row-major order; the result is cast to the requested dtype
+//!   and moved to the requested device.
 //!
-//! Values are produced on the CPU and then moved to the target device and dtype.
+//! `ln`, `cos` and `sin` come from the platform's libm; libms differ in the last f64 bit at most,
+//! which changes an f32-rounded value only in the rarest cases.
+//! This is not torch's generator: the same seed gives different noise than the reference.
 
 use candle_core::{DType, Device, Shape, Tensor};
 
-use crate::error::{bad_shape, Error, Result};
+use crate::error::{Error, Result};
 use crate::types::LatentState;
+use crate::utils::{check_broadcasts_to, check_same_shape, mul_scalar, rsub_scalar, torch_binary};
 
 /// Philox4x32-10 of `counter` under `key`.
 fn philox4x32_10(counter: [u32; 4], key: [u32; 2]) -> [u32; 4] {
@@ -53,15 +62,17 @@ pub struct NoiseGenerator {
 }
 
 impl NoiseGenerator {
+    /// A generator at the start of `seed`'s stream.
     pub fn new(seed: u64) -> Self {
         Self { seed, block: 0 }
     }
 
+    /// The seed this generator was made with.
     pub fn seed(&self) -> u64 {
         self.seed
     }
 
-    /// The next `n` standard normals (f32).
+    /// The next `n` standard normals of the stream (f32); advances by `⌈n/4⌉` blocks.
     pub fn normals(&mut self, n: usize) -> Vec<f32> {
         let key = [self.seed as u32, (self.seed >> 32) as u32];
         let mut out = Vec::with_capacity(n.next_multiple_of(4));
@@ -83,7 +94,9 @@ impl NoiseGenerator {
         out
     }
 
-    /// A tensor of standard normals of `shape`, drawn on the CPU and moved to `device` / `dtype`.
+    /// A tensor of the next standard normals of the stream, of `shape` (row-major), drawn on the
+    /// CPU in f32 and then cast to `dtype` and moved to `device`: the values do not depend on the
+    /// device.
     pub fn randn(
         &mut self,
         shape: impl Into<Shape>,
@@ -98,13 +111,17 @@ impl NoiseGenerator {
     }
 }
 
-/// Mixes noise into a latent state where its denoise mask says so.
+/// Mixes Gaussian noise into a latent state where its denoise mask says so (the reference's
+/// `GaussianNoiser`, with the noise passed in or drawn from a [`NoiseGenerator`]).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct GaussianNoiser;
 
 impl GaussianNoiser {
-    /// `latent ← noise·m + latent·(1 − m)` with `m = denoise_mask · noise_scale` (computed in f32,
-    /// cast back to the latent's dtype); `noise` has the latent's shape.
+    /// `latent ← noise·m + latent·(1 − m)` with `m = denoise_mask · noise_scale`, in torch's
+    /// promoted dtype (f32 for a bf16 latent and an f32 mask) and cast back to the latent's dtype.
+    /// `noise` has the latent's shape and is taken in the latent's dtype (the reference draws it in
+    /// that dtype); the mask broadcasts to the latent (e.g. `[B, T, 1]` for `[B, T, C]`). A NaN or
+    /// infinite `noise_scale` is an error.
     pub fn apply(
         &self,
         state: &LatentState,
@@ -116,46 +133,38 @@ impl GaussianNoiser {
                 "noise scale {noise_scale} must be a finite number"
             )));
         }
-        if noise.dims() != state.latent.dims() {
-            return Err(bad_shape(
-                "noise",
-                noise.dims(),
-                format!("{:?} (the latent's shape)", state.latent.dims()),
-            ));
-        }
-        let (md, ld) = (state.denoise_mask.dims(), state.latent.dims());
-        if md.len() != ld.len() || md.iter().zip(ld).any(|(m, l)| *m != 1 && m != l) {
-            return Err(bad_shape(
-                "denoise mask",
-                md,
-                format!("broadcastable to the latent's {ld:?}"),
-            ));
-        }
-        let mask = state.denoise_mask.to_dtype(DType::F32)?;
-        let m = (mask * noise_scale)?;
-        let noisy = noise.to_dtype(DType::F32)?.broadcast_mul(&m)?;
-        let kept = state
-            .latent
-            .to_dtype(DType::F32)?
-            .broadcast_mul(&m.affine(-1.0, 1.0)?)?;
+        let latent = &state.latent;
+        check_same_shape("noise", noise.dims(), latent.dims())?;
+        check_broadcasts_to("denoise mask", state.denoise_mask.dims(), latent.dims())?;
+        let noise = noise.to_dtype(latent.dtype())?;
+        let scaled_mask = mul_scalar(&state.denoise_mask, noise_scale)?;
+        let keep = rsub_scalar(1.0, &scaled_mask)?;
+        let noised = torch_binary(
+            &torch_binary(&noise, &scaled_mask, Tensor::broadcast_mul)?,
+            &torch_binary(latent, &keep, Tensor::broadcast_mul)?,
+            Tensor::broadcast_add,
+        )?;
         Ok(LatentState {
-            latent: (noisy + kept)?.to_dtype(state.latent.dtype())?,
+            latent: noised.to_dtype(latent.dtype())?,
             ..state.clone()
         })
     }
 
-    /// [`Self::apply`] with noise drawn from `generator` in the latent's dtype.
+    /// [`Self::apply`] with the noise drawn from `generator` (the latent's shape and dtype, on its
+    /// device).
     pub fn apply_seeded(
         &self,
         state: &LatentState,
         generator: &mut NoiseGenerator,
         noise_scale: f64,
     ) -> Result<LatentState> {
-        let noise = generator.randn(
-            state.latent.shape().clone(),
-            state.latent.dtype(),
-            state.latent.device(),
-        )?;
+        if !noise_scale.is_finite() {
+            return Err(Error::InvalidInput(format!(
+                "noise scale {noise_scale} must be a finite number"
+            )));
+        }
+        let latent = &state.latent;
+        let noise = generator.randn(latent.shape().clone(), latent.dtype(), latent.device())?;
         self.apply(state, &noise, noise_scale)
     }
 }
@@ -175,6 +184,37 @@ mod tests {
             philox4x32_10([0xffff_ffff; 4], [0xffff_ffff; 2]),
             [0x408f_276d, 0x41c8_3b0e, 0xa20b_c7c6, 0x6d54_51fd]
         );
+        assert_eq!(
+            philox4x32_10(
+                [0x243f_6a88, 0x85a3_08d3, 0x1319_8a2e, 0x0370_7344],
+                [0xa409_3822, 0x299f_31d0]
+            ),
+            [0xd16c_fe09, 0x94fd_cceb, 0x5001_e420, 0x2412_6ea1]
+        );
+    }
+
+    #[test]
+    fn randn_tensor_matches_the_stream() -> Result<()> {
+        let cpu = Device::Cpu;
+        let want = NoiseGenerator::new(5).normals(6);
+        let t = NoiseGenerator::new(5).randn((2, 3), DType::F32, &cpu)?;
+        assert_eq!(t.dims(), [2, 3]);
+        assert_eq!(t.flatten_all()?.to_vec1::<f32>()?, want);
+        // the device argument only says where the values go: the same values on every device
+        for dev in [Device::Cpu, Device::cuda_if_available(0)?] {
+            let t = NoiseGenerator::new(5).randn((2, 3), DType::F32, &dev)?;
+            assert_eq!(t.to_device(&cpu)?.flatten_all()?.to_vec1::<f32>()?, want);
+        }
+        // other dtypes are the f32 values cast
+        let b = NoiseGenerator::new(5).randn(6, DType::BF16, &cpu)?;
+        let cast: Vec<half::bf16> = want.iter().map(|&v| half::bf16::from_f32(v)).collect();
+        assert_eq!(b.to_vec1::<half::bf16>()?, cast);
+        // a draw of 6 skips the last 2 values of its second block
+        let mut g = NoiseGenerator::new(5);
+        g.randn(6, DType::F32, &cpu)?;
+        let next = g.randn(4, DType::F32, &cpu)?.to_vec1::<f32>()?;
+        assert_eq!(next, NoiseGenerator::new(5).normals(12)[8..]);
+        Ok(())
     }
 
     #[test]
@@ -212,7 +252,20 @@ mod tests {
             out.latent.flatten_all()?.to_vec1::<f32>()?,
             [0.0, 0.0, 0.5, 0.5, 1.0, 1.0]
         );
-        assert!(GaussianNoiser.apply(&state, &noise, f64::NAN).is_err());
+        assert!(matches!(
+            GaussianNoiser.apply(&state, &noise, f64::NAN),
+            Err(Error::InvalidInput(_))
+        ));
+        let mut g = NoiseGenerator::new(0);
+        assert!(GaussianNoiser
+            .apply_seeded(&state, &mut g, f64::NAN)
+            .is_err());
+        // seeded: mask 0 keeps the latent, mask 1 takes the noise
+        let seeded = GaussianNoiser.apply_seeded(&state, &mut NoiseGenerator::new(3), 1.0)?;
+        let got = seeded.latent.flatten_all()?.to_vec1::<f32>()?;
+        let drawn = NoiseGenerator::new(3).normals(6);
+        assert_eq!(got[..2], drawn[..2]);
+        assert_eq!(got[4..], [1.0, 1.0]);
         let bad = Tensor::zeros((1, 2, 2), DType::F32, &dev)?;
         assert!(matches!(
             GaussianNoiser.apply(&state, &bad, 1.0),

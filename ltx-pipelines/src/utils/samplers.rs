@@ -1,62 +1,87 @@
 //! The per-step math of `ltx_pipelines/utils/samplers.py` and `helpers.py` (the loops themselves,
 //! which call the transformer, come with the pipelines): blending with the clean latent,
 //! per-token timesteps, SDE noise normalisation and injection, the gradient-estimation update.
+//! Dtypes follow the reference's torch promotion rules (see `ltx_core::utils`).
 
-use candle_core::{DType, Tensor, D};
+use candle_core::{DType, Tensor};
 use ltx_core::components::diffusion_steps::Res2sDiffusionStep;
 use ltx_core::error::bad_shape;
 use ltx_core::types::LatentState;
-use ltx_core::utils::{promote_float, to_denoised, to_velocity, Sigma};
+use ltx_core::utils::{
+    check_broadcasts_to, check_same_shape, mul_scalar, rsub_scalar, to_denoised, to_velocity,
+    torch_binary, Sigma,
+};
+use ltx_core::Error as CoreError;
 
 use crate::Result;
 
-/// `denoised·m + clean·(1 − m)` in the promoted float dtype (at least f32), returned in the
-/// denoised dtype: conditioned tokens (mask 0) keep their clean values.
+/// `denoised·m + clean·(1 − m)` (the reference's `post_process_latent`): conditioned tokens
+/// (mask 0) keep their clean values. As in the reference `clean` is taken in f32, each product in
+/// its promoted dtype (`denoised·m`: e.g. f32 for bf16 × f32, f64 for f64 × f32), the sum in the
+/// wider of the two, and the result is cast to `denoised`'s dtype. `clean` has `denoised`'s shape,
+/// the mask broadcasts to it (`[B, T, 1]` for `[B, T, C]`).
 pub fn post_process_latent(
     denoised: &Tensor,
     denoise_mask: &Tensor,
     clean: &Tensor,
 ) -> Result<Tensor> {
-    let dt = promote_float(denoise_mask.dtype(), denoised.dtype(), false);
-    let dt = promote_float(dt, DType::F32, false);
-    let m = denoise_mask.to_dtype(dt)?;
-    let a = denoised.to_dtype(dt)?.broadcast_mul(&m)?;
-    let b = clean.to_dtype(dt)?.broadcast_mul(&m.affine(-1.0, 1.0)?)?;
-    Ok((a + b)?.to_dtype(denoised.dtype())?)
+    check_same_shape("clean latent", clean.dims(), denoised.dims())?;
+    check_broadcasts_to("denoise mask", denoise_mask.dims(), denoised.dims())?;
+    let kept = torch_binary(denoised, denoise_mask, Tensor::broadcast_mul)?;
+    let clean = clean.to_dtype(DType::F32)?;
+    let restored = torch_binary(
+        &clean,
+        &rsub_scalar(1.0, denoise_mask)?,
+        Tensor::broadcast_mul,
+    )?;
+    Ok(torch_binary(&kept, &restored, Tensor::broadcast_add)?.to_dtype(denoised.dtype())?)
 }
 
-/// Per-token timesteps `denoise_mask · σ` (in the promoted dtype of the two).
-pub fn timesteps_from_mask(denoise_mask: &Tensor, sigma: &Tensor) -> Result<Tensor> {
-    let dt = promote_float(sigma.dtype(), denoise_mask.dtype(), sigma.rank() == 0);
-    Ok(denoise_mask
-        .to_dtype(dt)?
-        .broadcast_mul(&sigma.to_dtype(dt)?)?)
+/// Per-token timesteps `denoise_mask · σ` (the reference's `timesteps_from_mask`): in the mask's
+/// dtype for a float or 0-d sigma, else in the promoted dtype.
+pub fn timesteps_from_mask(denoise_mask: &Tensor, sigma: Sigma) -> Result<Tensor> {
+    Ok(match sigma {
+        Sigma::Value(v) => mul_scalar(denoise_mask, v)?,
+        Sigma::Tensor(t) => torch_binary(denoise_mask, t, Tensor::broadcast_mul)?,
+    })
 }
 
-/// The res_2s sampler's noise normalisation (`_get_new_noise` after its draw), in f64: the whole
-/// tensor standardised, then each sample standardised over its last two dims (unbiased stds).
-pub fn normalize_sde_noise(noise: &Tensor) -> Result<Tensor> {
-    let x = noise.to_dtype(DType::F64)?;
-    let n = x.elem_count() as f64;
-    let mean = x.mean_all()?;
+/// `(x − mean) / std` over `dims` (keepdim, unbiased std), with true divisions as torch.
+fn standardize(x: &Tensor, dims: &[usize]) -> Result<Tensor> {
+    let n: usize = dims.iter().map(|&d| x.dims()[d]).product();
+    let count = |minus: usize| Tensor::new((n - minus) as f64, x.device());
+    let mean = x.sum_keepdim(dims)?.broadcast_div(&count(0)?)?;
     let centred = x.broadcast_sub(&mean)?;
-    let std = (centred.sqr()?.sum_all()? / (n - 1.0))?.sqrt()?;
-    let x = centred.broadcast_div(&std)?;
-    let rank = x.rank();
-    if rank < 2 {
-        return Err(bad_shape("SDE noise", x.dims(), "at least 2 dims").into());
-    }
-    let count = (x.dim(rank - 1)? * x.dim(rank - 2)?) as f64;
-    let m = x.mean_keepdim(D::Minus1)?.mean_keepdim(D::Minus2)?;
-    let c = x.broadcast_sub(&m)?;
-    let var = (c.sqr()?.sum_keepdim(D::Minus1)?.sum_keepdim(D::Minus2)? / (count - 1.0))?;
-    Ok(c.broadcast_div(&var.sqrt()?)?)
+    let var = centred
+        .sqr()?
+        .sum_keepdim(dims)?
+        .broadcast_div(&count(1)?)?;
+    Ok(centred.broadcast_div(&var.sqrt()?)?)
 }
 
-/// One SDE noise injection of the res_2s loop (`_inject_sde_noise` with the noise given).
-/// Non-legacy: the step runs between per-token timesteps `mask·σ_i → mask·σ_{i+1}` (f64).
-/// Legacy (the reference's default): the step runs on `sigmas` as given and the result is
-/// re-blended with the clean latent.
+/// The res_2s sampler's noise normalisation (`_get_new_noise` after its `randn` draw), in f64:
+/// the whole tensor standardised (mean 0, unbiased std 1), then each slice over the last two dims
+/// (e.g. every batch element of `[B, T, C]` tokens) standardised again. Needs rank ≥ 2.
+pub fn normalize_sde_noise(noise: &Tensor) -> Result<Tensor> {
+    let rank = noise.rank();
+    if rank < 2 {
+        return Err(bad_shape("SDE noise", noise.dims(), "at least 2 dims").into());
+    }
+    let x = noise.to_dtype(DType::F64)?;
+    let all: Vec<usize> = (0..rank).collect();
+    let x = standardize(&x, &all)?;
+    standardize(&x, &[rank - 2, rank - 1])
+}
+
+/// One SDE noise injection of the res_2s loop (`_inject_sde_noise`, with the normalised noise
+/// passed in instead of a generator; see [`normalize_sde_noise`]).
+/// - `legacy_mode` (the loop's default): `stepper.step` on `sigmas` as given, then the result is
+///   re-blended with the clean latent ([`post_process_latent`]);
+/// - otherwise the step runs between the per-token f64 timesteps `mask·σ_i → mask·σ_{i+1}` (and so
+///   returns `denoised` unchanged when any token's mask is 0).
+///
+/// `sigmas` is 1-D (the f32 schedule, or the loop's two stacked f64 substep sigmas); `sample`,
+/// `denoised` and `noise` share the latent's shape.
 #[allow(clippy::too_many_arguments)]
 pub fn inject_sde_noise(
     state: &LatentState,
@@ -72,29 +97,41 @@ pub fn inject_sde_noise(
         let x = stepper.step(sample, denoised, sigmas, step_idx, noise)?;
         return post_process_latent(&x, &state.denoise_mask, &state.clean_latent);
     }
+    let len = sigmas.dims().first().copied().unwrap_or(0);
+    if step_idx.checked_add(1).is_none_or(|next| next >= len) {
+        return Err(CoreError::InvalidInput(format!(
+            "step index {step_idx} needs sigmas[{step_idx}] and the next one, but there are {len}"
+        ))
+        .into());
+    }
     let mask = state.denoise_mask.to_dtype(DType::F64)?;
-    let now = timesteps_from_mask(&mask, &sigmas.get(step_idx)?.to_dtype(DType::F64)?)?;
-    let next = timesteps_from_mask(&mask, &sigmas.get(step_idx + 1)?.to_dtype(DType::F64)?)?;
-    let per_token = Tensor::stack(&[now, next], 0)?;
+    let at = |i: usize| -> Result<Tensor> {
+        let sigma = sigmas.get(i)?.to_dtype(DType::F64)?;
+        timesteps_from_mask(&mask, Sigma::Tensor(&sigma))
+    };
+    let per_token = Tensor::stack(&[at(step_idx)?, at(step_idx + 1)?], 0)?;
     Ok(stepper.step(sample, denoised, &per_token, 0, noise)?)
 }
 
-/// The gradient-estimation correction of `gradient_estimating_euler_denoising_loop`: the current
-/// velocity, and the denoised prediction rebuilt from `γ·(v − v_prev) + v_prev` when there is a
-/// previous velocity.
+/// The gradient-estimation correction of `gradient_estimating_euler_denoising_loop`
+/// (`update_velocity_and_sample`): returns `(v, x̂)` with the current velocity
+/// `v = to_velocity(noisy, σ, denoised)` and, when there is a previous velocity, the denoised
+/// prediction rebuilt from `γ·(v − v_prev) + v_prev` (`to_denoised`), else `denoised` itself.
+/// `σ` is the schedule's `sigmas[step]`; the velocities keep the noisy sample's dtype.
 pub fn update_velocity_and_sample(
     noisy: &Tensor,
     denoised: &Tensor,
-    sigma: f64,
+    sigma: Sigma,
     previous_velocity: Option<&Tensor>,
     ge_gamma: f64,
 ) -> Result<(Tensor, Tensor)> {
-    let current = to_velocity(noisy, Sigma::Value(sigma), denoised)?;
+    let current = to_velocity(noisy, sigma, denoised)?;
     let denoised = match previous_velocity {
         Some(prev) => {
-            let total = ((&current - prev)? * ge_gamma)?.add(prev)?;
-            let sigma_t = Tensor::new(sigma as f32, noisy.device())?;
-            to_denoised(noisy, &total, Sigma::Tensor(&sigma_t))?
+            check_same_shape("previous velocity", prev.dims(), current.dims())?;
+            let delta = torch_binary(&current, prev, Tensor::broadcast_sub)?;
+            let total = torch_binary(&mul_scalar(&delta, ge_gamma)?, prev, Tensor::broadcast_add)?;
+            to_denoised(noisy, &total, sigma)?
         }
         None => denoised.clone(),
     };
@@ -104,21 +141,145 @@ pub fn update_velocity_and_sample(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Error;
     use candle_core::Device;
 
+    fn state(mask: &Tensor, latent: &Tensor) -> LatentState {
+        LatentState {
+            latent: latent.clone(),
+            denoise_mask: mask.clone(),
+            positions: Tensor::zeros((1, 3, 2, 2), DType::F32, latent.device()).unwrap(),
+            clean_latent: latent.zeros_like().unwrap(),
+            attention_mask: None,
+        }
+    }
+
+    fn is_shape_error(r: Result<impl std::fmt::Debug>) -> bool {
+        matches!(r, Err(Error::Core(CoreError::TensorShape { .. })))
+    }
+
     #[test]
-    fn blend_and_noise_normalisation() -> Result<()> {
+    fn blend_timesteps_and_dtypes() -> Result<()> {
         let dev = Device::Cpu;
         let d = Tensor::new(&[[[1f32], [1.0]]], &dev)?;
         let c = Tensor::new(&[[[0f32], [0.0]]], &dev)?;
         let m = Tensor::new(&[[[1f32], [0.25]]], &dev)?;
         let out = post_process_latent(&d, &m, &c)?;
         assert_eq!(out.flatten_all()?.to_vec1::<f32>()?, [1.0, 0.25]);
-        let n = Tensor::randn(0f64, 3.0, (2, 8, 4), &dev)?;
+        let out = post_process_latent(&d.to_dtype(DType::BF16)?, &m, &c)?;
+        assert_eq!(out.dtype(), DType::BF16);
+        let out = post_process_latent(&d.to_dtype(DType::F64)?, &m, &c)?;
+        assert_eq!(out.dtype(), DType::F64);
+        assert!(is_shape_error(post_process_latent(&d, &m, &c.get(0)?)));
+        let wrong_mask = Tensor::ones((1, 3, 1), DType::F32, &dev)?;
+        assert!(is_shape_error(post_process_latent(&d, &wrong_mask, &c)));
+        let t = timesteps_from_mask(&m, Sigma::Value(0.5))?;
+        assert_eq!(t.flatten_all()?.to_vec1::<f32>()?, [0.5, 0.125]);
+        let s = Tensor::new(0.5f64, &dev)?;
+        assert_eq!(
+            timesteps_from_mask(&m, Sigma::Tensor(&s))?.dtype(),
+            DType::F32
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn noise_normalisation() -> Result<()> {
+        let dev = Device::Cpu;
+        let n = (Tensor::randn(0f64, 3.0, (2, 8, 4), &dev)? + 1.0)?;
         let z = normalize_sde_noise(&n)?;
-        let per = z.get(1)?.flatten_all()?;
-        assert!(per.mean_all()?.to_scalar::<f64>()?.abs() < 1e-12);
-        assert!(normalize_sde_noise(&Tensor::zeros(4, DType::F64, &dev)?).is_err());
+        for b in 0..2 {
+            let v = z.get(b)?.flatten_all()?.to_vec1::<f64>()?;
+            let mean = v.iter().sum::<f64>() / v.len() as f64;
+            let var = v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (v.len() - 1) as f64;
+            assert!(
+                mean.abs() < 1e-12 && (var - 1.0).abs() < 1e-12,
+                "{mean} {var}"
+            );
+        }
+        assert!(is_shape_error(normalize_sde_noise(&Tensor::zeros(
+            4,
+            DType::F64,
+            &dev
+        )?)));
+        Ok(())
+    }
+
+    #[test]
+    fn sde_injection_modes_and_errors() -> Result<()> {
+        let dev = Device::Cpu;
+        let x = Tensor::new(&[[[1.0f64, 2.0], [3.0, 4.0]]], &dev)?;
+        let d = Tensor::new(&[[[0.5f64, 0.5], [0.5, 0.5]]], &dev)?;
+        let noise = x.zeros_like()?;
+        let sigmas = Tensor::new(&[1.0f32, 0.5, 0.0], &dev)?;
+        let partial = Tensor::new(&[[[1f32], [0.0]]], &dev)?;
+        let st = state(&partial, &x.to_dtype(DType::F32)?);
+        // per-token mode with a conditioned token (mask 0 → σ_next 0 there) returns `denoised`
+        let y = inject_sde_noise(&st, &x, &d, &noise, &Res2sDiffusionStep, &sigmas, 0, false)?;
+        assert_eq!(y.to_vec3::<f64>()?, d.to_vec3::<f64>()?);
+        // legacy mode steps, then restores the clean (zero) latent where the mask is 0
+        let y = inject_sde_noise(&st, &x, &d, &noise, &Res2sDiffusionStep, &sigmas, 0, true)?;
+        assert_eq!(y.get(0)?.get(1)?.to_vec1::<f64>()?, [0.0, 0.0]);
+        // with a full mask the per-token step is the plain step on f64 sigmas
+        let full = state(&Tensor::ones((1, 2, 1), DType::F32, &dev)?, &x);
+        let a = inject_sde_noise(
+            &full,
+            &x,
+            &d,
+            &noise,
+            &Res2sDiffusionStep,
+            &sigmas,
+            0,
+            false,
+        )?;
+        let sigmas64 = sigmas.to_dtype(DType::F64)?;
+        let b = Res2sDiffusionStep.step(&x, &d, &sigmas64, 0, &noise)?;
+        assert_eq!(a.to_vec3::<f64>()?, b.to_vec3::<f64>()?);
+        for legacy in [true, false] {
+            let r = inject_sde_noise(
+                &full,
+                &x,
+                &d,
+                &noise,
+                &Res2sDiffusionStep,
+                &sigmas,
+                2,
+                legacy,
+            );
+            assert!(matches!(r, Err(Error::Core(CoreError::InvalidInput(_)))));
+            let r = inject_sde_noise(
+                &full,
+                &x,
+                &d,
+                &noise.get(0)?,
+                &Res2sDiffusionStep,
+                &sigmas,
+                0,
+                legacy,
+            );
+            assert!(is_shape_error(r));
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn gradient_estimation() -> Result<()> {
+        let dev = Device::Cpu;
+        let x = Tensor::new(&[1.0f32, 2.0], &dev)?;
+        let d = Tensor::new(&[0.0f32, 1.0], &dev)?;
+        let (v, same) = update_velocity_and_sample(&x, &d, Sigma::Value(0.5), None, 2.0)?;
+        assert_eq!(v.to_vec1::<f32>()?, [2.0, 2.0]);
+        assert_eq!(same.to_vec1::<f32>()?, [0.0, 1.0]);
+        // v = 2, v_prev = 1: total 2·(2 − 1) + 1 = 3, x̂ = x − 3·0.5
+        let prev = Tensor::new(&[1.0f32, 1.0], &dev)?;
+        let (_, ge) = update_velocity_and_sample(&x, &d, Sigma::Value(0.5), Some(&prev), 2.0)?;
+        assert_eq!(ge.to_vec1::<f32>()?, [-0.5, 0.5]);
+        let r = update_velocity_and_sample(&x, &d, Sigma::Value(0.5), Some(&prev.get(0)?), 2.0);
+        assert!(is_shape_error(r));
+        assert!(matches!(
+            update_velocity_and_sample(&x, &d, Sigma::Value(0.0), None, 2.0),
+            Err(Error::Core(CoreError::InvalidInput(_)))
+        ));
         Ok(())
     }
 }
