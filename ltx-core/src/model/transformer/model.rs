@@ -378,13 +378,20 @@ impl LtxModel {
     }
 }
 
-/// `x − v·σ` in f32, cast back to the sample dtype (the reference's `to_denoised` with a tensor
-/// sigma broadcast over the tokens).
-fn denoise(sample: &Tensor, velocity: &Tensor, sigma: &Tensor) -> Result<Tensor> {
-    let s = sample.to_dtype(DType::F32)?;
-    let v = velocity.to_dtype(DType::F32)?;
-    let sigma = sigma.to_dtype(DType::F32)?;
-    (s - v.broadcast_mul(&sigma)?)?.to_dtype(sample.dtype())
+/// `to_denoised(latent, velocity, σ(modality))` for each stream that produced a velocity.
+fn denoise_streams(
+    velocities: (Option<Tensor>, Option<Tensor>),
+    video: Option<&Modality>,
+    audio: Option<&Modality>,
+    sigma: impl Fn(&Modality) -> crate::utils::Sigma<'_>,
+) -> crate::Result<(Option<Tensor>, Option<Tensor>)> {
+    let one = |v: Option<Tensor>, m: Option<&Modality>| -> crate::Result<Option<Tensor>> {
+        match (v, m) {
+            (Some(v), Some(m)) => Ok(Some(crate::utils::to_denoised(&m.latent, &v, sigma(m))?)),
+            _ => Ok(None),
+        }
+    };
+    Ok((one(velocities.0, video)?, one(velocities.1, audio)?))
 }
 
 /// Denoised prediction with per-token timesteps (`σ · denoise_mask`).
@@ -400,16 +407,10 @@ impl X0Model {
         audio: Option<&Modality>,
         perturbations: Option<&BatchedPerturbationConfig>,
     ) -> crate::Result<(Option<Tensor>, Option<Tensor>)> {
-        let (vx, ax) = self.velocity_model.forward(video, audio, perturbations)?;
-        let vd = match (vx, video) {
-            (Some(v), Some(m)) => Some(denoise(&m.latent, &v, &m.timesteps)?),
-            _ => None,
-        };
-        let ad = match (ax, audio) {
-            (Some(v), Some(m)) => Some(denoise(&m.latent, &v, &m.timesteps)?),
-            _ => None,
-        };
-        Ok((vd, ad))
+        let velocities = self.velocity_model.forward(video, audio, perturbations)?;
+        denoise_streams(velocities, video, audio, |m| {
+            crate::utils::Sigma::Tensor(&m.timesteps)
+        })
     }
 }
 
@@ -427,20 +428,10 @@ impl LegacyX0Model {
         perturbations: Option<&BatchedPerturbationConfig>,
         sigma: f64,
     ) -> crate::Result<(Option<Tensor>, Option<Tensor>)> {
-        let (vx, ax) = self.velocity_model.forward(video, audio, perturbations)?;
-        let one = |m: &Modality, v: &Tensor| -> Result<Tensor> {
-            let s = Tensor::new(sigma as f32, v.device())?;
-            denoise(&m.latent, v, &s)
-        };
-        let vd = match (vx, video) {
-            (Some(v), Some(m)) => Some(one(m, &v)?),
-            _ => None,
-        };
-        let ad = match (ax, audio) {
-            (Some(v), Some(m)) => Some(one(m, &v)?),
-            _ => None,
-        };
-        Ok((vd, ad))
+        let velocities = self.velocity_model.forward(video, audio, perturbations)?;
+        denoise_streams(velocities, video, audio, |_| {
+            crate::utils::Sigma::Value(sigma)
+        })
     }
 }
 
