@@ -26,7 +26,7 @@ pub enum Command {
     Upsampler(UpsamplerArgs),
     /// Gemma-3 text decoder (all hidden states) on a reduced config: Rust vs the reference, f32 CPU.
     TextEncoder(TextEncoderArgs),
-    /// LTX-2 HiFi-GAN vocoder at released width: Rust vs the reference, f32 CPU.
+    /// Released-width vocoder (LTX-2 HiFi-GAN or LTX-2.3 BigVGAN + BWE): Rust vs the reference, f32 CPU.
     Vocoder(VocoderArgs),
 }
 
@@ -35,6 +35,10 @@ pub struct VocoderArgs {
     /// Mel frames (100 per second of audio).
     #[arg(long, default_value_t = 101)]
     frames: usize,
+    /// `hifigan` (LTX-2, 24 kHz) or `bwe` (LTX-2.3: BigVGAN v2 at 16 kHz + bandwidth extension
+    /// to 48 kHz).
+    #[arg(long, default_value = "hifigan")]
+    variant: String,
     #[command(flatten)]
     common: CommonArgs,
 }
@@ -145,22 +149,50 @@ pub fn run(cmd: Command, device: &Device, dtype: Option<DTypeChoice>) -> Result<
 }
 
 fn vocoder(args: VocoderArgs, device: &Device, dtype: Option<DTypeChoice>) -> Result<()> {
-    use ltx_core::model::audio_vae::vocoder::{Vocoder, VocoderConfig};
+    use ltx_core::model::audio_vae::vocoder::{VocoderModel, VocoderModelConfig};
     require_cpu_f32("vocoder", device, dtype)?;
     if args.frames == 0 {
         bail!("--frames must be positive");
     }
-    // the released LTX-2 vocoder (LTX-ARCH.md 2.6)
-    let config = json!({"vocoder": {"resblock": "1", "stereo": true, "upsample_initial_channel": 1024,
+    // the released vocoders (LTX-ARCH.md 2.6)
+    let hifigan = json!({"resblock": "1", "stereo": true, "upsample_initial_channel": 1024,
         "upsample_rates": [6, 5, 2, 2, 2], "upsample_kernel_sizes": [16, 15, 8, 4, 4],
         "resblock_kernel_sizes": [3, 7, 11], "resblock_dilation_sizes": [[1, 3, 5], [1, 3, 5], [1, 3, 5]],
-        "output_sampling_rate": 24000}});
-    let cfg = VocoderConfig::from_checkpoint_config(&config)?;
-    let file = workdir(&args.common)?.join(format!("vocoder_hifigan_{}.safetensors", args.frames));
+        "output_sampling_rate": 24000});
+    let amp = |ch: usize, rates: serde_json::Value, kernels: serde_json::Value| {
+        json!({"resblock": "AMP1", "stereo": true, "activation": "snakebeta",
+            "upsample_initial_channel": ch, "upsample_rates": rates, "upsample_kernel_sizes": kernels,
+            "resblock_kernel_sizes": [3, 7, 11],
+            "resblock_dilation_sizes": [[1, 3, 5], [1, 3, 5], [1, 3, 5]],
+            "use_tanh_at_final": false, "use_bias_at_final": false})
+    };
+    let (config, hop, rate) = match args.variant.as_str() {
+        "hifigan" => (json!({ "vocoder": hifigan }), 240, 24),
+        "bwe" => {
+            let mut bwe = amp(512, json!([6, 5, 2, 2, 2]), json!([12, 11, 4, 4, 4]));
+            for (k, v) in [
+                ("n_fft", 512),
+                ("hop_length", 80),
+                ("num_mels", 64),
+                ("input_sampling_rate", 16000),
+                ("output_sampling_rate", 48000),
+            ] {
+                bwe[k] = json!(v);
+            }
+            let voc = amp(1536, json!([5, 2, 2, 2, 2, 2]), json!([11, 4, 4, 4, 4, 4]));
+            (json!({"vocoder": {"vocoder": voc, "bwe": bwe}}), 480, 48)
+        }
+        other => bail!("--variant must be `hifigan` or `bwe`, not `{other}`"),
+    };
+    let cfg = VocoderModelConfig::from_checkpoint_config(&config)?;
+    let file = workdir(&args.common)?.join(format!(
+        "vocoder_{}_{}.safetensors",
+        args.variant, args.frames
+    ));
     if !file.exists() {
         eprintln!("writing weights and input to {}", file.display());
         let mut tensors = random_weights(0, DType::BF16, "vocoder.", |vb| {
-            Vocoder::new(&cfg, vb).map_err(ltx_core::Error::from)
+            VocoderModel::new(&cfg, vb).map_err(ltx_core::Error::from)
         })?;
         let mut rng = SplitMix64::new(3);
         let n = 2 * args.frames * 64;
@@ -177,9 +209,10 @@ fn vocoder(args: VocoderArgs, device: &Device, dtype: Option<DTypeChoice>) -> Re
         save_safetensors(&file, &tensors, metadata)?;
     }
     println!(
-        "vocoder hifigan (released width) mel=[1, 2, {}, 64] -> {} samples at 24 kHz, f32 cpu threads={}",
+        "vocoder {} (released width) mel=[1, 2, {}, 64] -> {} samples at {rate} kHz, f32 cpu threads={}",
+        args.variant,
         args.frames,
-        args.frames * 240,
+        args.frames * hop,
         threads(&args.common)
     );
     compare_sides("vocoder", &file, &args.common, "bench_component.py")
@@ -625,11 +658,13 @@ fn worker_vae_decode(args: &WorkerArgs, device: &Device, dtype: DType) -> Result
 }
 
 fn worker_vocoder(args: &WorkerArgs, device: &Device, dtype: DType) -> Result<()> {
-    use ltx_core::model::audio_vae::vocoder::{vocoder_keys_filter, Vocoder, VocoderConfig};
+    use ltx_core::model::audio_vae::vocoder::{
+        vocoder_keys_filter, VocoderModel, VocoderModelConfig,
+    };
     let files = SafetensorsFiles::open(&[&args.file])?;
-    let cfg = VocoderConfig::from_checkpoint_config(&files.config()?)?;
+    let cfg = VocoderModelConfig::from_checkpoint_config(&files.config()?)?;
     let sd = std::sync::Arc::new(files.state_dict(&vocoder_keys_filter())?);
-    let vocoder = Vocoder::new(&cfg, sd.var_builder(dtype, device))?;
+    let vocoder = VocoderModel::new(&cfg, sd.var_builder(dtype, device))?;
     let mel = read_input(&files, "mel", dtype, device)?;
     drop((sd, files));
     time_runs(args, device, || {

@@ -13,7 +13,13 @@ pub enum Error {
     #[error("fixture `{path}`: unknown component `{component}`")]
     UnknownComponent { path: PathBuf, component: String },
 
-    #[error("cannot read `{path}`: {source}")]
+    #[error("`{path}`: {reason}")]
+    Media { path: PathBuf, reason: String },
+
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+
+    #[error("cannot read or write `{path}`: {source}")]
     Io {
         path: PathBuf,
         #[source]

@@ -2,6 +2,7 @@
 //! the parity harness that checks every component against PyTorch-reference fixtures.
 
 pub mod error;
+pub mod media;
 pub mod parity;
 pub mod utils;
 

@@ -25,7 +25,7 @@ fn fixture(name: &str) -> PathBuf {
 fn every_committed_fixture_matches_the_reference() {
     let files = collect_fixtures(&[fixtures_dir()]).unwrap();
     assert!(
-        files.len() >= 71,
+        files.len() >= 79,
         "expected the committed fixtures, found {}",
         files.len()
     );
@@ -73,6 +73,7 @@ fn every_committed_fixture_matches_the_reference() {
         "audio_encoder",
         "audio_decoder",
         "audio_processor",
+        "audio_filters",
         "vocoder",
     ] {
         assert!(components.contains(needed), "no fixture covers {needed}");

@@ -16,9 +16,12 @@ class CaseContext:
     f64_check: bool = True
 
     def stream_seed(self, stream: int) -> int:
-        """Seed of one random stream of this case: seed*1000 + 10*offset + stream (stream 0..9)."""
-        assert 0 <= stream < 10 and 0 <= self.offset < 100
-        return self.seed * 1000 + 10 * self.offset + stream
+        """Seed of one random stream of this case (stream 0..9): seed*1000 + 10*offset + stream for offsets
+        below 100; offsets 100..999 live in a disjoint range, 10**8 + seed*10000 + 10*offset + stream."""
+        assert 0 <= stream < 10 and 0 <= self.offset < 1000
+        if self.offset < 100:
+            return self.seed * 1000 + 10 * self.offset + stream
+        return 10**8 + self.seed * 10000 + 10 * self.offset + stream
 
     def generator(self, stream: int) -> torch.Generator:
         return torch.Generator(device="cpu").manual_seed(self.stream_seed(stream))
@@ -48,7 +51,7 @@ class FixtureResult:
 class Case:
     name: str
     component: str
-    offset: int  # unique per case, < 100: random streams are seed*1000 + 10*offset + stream
+    offset: int  # unique per case, < 1000: see CaseContext.stream_seed
     description: str
     build: Callable[[CaseContext], FixtureResult]
     full_size: bool = False

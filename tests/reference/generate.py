@@ -303,6 +303,16 @@ def _normal(shape: torch.Size, gen: torch.Generator) -> torch.Tensor:
     return torch.randn(shape, generator=gen, dtype=torch.float32)
 
 
+def _stft_basis(n_fft: int) -> torch.Tensor:
+    n_freqs = n_fft // 2 + 1
+    n = torch.arange(n_fft, dtype=torch.float64)
+    f = torch.arange(n_freqs, dtype=torch.float64)[:, None]
+    window = torch.hann_window(n_fft, periodic=True, dtype=torch.float64)
+    angle = 2 * math.pi * f * n / n_fft
+    basis = torch.cat([torch.cos(angle), -torch.sin(angle)], dim=0) * window
+    return basis[:, None, :].float()
+
+
 @torch.no_grad()
 def det_init(model: torch.nn.Module, gen: torch.Generator) -> dict[str, torch.Tensor]:
     """Deterministic init of every state-dict entry, visited in sorted-name order (PYTORCH-REFERENCE.md 2).
@@ -320,9 +330,16 @@ def det_init(model: torch.nn.Module, gen: torch.Generator) -> dict[str, torch.Te
             value = _uniform(shape, 0.5, 1.5, gen)
         elif leaf == "mean-of-means":
             value = 0.1 * _normal(shape, gen)
-        elif t.dim() == 0 or leaf == "kernel":
-            # 0-d parameters and fixed filter buffers (the upsampler's binomial blur) keep their values
+        elif t.dim() == 0 or leaf in ("kernel", "filter"):
+            # 0-d parameters and fixed filter buffers (the upsampler's binomial blur, the vocoder's kaiser-sinc
+            # anti-aliasing filters) keep their values
             continue
+        elif leaf in ("forward_basis", "inverse_basis"):
+            # the BWE's causal STFT: real DFT rows then imaginary rows, times a periodic Hann window
+            value = _stft_basis(shape[-1])
+        elif leaf == "mel_basis":
+            # a non-negative filterbank (the released one is a slaney mel bank)
+            value = _uniform(shape, 0.0, 2.0 / shape[1], gen)
         elif leaf == "weight" and t.dim() >= 2:
             fan_in = shape[1:].numel()
             bound = 1.0 / fan_in**0.5
@@ -549,7 +566,9 @@ def run_video_decoder(
 
 
 COMPONENTS: dict[str, Component] = {
-    "vocoder": Component("vocoder", VocoderConfigurator, VOCODER_COMFY_KEYS_FILTER, "vocoder.", lambda *a: run_vocoder(*a)),
+    "vocoder": Component(
+        "vocoder", lambda call: vocoder_configurator(call), VOCODER_COMFY_KEYS_FILTER, "vocoder.", lambda *a: run_vocoder(*a)
+    ),
     "audio_encoder": Component(
         "audio_encoder",
         AudioEncoderConfigurator,
@@ -1693,6 +1712,79 @@ TINY_VOCODER = {
 }
 
 
+class _GeneratorOnly:
+    """One `Vocoder` built straight from the flat `vocoder` section (`_vocoder_from_config`): the BigVGAN
+    generators the configurator only builds inside `VocoderWithBWE`."""
+
+    def __init__(self, apply_final_activation: bool) -> None:
+        self.apply_final_activation = apply_final_activation
+
+    def from_config(self, config: dict) -> Any:
+        from ltx_core.model.audio_vae.model_configurator import _vocoder_from_config
+
+        return _vocoder_from_config(config["vocoder"], apply_final_activation=self.apply_final_activation)
+
+
+def vocoder_configurator(call: dict) -> Any:
+    if "generator_only" in call:
+        return _GeneratorOnly(call["generator_only"].get("apply_final_activation", True))
+    return VocoderConfigurator
+
+
+def tiny_amp(ch: int, rates: list[int], kernels: list[int], **kw: Any) -> dict:
+    cfg = {
+        "resblock": "AMP1",
+        "stereo": True,
+        "activation": "snakebeta",
+        "upsample_initial_channel": ch,
+        "upsample_rates": rates,
+        "upsample_kernel_sizes": kernels,
+        "resblock_kernel_sizes": [3, 5],
+        "resblock_dilation_sizes": [[1, 3, 5], [1, 2, 3]],
+        "use_tanh_at_final": False,
+        "use_bias_at_final": False,
+    }
+    cfg.update(kw)
+    return cfg
+
+
+def tiny_bwe(pad_path: bool) -> dict:
+    """LTX-2.3 layout at tiny width: AMP1/snakebeta vocoder -> 16 kHz, causal STFT (n_fft 16, hop 4, 64 mels),
+    BWE generator (x12 = hop x ratio 3) -> 48 kHz. With `pad_path` the vocoder's hop (6) is not a multiple of the
+    STFT hop, so the reference pads the 16 kHz signal and crops the result."""
+    voc = tiny_amp(16, [2, 3], [4, 5]) if pad_path else tiny_amp(16, [2, 2], [4, 4])
+    bwe = tiny_amp(8, [3, 2, 2], [5, 4, 4])
+    bwe.update({"n_fft": 16, "hop_length": 4, "num_mels": 64, "input_sampling_rate": 16000, "output_sampling_rate": 48000})
+    return {"vocoder": {"vocoder": voc, "bwe": bwe}}
+
+
+def full_bwe() -> dict:
+    """The released LTX-2.3 vocoder (LTX-ARCH.md 2.6)."""
+    dil = [[1, 3, 5], [1, 3, 5], [1, 3, 5]]
+    voc = tiny_amp(1536, [5, 2, 2, 2, 2, 2], [11, 4, 4, 4, 4, 4], resblock_kernel_sizes=[3, 7, 11], resblock_dilation_sizes=dil)
+    bwe = tiny_amp(512, [6, 5, 2, 2, 2], [12, 11, 4, 4, 4], resblock_kernel_sizes=[3, 7, 11], resblock_dilation_sizes=dil)
+    bwe.update({"n_fft": 512, "hop_length": 80, "num_mels": 64, "input_sampling_rate": 16000, "output_sampling_rate": 48000})
+    return {"vocoder": {"vocoder": voc, "bwe": bwe}}
+
+
+FULL_HIFIGAN = {
+    "resblock": "1",
+    "stereo": True,
+    "upsample_initial_channel": 1024,
+    "upsample_rates": [6, 5, 2, 2, 2],
+    "upsample_kernel_sizes": [16, 15, 8, 4, 4],
+    "resblock_kernel_sizes": [3, 7, 11],
+    "resblock_dilation_sizes": [[1, 3, 5], [1, 3, 5], [1, 3, 5]],
+    "output_sampling_rate": 24000,
+}
+
+
+def vocoder_case(ctx: CaseContext, config: dict, shape: tuple[int, ...], call: dict | None = None) -> FixtureResult:
+    # log-mel-like input: around -4 (the decoder's typical level), unit spread
+    inputs = {"mel": (_normal(torch.Size(shape), ctx.generator(STREAM_INPUT)) - 4.0).to(_input_dtype(ctx))}
+    return reference_case(ctx, "vocoder", config, inputs, call or {})
+
+
 def run_vocoder(model: Any, inputs: dict, call: dict, generator: Any, optional_outputs: frozenset = frozenset()) -> tuple[dict, dict]:
     del call, generator, optional_outputs
     with torch.inference_mode():
@@ -1706,6 +1798,60 @@ AUDIO_CASES: list[Case] = [
         0,
         "LTX-2 HiFi-GAN vocoder (resblock 1, stereo) at tiny width: mel [1,2,12,64] -> waveform [1,2,240]",
         lambda ctx: audio_case(ctx, "vocoder", {"vocoder": TINY_VOCODER}, (1, 2, 12, 64)),
+    ),
+    Case(
+        "vocoder_bigvgan_snake",
+        "vocoder",
+        29,
+        "BigVGAN-v2 generator (AMP1, Snake, tanh, final bias) at tiny width: mel [1,2,7,64] -> [1,2,28]",
+        lambda ctx: vocoder_case(
+            ctx,
+            {"vocoder": tiny_amp(16, [2, 2], [4, 4], activation="snake", use_tanh_at_final=True, use_bias_at_final=True)},
+            (1, 2, 7, 64),
+            {"generator_only": {"apply_final_activation": True}},
+        ),
+    ),
+    Case(
+        "vocoder_bigvgan_snakebeta",
+        "vocoder",
+        34,
+        "BigVGAN-v2 generator (AMP1, SnakeBeta, no final activation, no final bias; the BWE generator's form), "
+        "batch 2, mel [2,2,5,64] -> [2,2,30]",
+        lambda ctx: vocoder_case(
+            ctx, {"vocoder": tiny_amp(16, [3, 2], [5, 4])}, (2, 2, 5, 64), {"generator_only": {"apply_final_activation": False}}
+        ),
+    ),
+    Case(
+        "vocoder_bwe",
+        "vocoder",
+        50,
+        "LTX-2.3 VocoderWithBWE at tiny width: AMP vocoder x4 -> causal STFT (n_fft 16, hop 4) -> BWE x12 + hann x3 "
+        "skip, clamp; mel [1,2,6,64] -> [1,2,72]",
+        lambda ctx: vocoder_case(ctx, tiny_bwe(False), (1, 2, 6, 64)),
+    ),
+    Case(
+        "vocoder_bwe_pad",
+        "vocoder",
+        67,
+        "VocoderWithBWE whose vocoder hop (6) is not a multiple of the STFT hop (4): pad, BWE, crop; "
+        "mel [1,2,7,64] -> [1,2,126]",
+        lambda ctx: vocoder_case(ctx, tiny_bwe(True), (1, 2, 7, 64)),
+    ),
+    Case(
+        "vocoder_hifigan_full",
+        "vocoder",
+        68,
+        "LTX-2 HiFi-GAN vocoder at released width, bf16 weights, mel [1,2,20,64] -> 4800 samples at 24 kHz",
+        lambda ctx: vocoder_case(ctx, {"vocoder": FULL_HIFIGAN}, (1, 2, 20, 64)),
+        full_size=True,
+    ),
+    Case(
+        "vocoder_bwe_full",
+        "vocoder",
+        69,
+        "LTX-2.3 VocoderWithBWE at released widths, bf16 weights, mel [1,2,20,64] -> 9600 samples at 48 kHz",
+        lambda ctx: vocoder_case(ctx, full_bwe(), (1, 2, 20, 64)),
+        full_size=True,
     ),
     Case(
         "audio_encoder",
@@ -1913,7 +2059,7 @@ def _check_registry() -> None:
     offsets = [c.offset for c in CASES]
     assert len(set(names)) == len(names), "duplicate case name"
     assert len(set(offsets)) == len(offsets), "duplicate case offset"
-    assert all(0 <= o < 100 for o in offsets)
+    assert all(0 <= o < 1000 for o in offsets)
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -8,6 +8,8 @@ pub struct SDOps {
     pub name: &'static str,
     matchers: Vec<(String, String)>,
     replacements: Vec<(String, String)>,
+    /// Prefixes removed once, after the replacements (the reference's `removeprefix` key ops).
+    strip_once: Vec<String>,
 }
 
 impl SDOps {
@@ -16,6 +18,7 @@ impl SDOps {
             name,
             matchers: Vec::new(),
             replacements: Vec::new(),
+            strip_once: Vec::new(),
         }
     }
 
@@ -32,6 +35,13 @@ impl SDOps {
         self
     }
 
+    /// Removes a leading `prefix` once (not every occurrence) after the replacements, like the
+    /// reference's `key.removeprefix(prefix)` key-value operations.
+    pub fn with_prefix_strip(mut self, prefix: &str) -> Self {
+        self.strip_once.push(prefix.to_string());
+        self
+    }
+
     /// The module-side name of checkpoint key `key`, or `None` when the key is filtered out.
     pub fn apply_to_key(&self, key: &str) -> Option<String> {
         let kept = self
@@ -45,6 +55,11 @@ impl SDOps {
         for (content, replacement) in &self.replacements {
             if key.contains(content.as_str()) {
                 key = key.replace(content.as_str(), replacement);
+            }
+        }
+        for prefix in &self.strip_once {
+            if let Some(rest) = key.strip_prefix(prefix.as_str()) {
+                key = rest.to_string();
             }
         }
         Some(key)

@@ -43,11 +43,27 @@ pub(super) fn run_vocoder(
     inputs: &Arc<StateDict>,
     device: &Device,
 ) -> Result<Outputs> {
-    use ltx_core::model::audio_vae::vocoder::{vocoder_keys_filter, Vocoder, VocoderConfig};
-    let cfg = VocoderConfig::from_checkpoint_config(&fx.config)?;
+    use ltx_core::model::audio_vae::vocoder::{
+        vocoder_keys_filter, Vocoder, VocoderConfig, VocoderModel, VocoderModelConfig,
+    };
     let sd = fx.weights(&vocoder_keys_filter())?;
-    let vocoder = Vocoder::new(&cfg, sd.var_builder(DType::F32, device))?;
-    sd.report_unused("vocoder");
+    let vb = sd.var_builder(DType::F32, device);
     let mel = fx.input(inputs, "mel", device)?;
-    Ok(vec![("waveform".into(), vocoder.forward(&mel)?)])
+    // `call.generator_only`: one generator built straight from the flat `vocoder` section (the
+    // BigVGAN variants the configurator only reaches inside the BWE model)
+    let waveform = if fx.call.get("generator_only").is_some() {
+        let apply_final = fx.call["generator_only"]["apply_final_activation"]
+            .as_bool()
+            .unwrap_or(true);
+        let cfg = VocoderConfig::from_section(&fx.config["vocoder"], "vocoder", apply_final, None)?;
+        let vocoder = Vocoder::new(&cfg, vb)?;
+        sd.report_unused("vocoder");
+        vocoder.forward(&mel)?
+    } else {
+        let cfg = VocoderModelConfig::from_checkpoint_config(&fx.config)?;
+        let vocoder = VocoderModel::new(&cfg, vb)?;
+        sd.report_unused("vocoder");
+        vocoder.forward(&mel)?
+    };
+    Ok(vec![("waveform".into(), waveform)])
 }

@@ -15,6 +15,7 @@ use serde_json::Value;
 
 use crate::{Error, Result};
 
+mod audio_filters;
 mod audio_processor;
 mod audio_vae;
 mod conditioning;
@@ -255,6 +256,7 @@ pub fn run_fixture(path: &Path, device: &Device) -> Result<Vec<OutputCheck>> {
         "audio_encoder" => audio_vae::run_encoder(&fx, &inputs, device)?,
         "audio_decoder" => audio_vae::run_decoder(&fx, &inputs, device)?,
         "audio_processor" => audio_processor::run(&fx, &inputs, device)?,
+        "audio_filters" => audio_filters::run(&fx, &inputs, device)?,
         "vocoder" => audio_vae::run_vocoder(&fx, &inputs, device)?,
         "video_decoder" => video_vae::run_decoder(&fx, &inputs, &expected, device)?,
         "scheduler" => scheduler::run(&fx, device)?,

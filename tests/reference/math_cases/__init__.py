@@ -1,13 +1,13 @@
 """Fixture cases of the pure-math components (no checkpoint weights): one module per component, each
 exporting `CASES: list[Case]`. Offsets (unique, < 100) are reserved per module:
 scheduler 70-74, guider 75-79, diffusion_step 80-84, patchifier 85-89, conditioning 90-96,
-pipeline_params 97-99, gemma_text_encoder 55-59, audio_processor 60-64 (self-contained model cases also live here)."""
+pipeline_params 97-99, gemma_text_encoder 55-59, audio_processor 60-64, audio_filters 65-66 (self-contained model cases also live here)."""
 
 from __future__ import annotations
 
 from fixture_common import Case
 
-from . import audio_processor, conditioning, diffusion_step, gemma, guider, patchifier, pipeline_params, scheduler
+from . import audio_filters, audio_processor, conditioning, diffusion_step, gemma, guider, patchifier, pipeline_params, scheduler
 
 OFFSET_RANGES = {
     "scheduler": range(70, 75),
@@ -19,12 +19,13 @@ OFFSET_RANGES = {
     "gemma_text_encoder": range(55, 60),
     "gemma_tokenizer": range(55, 60),
     "audio_processor": range(60, 65),
+    "audio_filters": range(65, 67),
 }
 
 
 def all_cases() -> list[Case]:
     cases: list[Case] = []
-    for module in (scheduler, guider, diffusion_step, patchifier, conditioning, pipeline_params, gemma, audio_processor):
+    for module in (scheduler, guider, diffusion_step, patchifier, conditioning, pipeline_params, gemma, audio_processor, audio_filters):
         for case in module.CASES:
             allowed = OFFSET_RANGES[case.component]
             assert case.offset in allowed, f"{case.name}: offset {case.offset} outside {allowed}"

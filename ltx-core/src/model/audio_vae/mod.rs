@@ -1,5 +1,7 @@
-//! Port of `ltx_core/model/audio_vae/`: the audio VAE (mel-spectrogram encoder and decoder) so far.
+//! Port of `ltx_core/model/audio_vae/`: the audio VAE (mel-spectrogram encoder and decoder), the
+//! mel front-end and the vocoders.
 
+pub mod anti_alias;
 pub mod attention;
 #[allow(clippy::module_inception)]
 pub mod audio_vae;
@@ -26,7 +28,7 @@ use crate::types::Audio;
 pub fn decode_audio(
     latent: &Tensor,
     decoder: &AudioDecoder,
-    vocoder: &vocoder::Vocoder,
+    vocoder: &vocoder::VocoderModel,
 ) -> crate::Result<Audio> {
     let mel = decoder.forward(latent)?;
     let waveform = vocoder.forward(&mel)?.to_dtype(candle_core::DType::F32)?;
