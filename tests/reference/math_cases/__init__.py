@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from fixture_common import Case
 
-from . import audio_filters, audio_processor, conditioning, diffusion_step, gemma, guider, patchifier, pipeline_params, scheduler
+from . import audio_filters, audio_processor, conditioning, diffusion_step, gemma, guider, media, patchifier, pipeline_params, scheduler
 
 OFFSET_RANGES = {
     "scheduler": range(70, 75),
@@ -20,12 +20,13 @@ OFFSET_RANGES = {
     "gemma_tokenizer": range(55, 60),
     "audio_processor": range(60, 65),
     "audio_filters": range(65, 67),
+    "media_resize": range(100, 105),
 }
 
 
 def all_cases() -> list[Case]:
     cases: list[Case] = []
-    for module in (scheduler, guider, diffusion_step, patchifier, conditioning, pipeline_params, gemma, audio_processor, audio_filters):
+    for module in (scheduler, guider, diffusion_step, patchifier, conditioning, pipeline_params, gemma, audio_processor, audio_filters, media):
         for case in module.CASES:
             allowed = OFFSET_RANGES[case.component]
             assert case.offset in allowed, f"{case.name}: offset {case.offset} outside {allowed}"
