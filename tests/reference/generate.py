@@ -1145,6 +1145,203 @@ _SKIP_A_SELF = "skip_audio_self_attn"
 _SKIP_A2V = "skip_a2v_cross_attn"
 _SKIP_V2A = "skip_v2a_cross_attn"
 
+# ---------------------------------------------------------------------------------------------------------
+# Denoising loops (ltx_pipelines.utils.helpers / samplers) on a tiny AV transformer
+# ---------------------------------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def recorded_randn(gen: torch.Generator, replay: list[torch.Tensor] | None = None) -> Iterator[list[torch.Tensor]]:
+    """Every torch.randn inside the block draws from `gen` (whatever generator the caller passed) and is recorded;
+    with `replay`, the recorded tensors are returned again in order (cast to the requested dtype)."""
+    original = torch.randn
+    draws: list[torch.Tensor] = []
+
+    def wrapper(*args: Any, **kwargs: Any) -> torch.Tensor:
+        if args and isinstance(args[0], int):
+            size = tuple(args)
+        else:
+            size = tuple(args[0] if args else kwargs["size"])
+        dtype = kwargs.get("dtype") or torch.float32
+        if replay is not None:
+            out = replay[len(draws)]
+            if tuple(out.shape) != size:
+                raise RuntimeError(f"replayed randn has shape {tuple(out.shape)}, the draw wants {size}")
+            out = out.to(dtype).clone()
+        else:
+            out = original(size, generator=gen, dtype=dtype)
+        draws.append(out.detach().clone())
+        return out
+
+    torch.randn = wrapper
+    try:
+        yield draws
+    finally:
+        torch.randn = original
+
+
+def run_denoise_loop(model: Any, inputs: dict, call: dict, replay: list[torch.Tensor] | None, gen: torch.Generator) -> tuple[dict, list]:
+    """`denoise_audio_video` with the call's loop: `euler` + `guider_denoising_func(CFGGuider)`, `euler` +
+    `multi_modal_guider_denoising_func`, or `res2s_audio_video_denoising_loop` (+ the multimodal guider). The model
+    runs in the dtype of its weights (float32 here; float64 for the cross-check)."""
+    from ltx_core.components.diffusion_steps import EulerDiffusionStep, Res2sDiffusionStep
+    from ltx_core.components.guiders import CFGGuider, MultiModalGuider, MultiModalGuiderParams
+    from ltx_core.components.noisers import GaussianNoiser
+    from ltx_core.conditioning import VideoConditionByLatentIndex
+    from ltx_core.model.transformer import X0Model
+    from ltx_core.types import VideoPixelShape
+    from ltx_pipelines.utils.helpers import (
+        denoise_audio_video,
+        guider_denoising_func,
+        multi_modal_guider_denoising_func,
+    )
+    from ltx_pipelines.utils.samplers import euler_denoising_loop, res2s_audio_video_denoising_loop
+    from ltx_pipelines.utils.types import PipelineComponents
+
+    dtype = next(model.parameters()).dtype
+    x0 = X0Model(model)
+    shape = VideoPixelShape(batch=1, frames=call["frames"], width=call["width"], height=call["height"], fps=call["fps"])
+    sigmas = torch.tensor(call["sigmas"], dtype=torch.float32)
+    ctx = {k: inputs[k].to(dtype) for k in ("video_context", "audio_context", "video_context_neg", "audio_context_neg")}
+    conditionings = []
+    if "cond_latent" in inputs:
+        conditionings.append(VideoConditionByLatentIndex(inputs["cond_latent"].to(dtype), call["cond_strength"], 0))
+    guidance = call["guidance"]
+    if guidance["kind"] == "cfg":
+        denoise_fn = guider_denoising_func(
+            CFGGuider(guidance["cfg_scale"]),
+            ctx["video_context"], ctx["video_context_neg"], ctx["audio_context"], ctx["audio_context_neg"], x0,
+        )
+    else:
+        vp = MultiModalGuiderParams(**guidance["video"])
+        ap = MultiModalGuiderParams(**guidance["audio"])
+        denoise_fn = multi_modal_guider_denoising_func(
+            MultiModalGuider(vp, ctx["video_context_neg"]),
+            MultiModalGuider(ap, ctx["audio_context_neg"]),
+            ctx["video_context"], ctx["audio_context"], x0,
+        )
+
+    def loop(sig: torch.Tensor, video_state: Any, audio_state: Any, stepper: Any) -> Any:
+        if call["loop"] == "euler":
+            return euler_denoising_loop(sig, video_state, audio_state, stepper, denoise_fn)
+        return res2s_audio_video_denoising_loop(
+            sig, video_state, audio_state, stepper, denoise_fn, noise_seed=0, model_dtype=dtype
+        )
+
+    stepper = EulerDiffusionStep() if call["loop"] == "euler" else Res2sDiffusionStep()
+    with torch.inference_mode(), recorded_randn(gen, replay) as draws:
+        video_state, audio_state = denoise_audio_video(
+            output_shape=shape,
+            conditionings=conditionings,
+            noiser=GaussianNoiser(generator=torch.Generator().manual_seed(0)),
+            sigmas=sigmas,
+            stepper=stepper,
+            denoising_loop_fn=loop,
+            components=PipelineComponents(dtype=dtype, device=torch.device("cpu")),
+            dtype=dtype,
+            device=torch.device("cpu"),
+            noise_scale=call.get("noise_scale", 1.0),
+        )
+    return {"video_latent": video_state.latent, "audio_latent": audio_state.latent}, draws
+
+
+def denoise_loop_case(ctx: CaseContext, call: dict, conditioned: bool = False) -> FixtureResult:
+    config = tiny_ltx2_transformer()
+    call = {"model_type": "audio_video", "frames": 9, "height": 64, "width": 64, "fps": 24.0, **call}
+    component = COMPONENTS["transformer"]
+    weights = make_weights(component, config, ctx, call)
+    model = build_from_checkpoint(
+        configurator_for(component, call), component.sd_ops, config, checkpoint_roundtrip(weights)
+    )
+    gen = ctx.generator(STREAM_INPUT)
+    width = config["transformer"]["caption_channels"]
+    inputs = {
+        name: _normal(torch.Size([1, 16, width]), gen).to(_input_dtype(ctx)).float()
+        for name in ("video_context", "audio_context", "video_context_neg", "audio_context_neg")
+    }
+    if conditioned:
+        inputs["cond_latent"] = _normal(torch.Size([1, 128, 1, 2, 2]), gen).to(_input_dtype(ctx)).float()
+    outputs, draws = run_denoise_loop(model, inputs, call, None, ctx.generator(STREAM_NOISE))
+    for i, d in enumerate(draws):
+        inputs[f"noise_{i}"] = d
+    extra: dict[str, str] = {"weights_dtype": str(_weights_dtype(ctx)).removeprefix("torch."), "noise_draws": str(len(draws))}
+    f64_err = None
+    if ctx.f64_check:
+        model64 = model.double()
+        in64 = {k: v.double() for k, v in inputs.items()}
+        out64, _ = run_denoise_loop(model64, in64, call, [d.double() for d in draws], ctx.generator(STREAM_NOISE))
+        f64_err = max(max_abs_diff(outputs[k], out64[k]) for k in outputs)
+        extra["f64_max_abs_err"] = f"{f64_err:.3e}"
+    atol, rtol = _tolerances(ctx, f64_err)
+    tensors = dict(weights)
+    tensors.update({"input." + k: v.contiguous() for k, v in inputs.items()})
+    tensors.update({"output." + k: v.float().contiguous() for k, v in outputs.items()})
+    return FixtureResult("denoise_loop", config, call, atol, rtol, tensors, extra)
+
+
+_MM_OFF = {"cfg_scale": 1.0, "stg_scale": 0.0, "stg_blocks": [], "rescale_scale": 0.0, "modality_scale": 1.0, "skip_step": 0}
+
+DENOISE_CASES: list[Case] = [
+    Case(
+        "denoise_loop_euler_cfg",
+        "denoise_loop",
+        110,
+        "denoise_audio_video, 3 Euler steps, CFG 3.0 on both modalities (guider_denoising_func), 9x64x64 @24 fps",
+        lambda ctx: denoise_loop_case(ctx, {"loop": "euler", "sigmas": [1.0, 0.7, 0.4, 0.0], "guidance": {"kind": "cfg", "cfg_scale": 3.0}}),
+    ),
+    Case(
+        "denoise_loop_euler_multimodal",
+        "denoise_loop",
+        111,
+        "3 Euler steps, multimodal guidance: video CFG 3 + STG 1 (block 1) + modality 3 + rescale 0.7, audio CFG 7 + "
+        "modality 3 (multi_modal_guider_denoising_func)",
+        lambda ctx: denoise_loop_case(
+            ctx,
+            {
+                "loop": "euler",
+                "sigmas": [1.0, 0.8, 0.5, 0.0],
+                "guidance": {
+                    "kind": "multimodal",
+                    "video": {**_MM_OFF, "cfg_scale": 3.0, "stg_scale": 1.0, "stg_blocks": [1], "modality_scale": 3.0, "rescale_scale": 0.7},
+                    "audio": {**_MM_OFF, "cfg_scale": 7.0, "modality_scale": 3.0},
+                },
+            },
+        ),
+    ),
+    Case(
+        "denoise_loop_res2s",
+        "denoise_loop",
+        112,
+        "res2s loop, 2 steps (schedule ending at 0: 0.0011 + a final denoise), SDE noise at substep and step, bong "
+        "iteration, video CFG 2 + STG 1, audio CFG 2",
+        lambda ctx: denoise_loop_case(
+            ctx,
+            {
+                "loop": "res2s",
+                "sigmas": [1.0, 0.6, 0.0],
+                "guidance": {
+                    "kind": "multimodal",
+                    "video": {**_MM_OFF, "cfg_scale": 2.0, "stg_scale": 1.0, "stg_blocks": [0]},
+                    "audio": {**_MM_OFF, "cfg_scale": 2.0},
+                },
+            },
+        ),
+    ),
+    Case(
+        "denoise_loop_conditioned",
+        "denoise_loop",
+        113,
+        "3 Euler steps with an image latent at frame 0 (VideoConditionByLatentIndex, strength 0.8), CFG 2, "
+        "noise scale 0.9",
+        lambda ctx: denoise_loop_case(
+            ctx,
+            {"loop": "euler", "sigmas": [0.9, 0.6, 0.3, 0.0], "guidance": {"kind": "cfg", "cfg_scale": 2.0}, "cond_strength": 0.8, "noise_scale": 0.9},
+            conditioned=True,
+        ),
+    ),
+]
+
+
 TRANSFORMER_CASES: list[Case] = [
     Case(
         "transformer_ltx2_av",
@@ -2051,7 +2248,9 @@ VAE_CASES: list[Case] = [
 ]
 
 
-CASES: list[Case] = VAE_CASES + TRANSFORMER_CASES + UPSAMPLER_CASES + TEXT_CASES + AUDIO_CASES + math_cases.all_cases()
+CASES: list[Case] = (
+    VAE_CASES + TRANSFORMER_CASES + UPSAMPLER_CASES + TEXT_CASES + AUDIO_CASES + DENOISE_CASES + math_cases.all_cases()
+)
 
 
 def _check_registry() -> None:

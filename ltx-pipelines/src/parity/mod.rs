@@ -19,6 +19,7 @@ mod audio_filters;
 mod audio_processor;
 mod audio_vae;
 mod conditioning;
+mod denoise_loop;
 mod diffusion_step;
 mod embeddings_processor;
 mod gemma;
@@ -258,6 +259,7 @@ pub fn run_fixture(path: &Path, device: &Device) -> Result<Vec<OutputCheck>> {
         "audio_decoder" => audio_vae::run_decoder(&fx, &inputs, device)?,
         "audio_processor" => audio_processor::run(&fx, &inputs, device)?,
         "audio_filters" => audio_filters::run(&fx, &inputs, device)?,
+        "denoise_loop" => denoise_loop::run(&fx, &inputs, device)?,
         "media_resize" => media_resize::run(&fx, &inputs, device)?,
         "vocoder" => audio_vae::run_vocoder(&fx, &inputs, device)?,
         "video_decoder" => video_vae::run_decoder(&fx, &inputs, &expected, device)?,

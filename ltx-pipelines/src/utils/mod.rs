@@ -1,5 +1,7 @@
 //! Port of `ltx_pipelines/utils/`.
 
 pub mod constants;
+pub mod helpers;
+pub mod model_ledger;
 pub mod res2s;
 pub mod samplers;

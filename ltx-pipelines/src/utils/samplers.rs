@@ -3,8 +3,9 @@
 //! per-token timesteps, SDE noise normalisation and injection, the gradient-estimation update.
 //! Dtypes follow the reference's torch promotion rules (see `ltx_core::utils`).
 
-use candle_core::{DType, Tensor};
-use ltx_core::components::diffusion_steps::Res2sDiffusionStep;
+use candle_core::{DType, Device, Tensor};
+use ltx_core::components::diffusion_steps::{EulerDiffusionStep, Res2sDiffusionStep};
+use ltx_core::components::noisers::NoiseGenerator;
 use ltx_core::error::bad_shape;
 use ltx_core::types::LatentState;
 use ltx_core::utils::{
@@ -13,6 +14,8 @@ use ltx_core::utils::{
 };
 use ltx_core::Error as CoreError;
 
+use super::helpers::{DenoisingFunc, NoiseSource};
+use super::res2s::{get_res2s_coefficients, PhiCache};
 use crate::Result;
 
 /// `denoised·m + clean·(1 − m)` (the reference's `post_process_latent`): conditioned tokens
@@ -136,6 +139,243 @@ pub fn update_velocity_and_sample(
         None => denoised.clone(),
     };
     Ok((current, denoised))
+}
+
+/// `euler_denoising_loop`: for each step, the denoised prediction (blended back to the clean
+/// latent where the mask is 0), then one Euler step of each modality. `sigmas` is the f32
+/// schedule; `progress(done, total)` is called after every step.
+pub fn euler_denoising_loop(
+    sigmas: &Tensor,
+    mut video: LatentState,
+    mut audio: LatentState,
+    denoise: &mut dyn DenoisingFunc,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<(LatentState, LatentState)> {
+    let s: Vec<f32> = sigmas.to_dtype(DType::F32)?.to_vec1()?;
+    if s.len() < 2 {
+        return Err(CoreError::InvalidInput(format!(
+            "a sigma schedule needs at least 2 values, got {}",
+            s.len()
+        ))
+        .into());
+    }
+    let stepper = EulerDiffusionStep;
+    let total = s.len() - 1;
+    for step in 0..total {
+        let (dv, da) = denoise.denoise(&video, &audio, sigmas, step)?;
+        let dv = post_process_latent(&dv, &video.denoise_mask, &video.clean_latent)?;
+        let da = post_process_latent(&da, &audio.denoise_mask, &audio.clean_latent)?;
+        video.latent = stepper.step(&video.latent, &dv, &s, step)?;
+        audio.latent = stepper.step(&audio.latent, &da, &s, step)?;
+        progress(step + 1, total);
+    }
+    Ok((video, audio))
+}
+
+/// Which generator an SDE noise draw of the res_2s loop comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SdeStream {
+    /// Noise injected at the end of each full step (seed `noise_seed`).
+    Step,
+    /// Noise injected at the midpoint (seed `noise_seed + 10000` by default).
+    Substep,
+}
+
+/// Raw standard-normal draws for the res_2s loop, normalised by the loop
+/// ([`normalize_sde_noise`]).
+pub trait SdeNoise {
+    fn draw(&mut self, stream: SdeStream, shape: &[usize], device: &Device) -> Result<Tensor>;
+}
+
+/// The two seeded generators of the reference loop.
+pub struct SeededSdeNoise {
+    pub step: NoiseGenerator,
+    pub substep: NoiseGenerator,
+}
+
+impl SeededSdeNoise {
+    /// `noise_seed` for the steps and `noise_seed + 10000` for the substeps, as the reference.
+    pub fn new(noise_seed: u64) -> Self {
+        Self {
+            step: NoiseGenerator::new(noise_seed),
+            substep: NoiseGenerator::new(noise_seed.wrapping_add(10000)),
+        }
+    }
+}
+
+impl SdeNoise for SeededSdeNoise {
+    fn draw(&mut self, stream: SdeStream, shape: &[usize], device: &Device) -> Result<Tensor> {
+        let g = match stream {
+            SdeStream::Step => &mut self.step,
+            SdeStream::Substep => &mut self.substep,
+        };
+        NoiseSource::randn(g, shape, DType::F64, device)
+    }
+}
+
+/// Both streams from one source, in draw order (e.g. noise recorded from the reference).
+pub struct SingleStreamSde<'a>(pub &'a mut dyn NoiseSource);
+
+impl SdeNoise for SingleStreamSde<'_> {
+    fn draw(&mut self, _stream: SdeStream, shape: &[usize], device: &Device) -> Result<Tensor> {
+        self.0.randn(shape, DType::F64, device)
+    }
+}
+
+/// Options of [`res2s_audio_video_denoising_loop`] (the reference's defaults).
+#[derive(Clone, Copy, Debug)]
+pub struct Res2sOptions {
+    pub bongmath: bool,
+    pub bongmath_max_iter: usize,
+    /// Dtype the latents are stored in between stages (bf16 in the reference's default).
+    pub model_dtype: DType,
+    pub legacy_mode: bool,
+}
+
+impl Default for Res2sOptions {
+    fn default() -> Self {
+        Self {
+            bongmath: true,
+            bongmath_max_iter: 100,
+            model_dtype: DType::BF16,
+            legacy_mode: true,
+        }
+    }
+}
+
+/// `res2s_audio_video_denoising_loop`: the second-order res_2s sampler. Each step evaluates the
+/// denoiser at the current point and at the geometric-mean substep sigma (after SDE noise at the
+/// substep), combines both with the exponential-integrator coefficients in f64, injects step
+/// noise, and stores the latents in `model_dtype`. A schedule ending at 0 ends at 0.0011 instead,
+/// followed by one last plain denoise.
+pub fn res2s_audio_video_denoising_loop(
+    sigmas: &Tensor,
+    mut video: LatentState,
+    mut audio: LatentState,
+    denoise: &mut dyn DenoisingFunc,
+    noise: &mut dyn SdeNoise,
+    opts: Res2sOptions,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<(LatentState, LatentState)> {
+    let device = video.latent.device().clone();
+    let mut s: Vec<f32> = sigmas.to_dtype(DType::F32)?.to_vec1()?;
+    if s.len() < 2 {
+        return Err(CoreError::InvalidInput(format!(
+            "a sigma schedule needs at least 2 values, got {}",
+            s.len()
+        ))
+        .into());
+    }
+    let n_full = s.len() - 1;
+    let ends_at_zero = *s.last().unwrap_or(&1.0) == 0.0;
+    if ends_at_zero {
+        s.pop();
+        s.extend([0.0011, 0.0]);
+    }
+    let sig = Tensor::new(s.as_slice(), &device)?;
+    let hs: Vec<f64> = s
+        .windows(2)
+        .map(|w| -((w[1] as f64) / (w[0] as f64)).ln())
+        .collect();
+    let stepper = Res2sDiffusionStep;
+    let mut cache = PhiCache::new();
+    let c2 = 0.5;
+    let f64_of = |t: &Tensor| t.to_dtype(DType::F64);
+    for step in 0..n_full {
+        let sigma = Tensor::new(s[step] as f64, &device)?;
+        let sigma_next = Tensor::new(s[step + 1] as f64, &device)?;
+        let mut anchor_v = f64_of(&video.latent)?;
+        let mut anchor_a = f64_of(&audio.latent)?;
+
+        let (d1v, d1a) = denoise.denoise(&video, &audio, &sig, step)?;
+        let d1v = post_process_latent(&d1v, &video.denoise_mask, &video.clean_latent)?;
+        let d1a = post_process_latent(&d1a, &audio.denoise_mask, &audio.clean_latent)?;
+        let h = hs[step];
+        let (a21, b1, b2) = get_res2s_coefficients(h, &mut cache, c2);
+        let sub_sigma = (&sigma * &sigma_next)?.sqrt()?;
+        let (d1v64, d1a64) = (f64_of(&d1v)?, f64_of(&d1a)?);
+        let mut eps1_v = (&d1v64 - &anchor_v)?;
+        let mut eps1_a = (&d1a64 - &anchor_a)?;
+        let mid_v = (&anchor_v + (&eps1_v * (h * a21))?)?;
+        let mid_a = (&anchor_a + (&eps1_a * (h * a21))?)?;
+
+        let sub_sigmas = Tensor::stack(&[&sigma, &sub_sigma], 0)?;
+        let mut inject = |state: &LatentState,
+                          sample: &Tensor,
+                          target: &Tensor,
+                          stream: SdeStream,
+                          sigmas: &Tensor,
+                          idx: usize|
+         -> Result<Tensor> {
+            let raw = noise.draw(stream, state.latent.dims(), &device)?;
+            let n = normalize_sde_noise(&raw)?;
+            inject_sde_noise(
+                state,
+                sample,
+                target,
+                &n,
+                &stepper,
+                sigmas,
+                idx,
+                opts.legacy_mode,
+            )
+        };
+        let mid_v = inject(
+            &video,
+            &anchor_v,
+            &mid_v,
+            SdeStream::Substep,
+            &sub_sigmas,
+            0,
+        )?;
+        let mid_a = inject(
+            &audio,
+            &anchor_a,
+            &mid_a,
+            SdeStream::Substep,
+            &sub_sigmas,
+            0,
+        )?;
+
+        if opts.bongmath && h < 0.5 && s[step] as f64 > 0.03 {
+            for _ in 0..opts.bongmath_max_iter {
+                anchor_v = (&mid_v - (&eps1_v * (h * a21))?)?;
+                eps1_v = (&d1v64 - &anchor_v)?;
+                anchor_a = (&mid_a - (&eps1_a * (h * a21))?)?;
+                eps1_a = (&d1a64 - &anchor_a)?;
+            }
+        }
+
+        let mid_video = LatentState {
+            latent: mid_v.to_dtype(opts.model_dtype)?,
+            ..video.clone()
+        };
+        let mid_audio = LatentState {
+            latent: mid_a.to_dtype(opts.model_dtype)?,
+            ..audio.clone()
+        };
+        let sub_only = sub_sigma.unsqueeze(0)?;
+        let (d2v, d2a) = denoise.denoise(&mid_video, &mid_audio, &sub_only, 0)?;
+        let d2v = post_process_latent(&d2v, &video.denoise_mask, &video.clean_latent)?;
+        let d2a = post_process_latent(&d2a, &audio.denoise_mask, &audio.clean_latent)?;
+        let eps2_v = (f64_of(&d2v)? - &anchor_v)?;
+        let eps2_a = (f64_of(&d2a)? - &anchor_a)?;
+        let next_v = (&anchor_v + ((&eps1_v * b1)? + (&eps2_v * b2)?)?.affine(h, 0.0)?)?;
+        let next_a = (&anchor_a + ((&eps1_a * b1)? + (&eps2_a * b2)?)?.affine(h, 0.0)?)?;
+        let next_v = inject(&video, &anchor_v, &next_v, SdeStream::Step, &sig, step)?;
+        let next_a = inject(&audio, &anchor_a, &next_a, SdeStream::Step, &sig, step)?;
+        video.latent = next_v.to_dtype(opts.model_dtype)?;
+        audio.latent = next_a.to_dtype(opts.model_dtype)?;
+        progress(step + 1, n_full);
+    }
+    if ends_at_zero {
+        let (dv, da) = denoise.denoise(&video, &audio, &sig, n_full)?;
+        let dv = post_process_latent(&dv, &video.denoise_mask, &video.clean_latent)?;
+        let da = post_process_latent(&da, &audio.denoise_mask, &audio.clean_latent)?;
+        video.latent = dv.to_dtype(opts.model_dtype)?;
+        audio.latent = da.to_dtype(opts.model_dtype)?;
+    }
+    Ok((video, audio))
 }
 
 #[cfg(test)]

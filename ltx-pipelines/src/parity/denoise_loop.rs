@@ -1,0 +1,159 @@
+//! `denoise_loop` fixtures: `denoise_audio_video` with the Euler loop (CFG guider or multimodal
+//! guider) or the res_2s loop, on a tiny audio-video transformer, the reference's noise replayed.
+
+use std::sync::Arc;
+
+use candle_core::{DType, Device, Tensor};
+use ltx_core::components::guiders::{CfgGuider, MultiModalGuiderFactory, MultiModalGuiderParams};
+use ltx_core::conditioning::{ConditioningItem, VideoConditionByLatentIndex};
+use ltx_core::loader::StateDict;
+use ltx_core::model::transformer::{
+    ltxv_model_comfy_renaming_map, LtxModel, LtxModelConfig, LtxModelType, X0Model,
+};
+use ltx_core::types::VideoPixelShape;
+use serde_json::Value;
+
+use super::{Fixture, Outputs};
+use crate::utils::helpers::{
+    denoise_audio_video, DenoisingFunc, GuiderDenoiser, MultiModalDenoiser, NoiseSource,
+    ReplayNoise,
+};
+use crate::utils::samplers::{
+    euler_denoising_loop, res2s_audio_video_denoising_loop, Res2sOptions, SingleStreamSde,
+};
+use crate::Result;
+
+fn guider_params(fx: &Fixture, v: &Value) -> Result<MultiModalGuiderParams> {
+    let f = |k: &str| {
+        v.get(k)
+            .and_then(Value::as_f64)
+            .ok_or_else(|| fx.bad(format!("guidance param `{k}` missing")))
+    };
+    let blocks = match v.get("stg_blocks") {
+        None | Some(Value::Null) => None,
+        Some(b) => Some(
+            serde_json::from_value::<Vec<usize>>(b.clone())
+                .map_err(|e| fx.bad(format!("stg_blocks: {e}")))?,
+        ),
+    };
+    Ok(MultiModalGuiderParams {
+        cfg_scale: f("cfg_scale")?,
+        stg_scale: f("stg_scale")?,
+        stg_blocks: blocks,
+        rescale_scale: f("rescale_scale")?,
+        modality_scale: f("modality_scale")?,
+        skip_step: f("skip_step")? as usize,
+    })
+}
+
+pub(super) fn run(fx: &Fixture, inputs: &Arc<StateDict>, device: &Device) -> Result<Outputs> {
+    let kind = LtxModelType::AudioVideo;
+    let cfg = LtxModelConfig::from_checkpoint_config(&fx.config, kind)?;
+    let sd = fx.weights(&ltxv_model_comfy_renaming_map())?;
+    let x0 = X0Model {
+        velocity_model: LtxModel::new(&cfg, kind, sd.var_builder(DType::F32, device))?,
+    };
+    sd.report_unused("transformer");
+    let input = |name: &str| fx.input(inputs, name, device);
+    let shape = VideoPixelShape {
+        batch: 1,
+        frames: fx.call_usize("frames")?,
+        height: fx.call_usize("height")?,
+        width: fx.call_usize("width")?,
+        fps: fx.call_f64("fps")?,
+    };
+    let sigmas: Vec<f32> = fx
+        .call_array("sigmas")?
+        .iter()
+        .map(|v| v.as_f64().map(|x| x as f32))
+        .collect::<Option<_>>()
+        .ok_or_else(|| fx.bad("sigmas must be numbers"))?;
+    let sigmas = Tensor::new(sigmas.as_slice(), device)?;
+    let mut noises = Vec::new();
+    // the recorded draws keep their dtype (the res_2s loop draws in f64)
+    while inputs.contains(&format!("noise_{}", noises.len())) {
+        noises.push(inputs.raw_tensor(&format!("noise_{}", noises.len()), device)?);
+    }
+    let mut noise = ReplayNoise::new(noises);
+    let (vc, ac) = (input("video_context")?, input("audio_context")?);
+    let (vn, an) = (input("video_context_neg")?, input("audio_context_neg")?);
+    let mut conditionings: Vec<Box<dyn ConditioningItem>> = Vec::new();
+    if inputs.contains("cond_latent") {
+        conditionings.push(Box::new(VideoConditionByLatentIndex::new(
+            input("cond_latent")?,
+            fx.call_f64("cond_strength")?,
+            0,
+        )?));
+    }
+    let guidance = &fx.call["guidance"];
+    let mut denoiser: Box<dyn DenoisingFunc> = match guidance["kind"].as_str() {
+        Some("cfg") => Box::new(GuiderDenoiser {
+            transformer: &x0,
+            guider: CfgGuider::new(guidance["cfg_scale"].as_f64().unwrap_or(1.0))?,
+            video_context: (vc.clone(), vn.clone()),
+            audio_context: (ac.clone(), an.clone()),
+        }),
+        Some("multimodal") => Box::new(MultiModalDenoiser::new(
+            &x0,
+            MultiModalGuiderFactory::constant(guider_params(fx, &guidance["video"])?, Some(vn))?,
+            Some(MultiModalGuiderFactory::constant(
+                guider_params(fx, &guidance["audio"])?,
+                Some(an),
+            )?),
+            vc,
+            ac,
+        )),
+        other => return Err(fx.bad(format!("unknown guidance kind {other:?}"))),
+    };
+    let res2s = match fx.call_str("loop")? {
+        "euler" => false,
+        "res2s" => true,
+        other => return Err(fx.bad(format!("unknown loop `{other}`"))),
+    };
+    let noise_scale = fx
+        .call
+        .get("noise_scale")
+        .and_then(Value::as_f64)
+        .unwrap_or(1.0);
+    // the res_2s loop draws its SDE noise from the same recorded sequence, after the two initial
+    // draws of the noiser
+    let mut run_loop = |v, a, noise: &mut dyn NoiseSource| {
+        if res2s {
+            res2s_audio_video_denoising_loop(
+                &sigmas,
+                v,
+                a,
+                denoiser.as_mut(),
+                &mut SingleStreamSde(noise),
+                Res2sOptions {
+                    model_dtype: DType::F32,
+                    ..Default::default()
+                },
+                &mut |_, _| {},
+            )
+        } else {
+            euler_denoising_loop(&sigmas, v, a, denoiser.as_mut(), &mut |_, _| {})
+        }
+    };
+    let (video, audio) = denoise_audio_video(
+        &shape,
+        &conditionings,
+        &mut noise,
+        &mut run_loop,
+        DType::F32,
+        device,
+        noise_scale,
+        None,
+        None,
+    )?;
+    if noise.remaining() != 0 {
+        return Err(fx.bad(format!(
+            "{} recorded noise draws left unused",
+            noise.remaining()
+        )));
+    }
+    Ok(vec![
+        ("video_latent".into(), video.latent),
+        ("audio_latent".into(), audio.latent),
+    ])
+}

@@ -1,0 +1,247 @@
+//! Port of `ltx_pipelines/utils/model_ledger.py`: builds each component from its checkpoint on
+//! demand. Nothing is cached: a stage asks for what it needs and drops it when it is done, so peak
+//! memory is the largest stage, not the sum. Weights are read from the memory-mapped file and
+//! uploaded to the device once, when the component is built.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use candle_core::{DType, Device};
+use ltx_core::loader::{SafetensorsFiles, StateDict};
+use ltx_core::model::audio_vae::vocoder::{vocoder_keys_filter, VocoderModel, VocoderModelConfig};
+use ltx_core::model::audio_vae::{
+    audio_vae_decoder_keys_filter, audio_vae_encoder_keys_filter, AudioDecoder, AudioEncoder,
+    AudioVaeConfig,
+};
+use ltx_core::model::transformer::{
+    ltxv_model_comfy_renaming_map, LtxModel, LtxModelConfig, LtxModelType, X0Model,
+};
+use ltx_core::model::upsampler::{LatentUpsampler, LatentUpsamplerConfig};
+use ltx_core::model::video_vae::{
+    vae_decoder_keys_filter, vae_encoder_keys_filter, VideoDecoder, VideoEncoder, VideoVaeConfig,
+};
+use ltx_core::text_encoders::gemma::{
+    embeddings_processor_key_ops, EmbeddingsProcessor, Gemma3TextConfig, GemmaDims,
+    GemmaTextEncoder,
+};
+
+use crate::{Error, Result};
+
+/// A LoRA file and its strength.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LoraSpec {
+    pub path: PathBuf,
+    pub strength: f64,
+}
+
+/// Where each component's weights live, and the dtype / device they are built in.
+#[derive(Clone, Debug)]
+pub struct ModelLedger {
+    pub dtype: DType,
+    pub device: Device,
+    pub checkpoint: PathBuf,
+    pub gemma_root: Option<PathBuf>,
+    pub spatial_upsampler: Option<PathBuf>,
+    pub loras: Vec<LoraSpec>,
+}
+
+fn require_file(what: &str, path: &Path) -> Result<()> {
+    if !path.is_file() {
+        return Err(Error::InvalidArgument(format!(
+            "{what} `{}` does not exist or is not a file",
+            path.display()
+        )));
+    }
+    Ok(())
+}
+
+impl ModelLedger {
+    /// Checks that every given path exists (before any heavy work starts).
+    pub fn new(
+        dtype: DType,
+        device: Device,
+        checkpoint: PathBuf,
+        gemma_root: Option<PathBuf>,
+        spatial_upsampler: Option<PathBuf>,
+        loras: Vec<LoraSpec>,
+    ) -> Result<Self> {
+        require_file("checkpoint", &checkpoint)?;
+        if let Some(root) = &gemma_root {
+            if !root.is_dir() {
+                return Err(Error::InvalidArgument(format!(
+                    "Gemma root `{}` is not a directory",
+                    root.display()
+                )));
+            }
+        }
+        if let Some(p) = &spatial_upsampler {
+            require_file("spatial upsampler", p)?;
+        }
+        for l in &loras {
+            require_file("LoRA", &l.path)?;
+        }
+        Ok(Self {
+            dtype,
+            device,
+            checkpoint,
+            gemma_root,
+            spatial_upsampler,
+            loras,
+        })
+    }
+
+    /// A ledger with `loras` added (the two-stage pipelines' stage 2 adds the distilled LoRA).
+    pub fn with_additional_loras(&self, loras: &[LoraSpec]) -> Result<Self> {
+        for l in loras {
+            require_file("LoRA", &l.path)?;
+        }
+        let mut out = self.clone();
+        out.loras.extend_from_slice(loras);
+        Ok(out)
+    }
+
+    fn open(&self) -> Result<SafetensorsFiles> {
+        Ok(SafetensorsFiles::open(&[&self.checkpoint])?)
+    }
+
+    fn weights(
+        &self,
+        files: &SafetensorsFiles,
+        ops: &ltx_core::loader::SDOps,
+    ) -> Result<Arc<StateDict>> {
+        Ok(Arc::new(files.state_dict(ops)?))
+    }
+
+    /// The checkpoint's `config` metadata.
+    pub fn config(&self) -> Result<serde_json::Value> {
+        Ok(self.open()?.config()?)
+    }
+
+    /// The audio-video transformer wrapped to predict denoised latents.
+    pub fn transformer(&self) -> Result<X0Model> {
+        if !self.loras.is_empty() {
+            return Err(Error::InvalidArgument(format!(
+                "LoRA fusing is not available yet ({} LoRA file(s) given)",
+                self.loras.len()
+            )));
+        }
+        let files = self.open()?;
+        let kind = LtxModelType::AudioVideo;
+        let cfg = LtxModelConfig::from_checkpoint_config(&files.config()?, kind)?;
+        let sd = self.weights(&files, &ltxv_model_comfy_renaming_map())?;
+        let model = LtxModel::new(&cfg, kind, sd.var_builder(self.dtype, &self.device))?;
+        sd.report_unused("transformer");
+        Ok(X0Model {
+            velocity_model: model,
+        })
+    }
+
+    pub fn video_encoder(&self) -> Result<VideoEncoder> {
+        let files = self.open()?;
+        let cfg = VideoVaeConfig::from_checkpoint_config(&files.config()?)?;
+        let sd = self.weights(&files, &vae_encoder_keys_filter())?;
+        let m = VideoEncoder::new(&cfg, sd.var_builder(self.dtype, &self.device))?;
+        sd.report_unused("video_encoder");
+        Ok(m)
+    }
+
+    pub fn video_decoder(&self) -> Result<VideoDecoder> {
+        let files = self.open()?;
+        let cfg = VideoVaeConfig::from_checkpoint_config(&files.config()?)?;
+        let sd = self.weights(&files, &vae_decoder_keys_filter())?;
+        let m = VideoDecoder::new(&cfg, sd.var_builder(self.dtype, &self.device))?;
+        sd.report_unused("video_decoder");
+        Ok(m)
+    }
+
+    pub fn audio_encoder(&self) -> Result<AudioEncoder> {
+        let files = self.open()?;
+        let cfg = AudioVaeConfig::from_checkpoint_config(&files.config()?)?;
+        let sd = self.weights(&files, &audio_vae_encoder_keys_filter())?;
+        let m = AudioEncoder::new(&cfg, sd.var_builder(self.dtype, &self.device))?;
+        sd.report_unused("audio_encoder");
+        Ok(m)
+    }
+
+    pub fn audio_decoder(&self) -> Result<AudioDecoder> {
+        let files = self.open()?;
+        let cfg = AudioVaeConfig::from_checkpoint_config(&files.config()?)?;
+        let sd = self.weights(&files, &audio_vae_decoder_keys_filter())?;
+        let m = AudioDecoder::new(&cfg, sd.var_builder(self.dtype, &self.device))?;
+        sd.report_unused("audio_decoder");
+        Ok(m)
+    }
+
+    pub fn vocoder(&self) -> Result<VocoderModel> {
+        let files = self.open()?;
+        let cfg = VocoderModelConfig::from_checkpoint_config(&files.config()?)?;
+        let sd = self.weights(&files, &vocoder_keys_filter())?;
+        let m = VocoderModel::new(&cfg, sd.var_builder(self.dtype, &self.device))?;
+        sd.report_unused("vocoder");
+        Ok(m)
+    }
+
+    fn gemma_root(&self) -> Result<&Path> {
+        self.gemma_root.as_deref().ok_or_else(|| {
+            Error::InvalidArgument(
+                "no Gemma root given (--gemma-root): the text encoder needs it".into(),
+            )
+        })
+    }
+
+    /// Width and depth of the Gemma model in the Gemma root (its `config.json`, else the 12B).
+    pub fn gemma_dims(&self) -> Result<GemmaDims> {
+        let root = self.gemma_root()?;
+        let cfg = match std::fs::read_to_string(root.join("config.json")) {
+            Ok(text) => {
+                let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
+                    Error::InvalidArgument(format!("`{}/config.json`: {e}", root.display()))
+                })?;
+                Gemma3TextConfig::from_json(&v)?
+            }
+            Err(_) => Gemma3TextConfig::default(),
+        };
+        Ok(GemmaDims {
+            hidden_size: cfg.hidden_size,
+            num_hidden_layers: cfg.num_hidden_layers,
+        })
+    }
+
+    pub fn text_encoder(&self) -> Result<GemmaTextEncoder> {
+        Ok(GemmaTextEncoder::from_root(
+            self.gemma_root()?,
+            self.dtype,
+            &self.device,
+        )?)
+    }
+
+    /// Feature extractor and connectors (from the LTX checkpoint).
+    pub fn embeddings_processor(&self) -> Result<EmbeddingsProcessor> {
+        let dims = self.gemma_dims()?;
+        let files = self.open()?;
+        let sd = self.weights(&files, &embeddings_processor_key_ops())?;
+        let m = EmbeddingsProcessor::new(
+            &files.config()?,
+            dims,
+            true,
+            sd.var_builder(self.dtype, &self.device),
+        )?;
+        sd.report_unused("embeddings_processor");
+        Ok(m)
+    }
+
+    pub fn spatial_upsampler(&self) -> Result<LatentUpsampler> {
+        let path = self.spatial_upsampler.as_ref().ok_or_else(|| {
+            Error::InvalidArgument(
+                "no spatial upsampler given (--spatial-upsampler-path): two-stage pipelines need it"
+                    .into(),
+            )
+        })?;
+        let files = SafetensorsFiles::open(&[path])?;
+        let cfg = LatentUpsamplerConfig::from_checkpoint_config(&files.config()?)?;
+        let sd = Arc::new(files.state_dict(&ltx_core::loader::SDOps::identity())?);
+        let m = LatentUpsampler::new(&cfg, sd.var_builder(self.dtype, &self.device))?;
+        sd.report_unused("spatial_upsampler");
+        Ok(m)
+    }
+}
