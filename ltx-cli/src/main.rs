@@ -1,7 +1,8 @@
 //! `ltx`: LTX-2 / LTX-2.3 from one native binary — parity checks against the PyTorch reference
-//! and benchmarks (generation pipelines land with the pipelines crate).
+//! benchmarks, and generation (`ltx generate`).
 
 mod bench;
+mod generate;
 mod parity;
 
 use anyhow::Result;
@@ -27,6 +28,11 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Generate a video with audio (the two-stage distilled pipeline). Without
+    /// --checkpoint-path, the built-in tiny model runs every stage offline.
+    Generate(generate::GenerateArgs),
+    /// The two-stage distilled pipeline (same as `generate`).
+    Distilled(generate::GenerateArgs),
     /// Run reference fixtures (files or folders of .safetensors) and compare every output.
     Parity(parity::Args),
     /// Time a component against the PyTorch reference on this machine.
@@ -61,6 +67,9 @@ fn main() -> Result<()> {
                 std::process::exit(1);
             }
             Ok(())
+        }
+        Command::Generate(args) | Command::Distilled(args) => {
+            generate::run(args, &device, cli.dtype)
         }
         Command::Bench(cmd) => bench::run(cmd, &device, cli.dtype),
         Command::BenchWorker(args) => bench::worker(args, &device, cli.dtype),

@@ -1,9 +1,12 @@
+#![recursion_limit = "256"]
 //! Port of `ltx_pipelines`: generation pipelines, model ledger and media IO (in progress), plus
 //! the parity harness that checks every component against PyTorch-reference fixtures.
 
+pub mod distilled;
 pub mod error;
 pub mod media;
 pub mod parity;
+pub mod tiny;
 pub mod utils;
 
 pub use error::{Error, Result};

@@ -146,6 +146,11 @@ impl VideoEncoder {
         })
     }
 
+    /// The latent statistics the encoder normalises with (the upsamplers use them too).
+    pub fn per_channel_statistics(&self) -> &PerChannelStatistics {
+        &self.per_channel_statistics
+    }
+
     pub fn latent_channels(&self) -> usize {
         self.latent_channels
     }

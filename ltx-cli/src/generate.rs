@@ -1,0 +1,293 @@
+//! `ltx generate` / `ltx distilled`: the two-stage distilled pipeline, from local files or, with
+//! no checkpoint given, the built-in tiny model.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use candle_core::Device;
+use indicatif::{ProgressBar, ProgressStyle};
+use ltx_core::device::DTypeChoice;
+use ltx_core::model::audio_vae::vocoder::VocoderModelConfig;
+use ltx_core::model::video_vae::TilingConfig;
+use ltx_pipelines::distilled::{
+    DistilledPipeline, GenerationRequest, ImageConditioningInput, ProgressEvent,
+};
+use ltx_pipelines::media::video::Mp4Writer;
+use ltx_pipelines::tiny::{default_cache_dir, ensure_tiny_model};
+use ltx_pipelines::utils::constants::{detect_params_from_path, DEFAULT_IMAGE_CRF};
+use ltx_pipelines::utils::model_ledger::{LoraSpec, ModelLedger};
+
+#[derive(clap::Args, Debug)]
+pub struct GenerateArgs {
+    /// Text prompt describing the video.
+    #[arg(long)]
+    prompt: String,
+    /// Output MP4 (H.264 + AAC); written to a temporary file and renamed at the end.
+    #[arg(long, default_value = "output.mp4")]
+    output_path: PathBuf,
+    /// LTX-2 / LTX-2.3 distilled checkpoint (.safetensors). Without it the built-in tiny model
+    /// runs (noise-like output; every stage exercised).
+    #[arg(long, alias = "distilled-checkpoint-path")]
+    checkpoint_path: Option<PathBuf>,
+    /// Folder with the Gemma-3 text encoder (tokenizer.json + safetensors).
+    #[arg(long)]
+    gemma_root: Option<PathBuf>,
+    /// Spatial x2 latent upsampler (.safetensors).
+    #[arg(long)]
+    spatial_upsampler_path: Option<PathBuf>,
+    /// Random seed (default: the model's preset).
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Height in pixels, a multiple of 64 (default: the model's preset; 512 for the tiny model).
+    #[arg(long)]
+    height: Option<usize>,
+    /// Width in pixels, a multiple of 64 (default: the model's preset; 768 for the tiny model).
+    #[arg(long)]
+    width: Option<usize>,
+    /// Number of frames, 8k + 1 (default: the model's preset; 121 for the tiny model).
+    #[arg(long)]
+    num_frames: Option<usize>,
+    /// Frames per second (default: the model's preset).
+    #[arg(long)]
+    frame_rate: Option<f64>,
+    /// Image conditioning: PATH FRAME_IDX STRENGTH [CRF] (repeatable).
+    #[arg(long = "image", num_args = 3..=4, value_names = ["PATH", "FRAME_IDX", "STRENGTH", "CRF"], action = clap::ArgAction::Append)]
+    images: Vec<String>,
+    /// LoRA: PATH [STRENGTH] (repeatable).
+    #[arg(long = "lora", num_args = 1..=2, value_names = ["PATH", "STRENGTH"], action = clap::ArgAction::Append)]
+    loras: Vec<String>,
+    /// Decode the video in tiles (512 px / 64 frames, the reference's defaults) to bound memory.
+    #[arg(long)]
+    tiled_decode: bool,
+    /// Where the built-in tiny model is cached (default: $LTX_CACHE, $XDG_CACHE_HOME/ltx-rs or
+    /// ~/.cache/ltx-rs).
+    #[arg(long)]
+    cache_dir: Option<PathBuf>,
+    /// Overwrite an existing output file.
+    #[arg(long)]
+    force: bool,
+}
+
+/// `--image` values come flat; each group starts with a path (3 or 4 values).
+fn parse_images(flat: &[String]) -> Result<Vec<ImageConditioningInput>> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < flat.len() {
+        if i + 3 > flat.len() {
+            bail!("--image needs PATH FRAME_IDX STRENGTH [CRF]");
+        }
+        let frame_idx: usize = flat[i + 1]
+            .parse()
+            .with_context(|| format!("--image FRAME_IDX `{}`", flat[i + 1]))?;
+        let strength: f64 = flat[i + 2]
+            .parse()
+            .with_context(|| format!("--image STRENGTH `{}`", flat[i + 2]))?;
+        let mut crf = DEFAULT_IMAGE_CRF;
+        let mut used = 3;
+        if let Some(c) = flat.get(i + 3).and_then(|s| s.parse::<u32>().ok()) {
+            crf = c;
+            used = 4;
+        }
+        out.push(ImageConditioningInput {
+            path: PathBuf::from(&flat[i]),
+            frame_idx,
+            strength,
+            crf,
+        });
+        i += used;
+    }
+    Ok(out)
+}
+
+fn parse_loras(flat: &[String]) -> Result<Vec<LoraSpec>> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < flat.len() {
+        let mut strength = 1.0;
+        let mut used = 1;
+        if let Some(s) = flat.get(i + 1).and_then(|s| s.parse::<f64>().ok()) {
+            strength = s;
+            used = 2;
+        }
+        out.push(LoraSpec {
+            path: PathBuf::from(&flat[i]),
+            strength,
+        });
+        i += used;
+    }
+    Ok(out)
+}
+
+fn check_output(path: &Path, force: bool) -> Result<()> {
+    if path.exists() && !force {
+        bail!("`{}` exists: pass --force to overwrite it", path.display());
+    }
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    if !dir.is_dir() {
+        bail!("the output folder `{}` does not exist", dir.display());
+    }
+    let probe = dir.join(format!(".ltx-write-test-{}", std::process::id()));
+    std::fs::write(&probe, b"")
+        .with_context(|| format!("the output folder `{}` is not writable", dir.display()))?;
+    let _ = std::fs::remove_file(probe);
+    Ok(())
+}
+
+/// Progress bars: one per stage, steps with it/s and ETA.
+struct Bars {
+    current: Option<ProgressBar>,
+}
+
+impl Bars {
+    fn event(&mut self, e: ProgressEvent) {
+        match e {
+            ProgressEvent::Stage { name, total } => {
+                if let Some(b) = self.current.take() {
+                    b.finish();
+                }
+                let bar = if total > 0 {
+                    let b = ProgressBar::new(total as u64);
+                    b.set_style(
+                        ProgressStyle::with_template(
+                            "{msg:>18} [{bar:30}] {pos}/{len} {per_sec} eta {eta} ({elapsed})",
+                        )
+                        .unwrap_or_else(|_| ProgressStyle::default_bar())
+                        .progress_chars("=> "),
+                    );
+                    b
+                } else {
+                    let b = ProgressBar::new_spinner();
+                    b.set_style(
+                        ProgressStyle::with_template("{msg:>18} {spinner} ({elapsed})")
+                            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+                    );
+                    b.enable_steady_tick(std::time::Duration::from_millis(200));
+                    b
+                };
+                bar.set_message(name);
+                self.current = Some(bar);
+            }
+            ProgressEvent::Step { done, .. } => {
+                if let Some(b) = &self.current {
+                    b.set_position(done as u64);
+                }
+            }
+        }
+    }
+
+    fn finish(&mut self) {
+        if let Some(b) = self.current.take() {
+            b.finish();
+        }
+    }
+}
+
+pub fn run(args: GenerateArgs, device: &Device, dtype: Option<DTypeChoice>) -> Result<()> {
+    let start = Instant::now();
+    check_output(&args.output_path, args.force)?;
+    let images = parse_images(&args.images)?;
+    let loras = parse_loras(&args.loras)?;
+    let dtype = ltx_core::device::resolve_dtype(dtype, device);
+    // what can be checked without the model, before anything is loaded or generated
+    if let Some(n) = args.num_frames {
+        ltx_pipelines::utils::helpers::assert_num_frames(n)?;
+    }
+    if let (Some(h), Some(w)) = (args.height, args.width) {
+        ltx_pipelines::utils::helpers::assert_resolution(h, w, true)?;
+    }
+
+    let tiny = args.checkpoint_path.is_none();
+    let (checkpoint, gemma_root, upsampler) = match &args.checkpoint_path {
+        Some(ckpt) => {
+            let gemma = args
+                .gemma_root
+                .clone()
+                .context("--gemma-root is required with --checkpoint-path")?;
+            let up = args
+                .spatial_upsampler_path
+                .clone()
+                .context("--spatial-upsampler-path is required by the two-stage pipeline")?;
+            (ckpt.clone(), gemma, up)
+        }
+        None => {
+            if args.gemma_root.is_some() || args.spatial_upsampler_path.is_some() {
+                bail!("--gemma-root / --spatial-upsampler-path need --checkpoint-path");
+            }
+            let cache = args.cache_dir.clone().unwrap_or_else(default_cache_dir);
+            eprintln!(
+                "no --checkpoint-path: using the built-in tiny model (noise-like output) from {}",
+                cache.display()
+            );
+            let t = ensure_tiny_model(&cache)?;
+            (t.checkpoint, t.gemma_root, t.spatial_upsampler)
+        }
+    };
+    let ledger = ModelLedger::new(
+        dtype,
+        device.clone(),
+        checkpoint.clone(),
+        Some(gemma_root),
+        Some(upsampler),
+        loras,
+    )?;
+    let params = detect_params_from_path(&checkpoint)?;
+    let (def_h, def_w, def_f) = if tiny {
+        (512, 768, 121)
+    } else {
+        (
+            params.stage_2_height(),
+            params.stage_2_width(),
+            params.num_frames,
+        )
+    };
+    let req = GenerationRequest {
+        prompt: args.prompt.clone(),
+        seed: args.seed.unwrap_or(params.seed),
+        height: args.height.unwrap_or(def_h),
+        width: args.width.unwrap_or(def_w),
+        num_frames: args.num_frames.unwrap_or(def_f),
+        frame_rate: args.frame_rate.unwrap_or(params.frame_rate),
+        images,
+        tiling: args.tiled_decode.then(TilingConfig::reference_default),
+    };
+    req.validate(true)?;
+    let audio_rate = VocoderModelConfig::from_checkpoint_config(&ledger.config()?)?
+        .output_sampling_rate() as u32;
+
+    let mut writer = Mp4Writer::create(
+        &args.output_path,
+        req.width,
+        req.height,
+        req.frame_rate,
+        Some(audio_rate),
+    )?;
+    let pipeline = DistilledPipeline::new(ledger);
+    let mut bars = Bars { current: None };
+    let mut frames = 0usize;
+    let audio = pipeline.run(&req, &mut |e| bars.event(e), &mut |chunk| {
+        frames += chunk.dim(0)?;
+        writer.write_frames(&chunk)
+    })?;
+    bars.event(ProgressEvent::Stage {
+        name: "mux",
+        total: 0,
+    });
+    writer.write_audio(&audio)?;
+    let path = writer.finish()?;
+    bars.finish();
+    eprintln!(
+        "wrote {} ({frames} frames {}x{} at {} fps, {:.2} s of audio at {} Hz) in {:.1} s",
+        path.display(),
+        req.width,
+        req.height,
+        req.frame_rate,
+        audio.waveform.dim(candle_core::D::Minus1)? as f64 / audio.sampling_rate as f64,
+        audio.sampling_rate,
+        start.elapsed().as_secs_f64()
+    );
+    Ok(())
+}

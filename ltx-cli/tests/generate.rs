@@ -1,0 +1,166 @@
+//! `ltx generate` end to end on the built-in tiny model, and its input checks.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use ltx_pipelines::media::video::probe_mp4;
+
+fn ltx() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_ltx"));
+    c.env("RUST_BACKTRACE", "0");
+    c
+}
+
+fn cache() -> PathBuf {
+    // shared by the tests of this file (the model is generated once, atomically)
+    std::env::temp_dir().join("ltx-rs-test-cache")
+}
+
+fn generate(out: &Path, extra: &[&str]) -> std::process::Output {
+    let mut c = ltx();
+    c.args([
+        "--device",
+        "cpu",
+        "generate",
+        "--prompt",
+        "a cat walks on the beach",
+    ])
+    .arg("--output-path")
+    .arg(out)
+    .arg("--cache-dir")
+    .arg(cache())
+    .args(extra);
+    c.output().expect("the ltx binary runs")
+}
+
+fn stderr(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// No half-written files next to the output.
+fn only_file(dir: &Path, name: Option<&str>) {
+    let names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    match name {
+        Some(n) => assert_eq!(names, vec![n.to_string()], "{names:?}"),
+        None => assert!(names.is_empty(), "{names:?}"),
+    }
+}
+
+#[test]
+fn tiny_model_writes_an_mp4_with_audio() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out.mp4");
+    let o = generate(
+        &out,
+        &[
+            "--height",
+            "128",
+            "--width",
+            "192",
+            "--num-frames",
+            "17",
+            "--seed",
+            "3",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    only_file(dir.path(), Some("out.mp4"));
+    let info = probe_mp4(&out).unwrap();
+    assert_eq!((info.width, info.height), (192, 128));
+    assert_eq!(info.frame_count, 17);
+    assert!((info.fps - 24.0).abs() < 1e-6, "{}", info.fps);
+    let audio = info.audio.expect("an audio track");
+    assert_eq!((audio.sample_rate, audio.channels), (24000, 2));
+    // 17 frames at 24 fps
+    assert!(
+        (audio.duration - 17.0 / 24.0).abs() < 0.05,
+        "{}",
+        audio.duration
+    );
+
+    // an existing output is kept unless --force
+    let o = generate(
+        &out,
+        &["--height", "128", "--width", "192", "--num-frames", "9"],
+    );
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("--force"), "{}", stderr(&o));
+}
+
+#[test]
+fn bad_inputs_fail_before_any_work_and_leave_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out.mp4");
+    let small = ["--height", "128", "--width", "192"];
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (vec!["--num-frames", "16"], "8k + 1"),
+        (vec!["--height", "96", "--width", "192"], "divisible by 64"),
+        (
+            vec![
+                "--checkpoint-path",
+                "/nonexistent/ltx.safetensors",
+                "--gemma-root",
+                "/tmp",
+                "--spatial-upsampler-path",
+                "/nonexistent/up.safetensors",
+            ],
+            "does not exist",
+        ),
+        (
+            vec!["--checkpoint-path", "/nonexistent/ltx.safetensors"],
+            "--gemma-root",
+        ),
+        (
+            [
+                &small[..],
+                &[
+                    "--num-frames",
+                    "9",
+                    "--image",
+                    "/nonexistent.png",
+                    "20",
+                    "1.0",
+                ],
+            ]
+            .concat(),
+            "frame 20",
+        ),
+        (
+            [
+                &small[..],
+                &[
+                    "--num-frames",
+                    "9",
+                    "--image",
+                    "/nonexistent.png",
+                    "0",
+                    "1.0",
+                ],
+            ]
+            .concat(),
+            "does not exist",
+        ),
+        (
+            [
+                &small[..],
+                &["--num-frames", "9", "--lora", "/nonexistent.safetensors"],
+            ]
+            .concat(),
+            "does not exist",
+        ),
+    ];
+    for (args, expect) in cases {
+        let o = generate(&out, &args);
+        assert!(!o.status.success(), "{args:?} succeeded");
+        let e = stderr(&o);
+        assert!(e.contains(expect), "{args:?}: expected `{expect}` in: {e}");
+        only_file(dir.path(), None);
+    }
+    // an unwritable output location
+    let o = generate(&dir.path().join("no/such/dir/out.mp4"), &small);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("does not exist"), "{}", stderr(&o));
+}

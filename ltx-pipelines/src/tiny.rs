@@ -1,0 +1,345 @@
+//! The built-in tiny model (no Python twin): an LTX-2-architecture checkpoint at tiny widths with
+//! every component under its released key names and `config` metadata, a tiny spatial upsampler
+//! file and a tiny Gemma root with a word-level tokenizer, all drawn from a fixed seed and written
+//! as safetensors to a cache folder. It goes through the same loader, ledger and pipelines as a
+//! real download, so `ltx generate` runs every stage offline; its output is noise-like.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use candle_core::{DType, Tensor};
+use ltx_core::loader::synthetic::{random_weights, save_safetensors};
+use ltx_core::model::audio_vae::vocoder::{VocoderModel, VocoderModelConfig};
+use ltx_core::model::audio_vae::{AudioDecoder, AudioEncoder, AudioVaeConfig};
+use ltx_core::model::transformer::{LtxModel, LtxModelConfig, LtxModelType};
+use ltx_core::model::upsampler::{LatentUpsampler, LatentUpsamplerConfig};
+use ltx_core::model::video_vae::{VideoDecoder, VideoEncoder, VideoVaeConfig};
+use ltx_core::text_encoders::gemma::{
+    EmbeddingsProcessor, Gemma3TextConfig, Gemma3TextModel, GemmaDims,
+};
+use serde_json::{json, Value};
+
+use crate::{Error, Result};
+
+/// Bumped whenever the generated files change, so stale caches are not reused.
+const VERSION: &str = "tiny-v1";
+const STORAGE: DType = DType::BF16;
+
+/// Paths of the built-in tiny model.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TinyModel {
+    pub checkpoint: PathBuf,
+    pub spatial_upsampler: PathBuf,
+    pub gemma_root: PathBuf,
+}
+
+/// The default cache folder: `$LTX_CACHE`, else `$XDG_CACHE_HOME/ltx-rs`, else
+/// `$HOME/.cache/ltx-rs`, else the system temp folder.
+pub fn default_cache_dir() -> PathBuf {
+    if let Some(p) = std::env::var_os("LTX_CACHE") {
+        return PathBuf::from(p);
+    }
+    if let Some(p) = std::env::var_os("XDG_CACHE_HOME") {
+        return PathBuf::from(p).join("ltx-rs");
+    }
+    if let Some(p) = std::env::var_os("HOME") {
+        return PathBuf::from(p).join(".cache").join("ltx-rs");
+    }
+    std::env::temp_dir().join("ltx-rs")
+}
+
+fn res_x(n: usize, decoder: bool) -> Value {
+    if decoder {
+        json!(["res_x", {"num_layers": n, "inject_noise": false}])
+    } else {
+        json!(["res_x", {"num_layers": n}])
+    }
+}
+
+/// The `config` metadata of the tiny checkpoint: the 19B layout (split RoPE, caption projection in
+/// the transformer, FeatureExtractorV1 connectors, HiFi-GAN vocoder) at tiny widths, with the
+/// pipelines' fixed latent sizes (128 video channels, 8x16 audio features, 8x32x32 compression;
+/// the audio VAE's base width must equal the 128 audio latent features: the reference sizes the
+/// latent statistics by it).
+pub fn tiny_config() -> Value {
+    let transformer = json!({
+            "dropout": 0.0, "attention_bias": true, "num_vector_embeds": null,
+            "activation_fn": "gelu-approximate", "num_embeds_ada_norm": 1000,
+            "use_linear_projection": false, "only_cross_attention": false,
+            "cross_attention_norm": true, "double_self_attention": false, "upcast_attention": false,
+            "standardization_norm": "rms_norm", "norm_elementwise_affine": false,
+            "qk_norm": "rms_norm", "positional_embedding_type": "rope",
+            "use_audio_video_cross_attention": true, "share_ff": false, "av_cross_ada_norm": true,
+            "use_middle_indices_grid": true,
+            "num_attention_heads": 2, "attention_head_dim": 16, "in_channels": 128,
+            "out_channels": 128, "num_layers": 2, "cross_attention_dim": 32,
+            "caption_channels": 24, "audio_num_attention_heads": 2, "audio_attention_head_dim": 8,
+            "audio_in_channels": 128, "audio_out_channels": 128, "audio_cross_attention_dim": 16,
+            "positional_embedding_theta": 10000.0,
+            "positional_embedding_max_pos": [20, 2048, 2048],
+            "audio_positional_embedding_max_pos": [20], "timestep_scale_multiplier": 1000,
+            "av_ca_timestep_scale_multiplier": 1000.0, "rope_type": "split",
+            "frequencies_precision": "float64", "norm_eps": 1e-6,
+            "connector_num_attention_heads": 2, "connector_attention_head_dim": 12,
+            "connector_num_layers": 2, "connector_positional_embedding_max_pos": [4096]
+    });
+    let vae = json!({
+            "dims": 3, "in_channels": 3, "out_channels": 3, "latent_channels": 128,
+            "patch_size": 4, "norm_layer": "pixel_norm", "latent_log_var": "uniform",
+            "causal_decoder": false, "timestep_conditioning": false, "decoder_base_channels": 2,
+            "encoder_blocks": [
+                res_x(1, false), ["compress_space_res", {"multiplier": 1}], res_x(1, false),
+                ["compress_time_res", {"multiplier": 1}], res_x(1, false),
+                ["compress_all_res", {"multiplier": 1}], res_x(1, false),
+                ["compress_all_res", {"multiplier": 2}], res_x(1, false)
+            ],
+            "decoder_blocks": [
+                res_x(1, true), ["compress_all", {"residual": true, "multiplier": 2}],
+                res_x(1, true), ["compress_all", {"residual": true, "multiplier": 1}],
+                res_x(1, true), ["compress_all", {"residual": true, "multiplier": 2}],
+                res_x(1, true)
+            ]
+    });
+    let audio_vae = json!({
+            "model": {"params": {"sampling_rate": 16000, "ddconfig": {
+                "ch": 128, "out_ch": 2, "in_channels": 2, "ch_mult": [1, 1, 1],
+                "num_res_blocks": 1, "attn_resolutions": [], "resolution": 256,
+                "z_channels": 8, "double_z": true, "norm_type": "pixel",
+                "causality_axis": "height", "dropout": 0.0, "mid_block_add_attention": false,
+                "mel_bins": 64
+            }}},
+            "preprocessing": {
+                "stft": {"hop_length": 160, "filter_length": 1024, "causal": true},
+                "mel": {"n_mel_channels": 64}
+            }
+    });
+    let vocoder = json!({
+            "resblock": "1", "stereo": true, "upsample_initial_channel": 32,
+            "upsample_rates": [6, 5, 2, 2, 2], "upsample_kernel_sizes": [12, 11, 4, 4, 4],
+            "resblock_kernel_sizes": [3], "resblock_dilation_sizes": [[1, 3, 5]],
+            "output_sampling_rate": 24000
+    });
+    json!({"transformer": transformer, "vae": vae, "audio_vae": audio_vae, "vocoder": vocoder})
+}
+
+/// The tiny spatial x2 upsampler's flat config.
+pub fn tiny_upsampler_config() -> Value {
+    json!({"in_channels": 128, "mid_channels": 32, "num_blocks_per_stage": 1, "dims": 3,
+        "spatial_upsample": true, "temporal_upsample": false, "spatial_scale": 2.0,
+        "rational_resampler": false})
+}
+
+/// Words of the built-in tokenizer (anything else is `<unk>`).
+const WORDS: &str = "a an the of and in on at with to from by for is are was it its this that \
+    cat dog bird fish horse person man woman child people car tree flower sky sun moon sea ocean \
+    river mountain city street house room forest field beach snow rain light night day morning \
+    red green blue yellow white black golden dark bright small big tall slow fast \
+    walks runs flies swims jumps dances sings talks looks sits stands moves turns smiles \
+    camera shot close up wide view slowly gently video scene sound music voice wind waves \
+    , . ! ?";
+
+/// A word-level `tokenizer.json` for the tiny Gemma (`<pad>` 0, `<eos>` 1, `<bos>` 2,
+/// `<unk>` 3), lower-casing, splitting on whitespace and punctuation, `<bos>` prepended.
+pub fn tiny_tokenizer_json() -> (String, usize) {
+    let mut vocab = serde_json::Map::new();
+    for (i, t) in ["<pad>", "<eos>", "<bos>", "<unk>"].iter().enumerate() {
+        vocab.insert(t.to_string(), json!(i));
+    }
+    for w in WORDS.split_whitespace() {
+        if !vocab.contains_key(w) {
+            let id = vocab.len();
+            vocab.insert(w.to_string(), json!(id));
+        }
+    }
+    let n = vocab.len();
+    let special = |id: usize, content: &str| {
+        json!({"id": id, "content": content, "single_word": false, "lstrip": false,
+            "rstrip": false, "normalized": false, "special": true})
+    };
+    let tok = json!({
+        "version": "1.0", "truncation": null, "padding": null,
+        "added_tokens": [special(0, "<pad>"), special(1, "<eos>"), special(2, "<bos>"),
+            special(3, "<unk>")],
+        "normalizer": {"type": "Lowercase"},
+        "pre_tokenizer": {"type": "Whitespace"},
+        "post_processor": {"type": "TemplateProcessing",
+            "single": [{"SpecialToken": {"id": "<bos>", "type_id": 0}},
+                       {"Sequence": {"id": "A", "type_id": 0}}],
+            "pair": [{"Sequence": {"id": "A", "type_id": 0}}],
+            "special_tokens": {"<bos>": {"id": "<bos>", "ids": [2], "tokens": ["<bos>"]}}},
+        "decoder": null,
+        "model": {"type": "WordLevel", "vocab": vocab, "unk_token": "<unk>"}
+    });
+    (tok.to_string(), n)
+}
+
+fn tiny_gemma_config(vocab: usize) -> Value {
+    json!({"text_config": {"vocab_size": vocab, "hidden_size": 24, "intermediate_size": 48,
+        "num_hidden_layers": 3, "num_attention_heads": 2, "num_key_value_heads": 1,
+        "head_dim": 12, "query_pre_attn_scalar": 12, "sliding_window": 16}})
+}
+
+/// Renames module-side keys to checkpoint keys with `map` (`None`: drop the key).
+fn rename(
+    tensors: HashMap<String, Tensor>,
+    map: impl Fn(&str) -> Option<String>,
+) -> HashMap<String, Tensor> {
+    tensors
+        .into_iter()
+        .filter_map(|(k, v)| map(&k).map(|nk| (nk, v)))
+        .collect()
+}
+
+/// VAE-style keys: `per_channel_statistics.*` shared under `<root>.`, the rest under `<part>.`.
+fn vae_keys(
+    root: &'static str,
+    part: &'static str,
+    keep_stats: bool,
+) -> impl Fn(&str) -> Option<String> {
+    move |k: &str| {
+        if k.starts_with("per_channel_statistics.") {
+            keep_stats.then(|| format!("{root}.{k}"))
+        } else {
+            Some(format!("{root}.{part}.{k}"))
+        }
+    }
+}
+
+fn build_checkpoint(path: &Path) -> Result<()> {
+    let config = tiny_config();
+    let mut all: HashMap<String, Tensor> = HashMap::new();
+    let kind = LtxModelType::AudioVideo;
+    let tcfg = LtxModelConfig::from_checkpoint_config(&config, kind)?;
+    all.extend(random_weights(
+        1,
+        STORAGE,
+        "model.diffusion_model.",
+        |vb| LtxModel::new(&tcfg, kind, vb).map_err(ltx_core::Error::from),
+    )?);
+
+    let vcfg = VideoVaeConfig::from_checkpoint_config(&config)?;
+    let enc = random_weights(2, STORAGE, "", |vb| VideoEncoder::new(&vcfg, vb))?;
+    all.extend(rename(enc, vae_keys("vae", "encoder", true)));
+    let dec = random_weights(3, STORAGE, "", |vb| VideoDecoder::new(&vcfg, vb))?;
+    all.extend(rename(dec, vae_keys("vae", "decoder", false)));
+
+    let acfg = AudioVaeConfig::from_checkpoint_config(&config)?;
+    let aenc = random_weights(4, STORAGE, "", |vb| AudioEncoder::new(&acfg, vb))?;
+    all.extend(rename(aenc, vae_keys("audio_vae", "encoder", true)));
+    let adec = random_weights(5, STORAGE, "", |vb| AudioDecoder::new(&acfg, vb))?;
+    all.extend(rename(adec, vae_keys("audio_vae", "decoder", false)));
+
+    let voc_cfg = VocoderModelConfig::from_checkpoint_config(&config)?;
+    all.extend(random_weights(6, STORAGE, "vocoder.", |vb| {
+        VocoderModel::new(&voc_cfg, vb).map_err(ltx_core::Error::from)
+    })?);
+
+    let dims = GemmaDims {
+        hidden_size: 24,
+        num_hidden_layers: 3,
+    };
+    let emb = random_weights(7, STORAGE, "", |vb| {
+        EmbeddingsProcessor::new(&config, dims, true, vb)
+    })?;
+    all.extend(rename(emb, |k| {
+        for (module, ckpt) in [
+            ("feature_extractor.", "text_embedding_projection."),
+            (
+                "video_connector.",
+                "model.diffusion_model.video_embeddings_connector.",
+            ),
+            (
+                "audio_connector.",
+                "model.diffusion_model.audio_embeddings_connector.",
+            ),
+        ] {
+            if let Some(rest) = k.strip_prefix(module) {
+                return Some(format!("{ckpt}{rest}"));
+            }
+        }
+        None
+    }));
+    let metadata = HashMap::from([("config".to_string(), config.to_string())]);
+    save_safetensors(path, &all, metadata)?;
+    Ok(())
+}
+
+fn build_upsampler(path: &Path) -> Result<()> {
+    let config = tiny_upsampler_config();
+    let cfg = LatentUpsamplerConfig::from_checkpoint_config(&config)?;
+    let w = random_weights(8, STORAGE, "", |vb| LatentUpsampler::new(&cfg, vb))?;
+    let metadata = HashMap::from([("config".to_string(), config.to_string())]);
+    save_safetensors(path, &w, metadata)?;
+    Ok(())
+}
+
+fn build_gemma(root: &Path) -> Result<()> {
+    let (tokenizer, vocab) = tiny_tokenizer_json();
+    let config = tiny_gemma_config(vocab);
+    let cfg = Gemma3TextConfig::from_json(&config)?;
+    let w = random_weights(9, STORAGE, "language_model.model.", |vb| {
+        Gemma3TextModel::new(&cfg, vb).map_err(ltx_core::Error::from)
+    })?;
+    let io = |p: PathBuf, r: std::io::Result<()>| r.map_err(|source| Error::Io { path: p, source });
+    io(
+        root.join("tokenizer.json"),
+        std::fs::write(root.join("tokenizer.json"), tokenizer),
+    )?;
+    io(
+        root.join("config.json"),
+        std::fs::write(root.join("config.json"), config.to_string()),
+    )?;
+    save_safetensors(&root.join("model.safetensors"), &w, HashMap::new())?;
+    Ok(())
+}
+
+/// The tiny model under `cache_dir`, generated on first use (a few seconds). Generation writes to
+/// a temporary folder renamed into place, so an interrupted run never leaves a partial model.
+pub fn ensure_tiny_model(cache_dir: &Path) -> Result<TinyModel> {
+    let dir = cache_dir.join(VERSION);
+    let paths = TinyModel {
+        checkpoint: dir.join("ltx-tiny.safetensors"),
+        spatial_upsampler: dir.join("ltx-tiny-spatial-upscaler-x2.safetensors"),
+        gemma_root: dir.join("gemma"),
+    };
+    if paths.checkpoint.is_file()
+        && paths.spatial_upsampler.is_file()
+        && paths.gemma_root.join("model.safetensors").is_file()
+    {
+        return Ok(paths);
+    }
+    let io = |p: &Path, r: std::io::Result<()>| {
+        r.map_err(|source| Error::Io {
+            path: p.to_path_buf(),
+            source,
+        })
+    };
+    io(cache_dir, std::fs::create_dir_all(cache_dir))?;
+    let tmp = cache_dir.join(format!(".{VERSION}.{}.partial", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    io(&tmp, std::fs::create_dir_all(tmp.join("gemma")))?;
+    let built = (|| -> Result<()> {
+        build_checkpoint(&tmp.join("ltx-tiny.safetensors"))?;
+        build_upsampler(&tmp.join("ltx-tiny-spatial-upscaler-x2.safetensors"))?;
+        build_gemma(&tmp.join("gemma"))
+    })();
+    if let Err(e) = built {
+        let _ = std::fs::remove_dir_all(&tmp);
+        return Err(e);
+    }
+    if dir.exists() {
+        // a stale or partial folder from an older run
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    if let Err(e) = std::fs::rename(&tmp, &dir) {
+        let _ = std::fs::remove_dir_all(&tmp);
+        // another process may have won the race
+        if !paths.checkpoint.is_file() {
+            return Err(Error::Io {
+                path: dir,
+                source: e,
+            });
+        }
+    }
+    Ok(paths)
+}
