@@ -164,3 +164,44 @@ fn bad_inputs_fail_before_any_work_and_leave_nothing() {
     assert!(!o.status.success());
     assert!(stderr(&o).contains("does not exist"), "{}", stderr(&o));
 }
+
+fn write_lora(path: &Path, module: &str, out_f: usize, in_f: usize) {
+    use candle_core::{DType, Device, Tensor};
+    let dev = Device::Cpu;
+    let a = Tensor::ones((2, in_f), DType::BF16, &dev).unwrap();
+    let b = (Tensor::ones((out_f, 2), DType::F32, &dev).unwrap() * 0.01)
+        .unwrap()
+        .to_dtype(DType::BF16)
+        .unwrap();
+    let tensors = std::collections::HashMap::from([
+        (format!("diffusion_model.{module}.lora_A.weight"), a),
+        (format!("diffusion_model.{module}.lora_B.weight"), b),
+    ]);
+    ltx_core::loader::synthetic::save_safetensors(path, &tensors, Default::default()).unwrap();
+}
+
+#[test]
+fn loras_are_fused_or_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("good.safetensors");
+    let bad = dir.path().join("bad.safetensors");
+    // the tiny transformer's video self-attention is 2 heads x 16 wide
+    write_lora(&good, "transformer_blocks.0.attn1.to_q", 32, 32);
+    write_lora(&bad, "no_such_block.proj", 8, 8);
+    let small = ["--height", "128", "--width", "192", "--num-frames", "9"];
+    let out = dir.path().join("out.mp4");
+    let o = generate(
+        &out,
+        &[&small[..], &["--lora", good.to_str().unwrap(), "0.5"]].concat(),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(out.is_file());
+    let out2 = dir.path().join("out2.mp4");
+    let o = generate(
+        &out2,
+        &[&small[..], &["--lora", bad.to_str().unwrap()]].concat(),
+    );
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("matches no weight"), "{}", stderr(&o));
+    assert!(!out2.exists());
+}

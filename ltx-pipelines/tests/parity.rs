@@ -25,7 +25,7 @@ fn fixture(name: &str) -> PathBuf {
 fn every_committed_fixture_matches_the_reference() {
     let files = collect_fixtures(&[fixtures_dir()]).unwrap();
     assert!(
-        files.len() >= 86,
+        files.len() >= 88,
         "expected the committed fixtures, found {}",
         files.len()
     );
@@ -76,6 +76,7 @@ fn every_committed_fixture_matches_the_reference() {
         "audio_filters",
         "vocoder",
         "denoise_loop",
+        "lora_fuse",
         "media_resize",
     ] {
         assert!(components.contains(needed), "no fixture covers {needed}");

@@ -1279,6 +1279,79 @@ def denoise_loop_case(ctx: CaseContext, call: dict, conditioned: bool = False) -
     return FixtureResult("denoise_loop", config, call, atol, rtol, tensors, extra)
 
 
+# ---------------------------------------------------------------------------------------------------------
+# LoRA fusing (ltx_core.loader.fuse_loras.apply_loras) on the tiny transformer's bf16 weights
+# ---------------------------------------------------------------------------------------------------------
+
+# (module, rank) per LoRA; the first module is shared, so its deltas are summed
+_LORA_MODULES = [
+    [("transformer_blocks.0.attn1.to_q", 4), ("transformer_blocks.1.ff.net.0.proj", 2), ("audio_patchify_proj", 3)],
+    [("transformer_blocks.0.attn1.to_q", 2), ("transformer_blocks.1.audio_attn2.to_out.0", 4)],
+]
+
+
+def lora_fuse_case(ctx: CaseContext, target: str, strengths: list[float]) -> FixtureResult:
+    from ltx_core.loader.fuse_loras import apply_loras
+    from ltx_core.loader.primitives import LoraStateDictWithStrength
+    from ltx_core.loader.primitives import StateDict as RefStateDict
+    from ltx_core.loader.sd_ops import LTXV_LORA_COMFY_RENAMING_MAP
+
+    config = tiny_ltx2_transformer()
+    call = {"model_type": "audio_video", "target_dtype": target, "strengths": strengths}
+    component = COMPONENTS["transformer"]
+    # released checkpoints and LoRAs are bf16; the reference fuses only into bf16 (or fp8) weights
+    weights = {k: v.to(torch.bfloat16) for k, v in make_weights(component, config, ctx, call).items()}
+    model_sd = {}
+    for key, value in weights.items():
+        new_key = component.sd_ops.apply_to_key(key)
+        if new_key is not None:
+            model_sd[new_key] = value
+    gen = ctx.generator(STREAM_INPUT)
+    touched = sorted({m + ".weight" for mods in _LORA_MODULES for m, _ in mods})
+    untouched = "transformer_blocks.0.attn1.to_k.weight"
+    # only the weights the LoRAs touch (and one they do not) are stored: the file stays small
+    keep = set(touched) | {untouched}
+    tensors: dict[str, torch.Tensor] = {k: v for k, v in weights.items() if component.sd_ops.apply_to_key(k) in keep}
+    loras = []
+    for i, modules in enumerate(_LORA_MODULES):
+        lsd = {}
+        for module, rank in modules:
+            out_f, in_f = model_sd[module + ".weight"].shape
+            a = (_normal(torch.Size([rank, in_f]), gen) / in_f**0.5).to(torch.bfloat16)
+            b = (0.5 * _normal(torch.Size([out_f, rank]), gen)).to(torch.bfloat16)
+            for name, t in (("lora_A", a), ("lora_B", b)):
+                ckpt_key = f"diffusion_model.{module}.{name}.weight"
+                tensors[f"input.lora{i}.{ckpt_key}"] = t
+                lsd[LTXV_LORA_COMFY_RENAMING_MAP.apply_to_key(ckpt_key)] = t
+        loras.append(LoraStateDictWithStrength(RefStateDict(lsd, torch.device("cpu"), 0, set()), strengths[i]))
+    dtype = {"bfloat16": torch.bfloat16, "float32": torch.float32}[target]
+    out = apply_loras(RefStateDict(model_sd, torch.device("cpu"), 0, set()), loras, dtype=dtype)
+    for key in touched:
+        tensors[f"output.fused.{key}"] = out.sd[key].float().contiguous()
+    # an untouched weight is only cast
+    assert torch.equal(out.sd[untouched], model_sd[untouched].to(dtype))
+    return FixtureResult("lora_fuse", config, call, "0", "8e-3", tensors, {"weights_dtype": "bfloat16"})
+
+
+LORA_CASES: list[Case] = [
+    Case(
+        "lora_fuse_bf16",
+        "lora_fuse",
+        114,
+        "apply_loras: two ComfyUI-named LoRAs (strengths 0.8, -0.5; one module shared, ranks 2-4) fused into the tiny "
+        "transformer's bf16 weights, target bf16",
+        lambda ctx: lora_fuse_case(ctx, "bfloat16", [0.8, -0.5]),
+    ),
+    Case(
+        "lora_fuse_f32",
+        "lora_fuse",
+        115,
+        "the same LoRAs (strengths 1.0, 0.25) fused with target float32 (products rounded in bf16, sums in f32)",
+        lambda ctx: lora_fuse_case(ctx, "float32", [1.0, 0.25]),
+    ),
+]
+
+
 _MM_OFF = {"cfg_scale": 1.0, "stg_scale": 0.0, "stg_blocks": [], "rescale_scale": 0.0, "modality_scale": 1.0, "skip_step": 0}
 
 DENOISE_CASES: list[Case] = [
@@ -2249,7 +2322,8 @@ VAE_CASES: list[Case] = [
 
 
 CASES: list[Case] = (
-    VAE_CASES + TRANSFORMER_CASES + UPSAMPLER_CASES + TEXT_CASES + AUDIO_CASES + DENOISE_CASES + math_cases.all_cases()
+    VAE_CASES + TRANSFORMER_CASES + UPSAMPLER_CASES + TEXT_CASES + AUDIO_CASES + DENOISE_CASES + LORA_CASES
+    + math_cases.all_cases()
 )
 
 

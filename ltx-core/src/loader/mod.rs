@@ -6,12 +6,14 @@
 //! [`candle_nn::VarBuilder`] over that state dict: a missing key, a wrong shape or an unusable
 //! dtype is a typed [`crate::Error`] naming the key.
 
+pub mod fuse_loras;
 pub mod primitives;
 pub mod sd_ops;
 pub mod sft_loader;
 pub mod shape_only;
 pub mod synthetic;
 
+pub use fuse_loras::{apply_loras, LoraFuseReport, LoraStateDictWithStrength};
 pub use primitives::StateDict;
 pub use sd_ops::SDOps;
 pub use sft_loader::SafetensorsFiles;

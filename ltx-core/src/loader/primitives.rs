@@ -120,6 +120,20 @@ impl StateDict {
         Ok(source.load(name, device)?)
     }
 
+    /// The state dict with `tensors` replacing (or adding) entries, e.g. LoRA-fused weights; the
+    /// other entries stay where they are (memory-mapped ones are still loaded lazily).
+    pub fn with_overrides(mut self, tensors: HashMap<String, Tensor>) -> Self {
+        for (k, t) in tensors {
+            self.entries.insert(k, TensorSource::Memory(t));
+        }
+        self
+    }
+
+    /// Shape of a stored tensor.
+    pub fn shape_of(&self, key: &str) -> Option<Vec<usize>> {
+        self.entries.get(key).map(TensorSource::shape)
+    }
+
     /// Every key, sorted.
     pub fn keys(&self) -> Vec<String> {
         let mut keys: Vec<String> = self.entries.keys().cloned().collect();

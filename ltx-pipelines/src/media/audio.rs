@@ -103,7 +103,11 @@ pub fn decode_audio_file(
         .format(
             &hint,
             mss,
-            &FormatOptions::default(),
+            // trim encoder delay / padding (LAME tags, edit lists) as ffmpeg does
+            &FormatOptions {
+                enable_gapless: true,
+                ..Default::default()
+            },
             &MetadataOptions::default(),
         )
         .map_err(|e| media_err(path, format!("not a readable audio/video container ({e})")))?;

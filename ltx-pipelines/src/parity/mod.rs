@@ -26,6 +26,7 @@ mod gemma;
 mod gemma_tokenizer;
 mod guider;
 mod latent_upsampler;
+mod lora_fuse;
 mod media_resize;
 mod patchifier;
 mod pipeline_params;
@@ -260,6 +261,7 @@ pub fn run_fixture(path: &Path, device: &Device) -> Result<Vec<OutputCheck>> {
         "audio_processor" => audio_processor::run(&fx, &inputs, device)?,
         "audio_filters" => audio_filters::run(&fx, &inputs, device)?,
         "denoise_loop" => denoise_loop::run(&fx, &inputs, device)?,
+        "lora_fuse" => lora_fuse::run(&fx, &inputs, device)?,
         "media_resize" => media_resize::run(&fx, &inputs, device)?,
         "vocoder" => audio_vae::run_vocoder(&fx, &inputs, device)?,
         "video_decoder" => video_vae::run_decoder(&fx, &inputs, &expected, device)?,

@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use candle_core::{DType, Device};
-use ltx_core::loader::{SafetensorsFiles, StateDict};
+use ltx_core::loader::sd_ops::ltxv_lora_comfy_renaming_map;
+use ltx_core::loader::{apply_loras, LoraStateDictWithStrength, SafetensorsFiles, StateDict};
 use ltx_core::model::audio_vae::vocoder::{vocoder_keys_filter, VocoderModel, VocoderModelConfig};
 use ltx_core::model::audio_vae::{
     audio_vae_decoder_keys_filter, audio_vae_encoder_keys_filter, AudioDecoder, AudioEncoder,
@@ -118,17 +119,49 @@ impl ModelLedger {
     }
 
     /// The audio-video transformer wrapped to predict denoised latents.
+    /// With LoRAs, their deltas are fused into the weights they touch (in the ledger's dtype); a
+    /// LoRA that matches no weight is an error, not a silent no-op.
     pub fn transformer(&self) -> Result<X0Model> {
-        if !self.loras.is_empty() {
-            return Err(Error::InvalidArgument(format!(
-                "LoRA fusing is not available yet ({} LoRA file(s) given)",
-                self.loras.len()
-            )));
-        }
         let files = self.open()?;
         let kind = LtxModelType::AudioVideo;
         let cfg = LtxModelConfig::from_checkpoint_config(&files.config()?, kind)?;
-        let sd = self.weights(&files, &ltxv_model_comfy_renaming_map())?;
+        let mut sd = files.state_dict(&ltxv_model_comfy_renaming_map())?;
+        if !self.loras.is_empty() {
+            let lora_files = self
+                .loras
+                .iter()
+                .map(|l| {
+                    let f = SafetensorsFiles::open(&[&l.path])?;
+                    Ok(f.state_dict(&ltxv_lora_comfy_renaming_map())?)
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let with_strength: Vec<_> = lora_files
+                .iter()
+                .zip(&self.loras)
+                .map(|(sd, l)| LoraStateDictWithStrength {
+                    state_dict: sd,
+                    strength: l.strength,
+                })
+                .collect();
+            let (fused, report) = apply_loras(&sd, &with_strength, self.dtype, &self.device)?;
+            let all_zero = self.loras.iter().all(|l| l.strength == 0.0);
+            for (l, n) in self.loras.iter().zip(&report.matched) {
+                if *n == 0 && !all_zero {
+                    return Err(Error::InvalidArgument(format!(
+                        "LoRA `{}` matches no weight of the transformer (expected keys like \
+                         `diffusion_model.<module>.lora_A.weight` / `.lora_B.weight`)",
+                        l.path.display()
+                    )));
+                }
+                tracing::info!(
+                    "LoRA `{}` (strength {}): {n} weights",
+                    l.path.display(),
+                    l.strength
+                );
+            }
+            sd = sd.with_overrides(fused);
+        }
+        let sd = Arc::new(sd);
         let model = LtxModel::new(&cfg, kind, sd.var_builder(self.dtype, &self.device))?;
         sd.report_unused("transformer");
         Ok(X0Model {

@@ -1,0 +1,55 @@
+//! `lora_fuse` fixtures: LoRA deltas fused into a transformer's bf16 weights (`apply_loras`).
+
+use std::sync::Arc;
+
+use candle_core::{DType, Device};
+use ltx_core::loader::{apply_loras, LoraStateDictWithStrength, SDOps, StateDict};
+use ltx_core::model::transformer::ltxv_model_comfy_renaming_map;
+
+use super::{Fixture, Outputs};
+use crate::Result;
+
+pub(super) fn run(fx: &Fixture, _inputs: &Arc<StateDict>, device: &Device) -> Result<Outputs> {
+    let model = fx.weights(&ltxv_model_comfy_renaming_map())?;
+    let strengths: Vec<f64> = fx
+        .call_array("strengths")?
+        .iter()
+        .map(|v| v.as_f64())
+        .collect::<Option<_>>()
+        .ok_or_else(|| fx.bad("strengths must be numbers"))?;
+    // each LoRA as its file would be read: `diffusion_model.` stripped (ComfyUI names)
+    let loras = (0..strengths.len())
+        .map(|i| {
+            let prefix = format!("input.lora{i}.");
+            fx.weights(
+                &SDOps::new("LORA")
+                    .with_matching(&prefix, "")
+                    .with_replacement(&prefix, "")
+                    .with_replacement("diffusion_model.", ""),
+            )
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let with_strength: Vec<_> = loras
+        .iter()
+        .zip(&strengths)
+        .map(|(sd, &strength)| LoraStateDictWithStrength {
+            state_dict: sd,
+            strength,
+        })
+        .collect();
+    let dtype = match fx.call_str("target_dtype")? {
+        "bfloat16" => DType::BF16,
+        "float32" => DType::F32,
+        other => return Err(fx.bad(format!("unknown target dtype `{other}`"))),
+    };
+    let (fused, report) = apply_loras(&model, &with_strength, dtype, device)?;
+    if report.matched.contains(&0) {
+        return Err(fx.bad(format!("a LoRA matched nothing: {:?}", report.matched)));
+    }
+    let mut out: Outputs = fused
+        .into_iter()
+        .map(|(k, t)| Ok((format!("fused.{k}"), t.to_dtype(DType::F32)?)))
+        .collect::<Result<_>>()?;
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(out)
+}
