@@ -1,5 +1,6 @@
-//! `ltx generate` / `ltx distilled`: the two-stage distilled pipeline, from local files or, with
-//! no checkpoint given, the built-in tiny model.
+//! The generation commands: `ltx generate` / `ltx distilled` (two-stage distilled), `ltx
+//! one-stage`, `ltx two-stage`; from local files or, with no checkpoint given, the built-in tiny
+//! model.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -14,12 +15,16 @@ use ltx_pipelines::distilled::{
     DistilledPipeline, GenerationRequest, ImageConditioningInput, ProgressEvent,
 };
 use ltx_pipelines::media::video::Mp4Writer;
+use ltx_pipelines::ti2vid_one_stage::{GuidanceRequest, TI2VidOneStagePipeline};
+use ltx_pipelines::ti2vid_two_stages::TI2VidTwoStagesPipeline;
 use ltx_pipelines::tiny::{default_cache_dir, ensure_tiny_model};
-use ltx_pipelines::utils::constants::{detect_params_from_path, DEFAULT_IMAGE_CRF};
+use ltx_pipelines::utils::constants::{
+    detect_params_from_path, DEFAULT_IMAGE_CRF, DEFAULT_NEGATIVE_PROMPT,
+};
 use ltx_pipelines::utils::model_ledger::{LoraSpec, ModelLedger};
 
 #[derive(clap::Args, Debug)]
-pub struct GenerateArgs {
+pub struct CommonArgs {
     /// Text prompt describing the video.
     #[arg(long)]
     prompt: String,
@@ -33,7 +38,7 @@ pub struct GenerateArgs {
     /// Folder with the Gemma-3 text encoder (tokenizer.json + safetensors).
     #[arg(long)]
     gemma_root: Option<PathBuf>,
-    /// Spatial x2 latent upsampler (.safetensors).
+    /// Spatial x2 latent upsampler (.safetensors); two-stage pipelines.
     #[arg(long)]
     spatial_upsampler_path: Option<PathBuf>,
     /// Random seed (default: the model's preset).
@@ -186,18 +191,174 @@ impl Bars {
     }
 }
 
+/// Guidance flags of the full-model pipelines (defaults: the checkpoint's preset).
+#[derive(clap::Args, Debug)]
+pub struct GuidanceArgs {
+    /// Negative prompt (default: the reference's).
+    #[arg(long)]
+    negative_prompt: Option<String>,
+    /// Denoising steps of stage 1 (default: the preset's, 40 for LTX-2).
+    #[arg(long)]
+    num_inference_steps: Option<usize>,
+    #[arg(long)]
+    video_cfg_guidance_scale: Option<f64>,
+    #[arg(long)]
+    video_stg_guidance_scale: Option<f64>,
+    #[arg(long)]
+    video_rescale_scale: Option<f64>,
+    /// Audio-to-video modality guidance scale.
+    #[arg(long)]
+    a2v_guidance_scale: Option<f64>,
+    #[arg(long)]
+    video_skip_step: Option<usize>,
+    /// Blocks whose video self-attention STG skips.
+    #[arg(long, num_args = 0..)]
+    video_stg_blocks: Option<Vec<usize>>,
+    #[arg(long)]
+    audio_cfg_guidance_scale: Option<f64>,
+    #[arg(long)]
+    audio_stg_guidance_scale: Option<f64>,
+    #[arg(long)]
+    audio_rescale_scale: Option<f64>,
+    /// Video-to-audio modality guidance scale.
+    #[arg(long)]
+    v2a_guidance_scale: Option<f64>,
+    #[arg(long)]
+    audio_skip_step: Option<usize>,
+    /// Blocks whose audio self-attention STG skips.
+    #[arg(long, num_args = 0..)]
+    audio_stg_blocks: Option<Vec<usize>>,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct GenerateArgs {
+    #[command(flatten)]
+    common: CommonArgs,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct OneStageArgs {
+    #[command(flatten)]
+    common: CommonArgs,
+    #[command(flatten)]
+    guidance: GuidanceArgs,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct TwoStageArgs {
+    #[command(flatten)]
+    common: CommonArgs,
+    #[command(flatten)]
+    guidance: GuidanceArgs,
+    /// The distilled LoRA fused into stage 2: PATH [STRENGTH] (required with --checkpoint-path;
+    /// the built-in tiny model stands in without one).
+    #[arg(long, num_args = 1..=2, value_names = ["PATH", "STRENGTH"])]
+    distilled_lora: Vec<String>,
+}
+
+/// Which pipeline a command runs.
+enum Kind {
+    Distilled,
+    OneStage(GuidanceArgs),
+    TwoStage(GuidanceArgs, Vec<String>),
+}
+
+impl Kind {
+    fn two_stage(&self) -> bool {
+        !matches!(self, Kind::OneStage(_))
+    }
+}
+
 pub fn run(args: GenerateArgs, device: &Device, dtype: Option<DTypeChoice>) -> Result<()> {
+    run_pipeline(args.common, Kind::Distilled, device, dtype)
+}
+
+pub fn run_one_stage(
+    args: OneStageArgs,
+    device: &Device,
+    dtype: Option<DTypeChoice>,
+) -> Result<()> {
+    run_pipeline(args.common, Kind::OneStage(args.guidance), device, dtype)
+}
+
+pub fn run_two_stage(
+    args: TwoStageArgs,
+    device: &Device,
+    dtype: Option<DTypeChoice>,
+) -> Result<()> {
+    run_pipeline(
+        args.common,
+        Kind::TwoStage(args.guidance, args.distilled_lora),
+        device,
+        dtype,
+    )
+}
+
+fn guidance_request(
+    g: GuidanceArgs,
+    params: &ltx_pipelines::utils::constants::PipelineParams,
+    tiny: bool,
+) -> GuidanceRequest {
+    let mut video = params.video_guider_params.clone();
+    let mut audio = params.audio_guider_params.clone();
+    if tiny {
+        // the tiny transformer has two blocks: perturb the last, as the presets do at full size
+        video.stg_blocks = Some(vec![1]);
+        audio.stg_blocks = Some(vec![1]);
+    }
+    let set = |t: &mut f64, v: Option<f64>| {
+        if let Some(v) = v {
+            *t = v;
+        }
+    };
+    set(&mut video.cfg_scale, g.video_cfg_guidance_scale);
+    set(&mut video.stg_scale, g.video_stg_guidance_scale);
+    set(&mut video.rescale_scale, g.video_rescale_scale);
+    set(&mut video.modality_scale, g.a2v_guidance_scale);
+    set(&mut audio.cfg_scale, g.audio_cfg_guidance_scale);
+    set(&mut audio.stg_scale, g.audio_stg_guidance_scale);
+    set(&mut audio.rescale_scale, g.audio_rescale_scale);
+    set(&mut audio.modality_scale, g.v2a_guidance_scale);
+    if let Some(s) = g.video_skip_step {
+        video.skip_step = s;
+    }
+    if let Some(s) = g.audio_skip_step {
+        audio.skip_step = s;
+    }
+    if let Some(b) = g.video_stg_blocks {
+        video.stg_blocks = Some(b);
+    }
+    if let Some(b) = g.audio_stg_blocks {
+        audio.stg_blocks = Some(b);
+    }
+    GuidanceRequest {
+        negative_prompt: g
+            .negative_prompt
+            .unwrap_or_else(|| DEFAULT_NEGATIVE_PROMPT.to_string()),
+        num_inference_steps: g.num_inference_steps.unwrap_or(params.num_inference_steps),
+        video_guider: video,
+        audio_guider: audio,
+    }
+}
+
+fn run_pipeline(
+    args: CommonArgs,
+    kind: Kind,
+    device: &Device,
+    dtype: Option<DTypeChoice>,
+) -> Result<()> {
     let start = Instant::now();
     check_output(&args.output_path, args.force)?;
     let images = parse_images(&args.images)?;
     let loras = parse_loras(&args.loras)?;
     let dtype = ltx_core::device::resolve_dtype(dtype, device);
+    let two_stage = kind.two_stage();
     // what can be checked without the model, before anything is loaded or generated
     if let Some(n) = args.num_frames {
         ltx_pipelines::utils::helpers::assert_num_frames(n)?;
     }
     if let (Some(h), Some(w)) = (args.height, args.width) {
-        ltx_pipelines::utils::helpers::assert_resolution(h, w, true)?;
+        ltx_pipelines::utils::helpers::assert_resolution(h, w, two_stage)?;
     }
 
     let tiny = args.checkpoint_path.is_none();
@@ -207,10 +368,13 @@ pub fn run(args: GenerateArgs, device: &Device, dtype: Option<DTypeChoice>) -> R
                 .gemma_root
                 .clone()
                 .context("--gemma-root is required with --checkpoint-path")?;
-            let up = args
-                .spatial_upsampler_path
-                .clone()
-                .context("--spatial-upsampler-path is required by the two-stage pipeline")?;
+            let up = match (&args.spatial_upsampler_path, two_stage) {
+                (Some(p), _) => Some(p.clone()),
+                (None, false) => None,
+                (None, true) => {
+                    bail!("--spatial-upsampler-path is required by the two-stage pipelines")
+                }
+            };
             (ckpt.clone(), gemma, up)
         }
         None => {
@@ -223,24 +387,37 @@ pub fn run(args: GenerateArgs, device: &Device, dtype: Option<DTypeChoice>) -> R
                 cache.display()
             );
             let t = ensure_tiny_model(&cache)?;
-            (t.checkpoint, t.gemma_root, t.spatial_upsampler)
+            (t.checkpoint, t.gemma_root, Some(t.spatial_upsampler))
         }
+    };
+    let distilled_lora = match &kind {
+        Kind::TwoStage(_, l) if l.is_empty() && !tiny => {
+            bail!("--distilled-lora is required by the two-stage pipeline")
+        }
+        Kind::TwoStage(_, l) => parse_loras(l)?,
+        _ => Vec::new(),
     };
     let ledger = ModelLedger::new(
         dtype,
         device.clone(),
         checkpoint.clone(),
         Some(gemma_root),
-        Some(upsampler),
+        upsampler,
         loras,
     )?;
     let params = detect_params_from_path(&checkpoint)?;
     let (def_h, def_w, def_f) = if tiny {
         (512, 768, 121)
-    } else {
+    } else if two_stage {
         (
             params.stage_2_height(),
             params.stage_2_width(),
+            params.num_frames,
+        )
+    } else {
+        (
+            params.stage_1_height,
+            params.stage_1_width,
             params.num_frames,
         )
     };
@@ -254,7 +431,7 @@ pub fn run(args: GenerateArgs, device: &Device, dtype: Option<DTypeChoice>) -> R
         images,
         tiling: args.tiled_decode.then(TilingConfig::reference_default),
     };
-    req.validate(true)?;
+    req.validate(two_stage)?;
     let audio_rate = VocoderModelConfig::from_checkpoint_config(&ledger.config()?)?
         .output_sampling_rate() as u32;
 
@@ -265,13 +442,29 @@ pub fn run(args: GenerateArgs, device: &Device, dtype: Option<DTypeChoice>) -> R
         req.frame_rate,
         Some(audio_rate),
     )?;
-    let pipeline = DistilledPipeline::new(ledger);
     let mut bars = Bars { current: None };
     let mut frames = 0usize;
-    let audio = pipeline.run(&req, &mut |e| bars.event(e), &mut |chunk| {
+    let mut progress = |e| bars.event(e);
+    let mut sink = |chunk: candle_core::Tensor| {
         frames += chunk.dim(0)?;
         writer.write_frames(&chunk)
-    })?;
+    };
+    let audio = match kind {
+        Kind::Distilled => DistilledPipeline::new(ledger).run(&req, &mut progress, &mut sink)?,
+        Kind::OneStage(g) => {
+            let g = guidance_request(g, &params, tiny);
+            TI2VidOneStagePipeline::new(ledger).run(&req, &g, &mut progress, &mut sink)?
+        }
+        Kind::TwoStage(g, _) => {
+            let g = guidance_request(g, &params, tiny);
+            TI2VidTwoStagesPipeline::new(ledger, &distilled_lora)?.run(
+                &req,
+                &g,
+                &mut progress,
+                &mut sink,
+            )?
+        }
+    };
     bars.event(ProgressEvent::Stage {
         name: "mux",
         total: 0,

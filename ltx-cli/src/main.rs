@@ -33,6 +33,10 @@ enum Command {
     Generate(generate::GenerateArgs),
     /// The two-stage distilled pipeline (same as `generate`).
     Distilled(generate::GenerateArgs),
+    /// Text/image-to-video in one stage with the full model and multimodal guidance.
+    OneStage(generate::OneStageArgs),
+    /// Full model with guidance at half size, x2 upsampler, distilled-LoRA refinement.
+    TwoStage(generate::TwoStageArgs),
     /// Run reference fixtures (files or folders of .safetensors) and compare every output.
     Parity(parity::Args),
     /// Time a component against the PyTorch reference on this machine.
@@ -71,6 +75,8 @@ fn main() -> Result<()> {
         Command::Generate(args) | Command::Distilled(args) => {
             generate::run(args, &device, cli.dtype)
         }
+        Command::OneStage(args) => generate::run_one_stage(args, &device, cli.dtype),
+        Command::TwoStage(args) => generate::run_two_stage(args, &device, cli.dtype),
         Command::Bench(cmd) => bench::run(cmd, &device, cli.dtype),
         Command::BenchWorker(args) => bench::worker(args, &device, cli.dtype),
     }

@@ -205,3 +205,69 @@ fn loras_are_fused_or_refused() {
     assert!(stderr(&o).contains("matches no weight"), "{}", stderr(&o));
     assert!(!out2.exists());
 }
+
+fn run_cmd(cmd: &str, out: &Path, extra: &[&str]) -> std::process::Output {
+    let mut c = ltx();
+    c.args(["--device", "cpu", cmd, "--prompt", "a dog runs in the snow"])
+        .arg("--output-path")
+        .arg(out)
+        .arg("--cache-dir")
+        .arg(cache())
+        .args(extra);
+    c.output().expect("the ltx binary runs")
+}
+
+#[test]
+fn one_stage_and_two_stage_pipelines_run_on_the_tiny_model() {
+    let dir = tempfile::tempdir().unwrap();
+    // one-stage takes multiples of 32, two-stage multiples of 64
+    for (cmd, h, w) in [("one-stage", "96", "160"), ("two-stage", "128", "192")] {
+        let out = dir.path().join(format!("{cmd}.mp4"));
+        let o = run_cmd(
+            cmd,
+            &out,
+            &[
+                "--height",
+                h,
+                "--width",
+                w,
+                "--num-frames",
+                "9",
+                "--num-inference-steps",
+                "2",
+            ],
+        );
+        assert!(o.status.success(), "{cmd}: {}", stderr(&o));
+        let info = probe_mp4(&out).unwrap();
+        assert_eq!(info.frame_count, 9, "{cmd}");
+        assert_eq!(
+            (info.height.to_string(), info.width.to_string()),
+            (h.to_string(), w.to_string())
+        );
+        assert!(info.audio.is_some());
+    }
+    // the two-stage pipeline still needs multiples of 64
+    let o = run_cmd(
+        "two-stage",
+        &dir.path().join("bad.mp4"),
+        &["--height", "96", "--width", "160", "--num-frames", "9"],
+    );
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("divisible by 64"), "{}", stderr(&o));
+    // a guidance scale that is not a number
+    let o = run_cmd(
+        "one-stage",
+        &dir.path().join("bad2.mp4"),
+        &[
+            "--height",
+            "96",
+            "--width",
+            "160",
+            "--num-frames",
+            "9",
+            "--video-cfg-guidance-scale",
+            "-1",
+        ],
+    );
+    assert!(!o.status.success());
+}

@@ -6,6 +6,8 @@ pub mod distilled;
 pub mod error;
 pub mod media;
 pub mod parity;
+pub mod ti2vid_one_stage;
+pub mod ti2vid_two_stages;
 pub mod tiny;
 pub mod utils;
 

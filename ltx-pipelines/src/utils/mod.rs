@@ -5,3 +5,4 @@ pub mod helpers;
 pub mod model_ledger;
 pub mod res2s;
 pub mod samplers;
+pub mod stages;

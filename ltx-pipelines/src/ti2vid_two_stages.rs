@@ -1,0 +1,118 @@
+//! Port of `ltx_pipelines/ti2vid_two_stages.py`: stage 1 at half resolution with the full model
+//! and multimodal guidance, the x2 latent upsampler, stage 2 at full resolution with the distilled
+//! LoRA fused in (3 distilled sigmas, plain conditional passes).
+
+use candle_core::Tensor;
+use ltx_core::components::noisers::NoiseGenerator;
+use ltx_core::model::upsampler::upsample_video;
+use ltx_core::types::{Audio, VideoPixelShape};
+
+use crate::ti2vid_one_stage::{guided_stage, GuidanceRequest};
+use crate::utils::constants::STAGE_2_DISTILLED_SIGMA_VALUES;
+use crate::utils::helpers::{denoise_audio_video, SimpleDenoiser};
+use crate::utils::model_ledger::{LoraSpec, ModelLedger};
+use crate::utils::stages::{
+    decode_audio_latent, decode_video_chunks, euler_stage, image_conditionings, GenerationRequest,
+    ProgressEvent,
+};
+use crate::Result;
+
+/// The two-stage pipeline.
+pub struct TI2VidTwoStagesPipeline {
+    pub stage_1: ModelLedger,
+    pub stage_2: ModelLedger,
+}
+
+impl TI2VidTwoStagesPipeline {
+    /// `distilled_lora`: the LoRA that turns the full model into the distilled one for stage 2.
+    pub fn new(ledger: ModelLedger, distilled_lora: &[LoraSpec]) -> Result<Self> {
+        let stage_2 = ledger.with_additional_loras(distilled_lora)?;
+        Ok(Self {
+            stage_1: ledger,
+            stage_2,
+        })
+    }
+
+    pub fn run(
+        &self,
+        req: &GenerationRequest,
+        guidance: &GuidanceRequest,
+        progress: &mut dyn FnMut(ProgressEvent),
+        sink: &mut dyn FnMut(Tensor) -> Result<()>,
+    ) -> Result<Audio> {
+        req.validate(true)?;
+        guidance.validate()?;
+        let (dtype, device) = (self.stage_1.dtype, self.stage_1.device.clone());
+        let shape1 = VideoPixelShape {
+            batch: 1,
+            frames: req.num_frames,
+            height: req.height / 2,
+            width: req.width / 2,
+            fps: req.frame_rate,
+        };
+        let mut noise = NoiseGenerator::new(req.seed);
+        let (video1, audio1, (v_pos, a_pos)) =
+            guided_stage(&self.stage_1, req, guidance, &shape1, &mut noise, progress)?;
+
+        progress(ProgressEvent::Stage {
+            name: "upsample",
+            total: 0,
+        });
+        let shape2 = VideoPixelShape {
+            height: req.height,
+            width: req.width,
+            ..shape1
+        };
+        let (upscaled, conds2) = {
+            let encoder = self.stage_1.video_encoder()?;
+            let upsampler = self.stage_2.spatial_upsampler()?;
+            let up = upsample_video(
+                &video1.narrow(0, 0, 1)?,
+                encoder.per_channel_statistics(),
+                &upsampler,
+            )?;
+            let conds = image_conditionings(
+                &req.images,
+                shape2.height,
+                shape2.width,
+                &encoder,
+                dtype,
+                &device,
+            )?;
+            (up, conds)
+        };
+
+        let transformer = self.stage_2.transformer()?;
+        let sigmas = Tensor::new(&STAGE_2_DISTILLED_SIGMA_VALUES, &device)?;
+        let mut denoiser = SimpleDenoiser {
+            transformer: &transformer,
+            video_context: v_pos,
+            audio_context: a_pos,
+        };
+        progress(ProgressEvent::Stage {
+            name: "denoise (stage 2)",
+            total: sigmas.dim(0)? - 1,
+        });
+        let (video2, audio2) = denoise_audio_video(
+            &shape2,
+            &conds2,
+            &mut noise,
+            &mut euler_stage(&sigmas, &mut denoiser, progress),
+            dtype,
+            &device,
+            STAGE_2_DISTILLED_SIGMA_VALUES[0] as f64,
+            Some(&upscaled),
+            Some(&audio1),
+        )?;
+        drop(denoiser);
+        drop((transformer, conds2));
+        decode_video_chunks(
+            &self.stage_2,
+            &video2.latent,
+            req.tiling.as_ref(),
+            progress,
+            sink,
+        )?;
+        decode_audio_latent(&self.stage_2, &audio2.latent, progress)
+    }
+}

@@ -1,0 +1,257 @@
+//! What every pipeline shares (the stage-level halves of `ltx_pipelines/utils/helpers.py` and the
+//! pipelines' common argument types): progress events, the request and its checks, prompt encoding,
+//! image conditionings, the Euler stage loop, streamed video decoding and audio decoding.
+
+use candle_core::{DType, Tensor};
+use ltx_core::conditioning::ConditioningItem;
+use ltx_core::model::audio_vae::decode_audio;
+use ltx_core::model::video_vae::decoder::to_uint8_frames;
+use ltx_core::model::video_vae::{DecodeInputs, TilingConfig};
+use ltx_core::text_encoders::gemma::PaddingSide;
+use ltx_core::types::{Audio, LatentState};
+
+use super::helpers::{assert_num_frames, assert_resolution, DenoisingFunc, NoiseSource};
+use super::model_ledger::ModelLedger;
+use super::samplers::euler_denoising_loop;
+use crate::{Error, Result};
+
+/// What a pipeline reports while it runs.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ProgressEvent {
+    /// A stage starts; `total` steps (0: no step count).
+    Stage { name: &'static str, total: usize },
+    /// `done` of the stage's `total` steps are finished.
+    Step { done: usize, total: usize },
+}
+
+/// An image that conditions one frame (`--image PATH FRAME_IDX STRENGTH [CRF]`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ImageConditioningInput {
+    pub path: std::path::PathBuf,
+    pub frame_idx: usize,
+    pub strength: f64,
+    pub crf: u32,
+}
+
+/// The inputs of one generation.
+#[derive(Clone, Debug)]
+pub struct GenerationRequest {
+    pub prompt: String,
+    pub seed: u64,
+    pub height: usize,
+    pub width: usize,
+    pub num_frames: usize,
+    pub frame_rate: f64,
+    pub images: Vec<ImageConditioningInput>,
+    /// `None`: decode in one piece.
+    pub tiling: Option<TilingConfig>,
+}
+
+impl GenerationRequest {
+    /// The checks every pipeline makes before any model is loaded.
+    pub fn validate(&self, two_stage: bool) -> Result<()> {
+        assert_resolution(self.height, self.width, two_stage)?;
+        assert_num_frames(self.num_frames)?;
+        if !(self.frame_rate.is_finite() && self.frame_rate > 0.0) {
+            return Err(Error::InvalidArgument(format!(
+                "frame rate {} must be a positive number",
+                self.frame_rate
+            )));
+        }
+        if self.prompt.trim().is_empty() {
+            return Err(Error::InvalidArgument("the prompt is empty".into()));
+        }
+        for img in &self.images {
+            if img.frame_idx >= self.num_frames {
+                return Err(Error::InvalidArgument(format!(
+                    "image `{}` conditions frame {}, but the video has {} frames",
+                    img.path.display(),
+                    img.frame_idx,
+                    self.num_frames
+                )));
+            }
+            if !(0.0..=1.0).contains(&img.strength) {
+                return Err(Error::InvalidArgument(format!(
+                    "image `{}`: strength {} is outside [0, 1]",
+                    img.path.display(),
+                    img.strength
+                )));
+            }
+            if !img.path.is_file() {
+                return Err(Error::InvalidArgument(format!(
+                    "image `{}` does not exist",
+                    img.path.display()
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Video and audio contexts of each prompt (`encode_prompts`): Gemma encodes every prompt and is
+/// freed, then the embeddings processor runs and is freed.
+pub fn encode_prompts(
+    ledger: &ModelLedger,
+    prompts: &[&str],
+    progress: &mut dyn FnMut(ProgressEvent),
+) -> Result<Vec<(Tensor, Tensor)>> {
+    progress(ProgressEvent::Stage {
+        name: "text encoder",
+        total: prompts.len(),
+    });
+    let hidden = {
+        let encoder = ledger.text_encoder()?;
+        let mut out = Vec::with_capacity(prompts.len());
+        for (i, p) in prompts.iter().enumerate() {
+            out.push(encoder.encode_stacked(p)?);
+            progress(ProgressEvent::Step {
+                done: i + 1,
+                total: prompts.len(),
+            });
+        }
+        out
+    };
+    let processor = ledger.embeddings_processor()?;
+    hidden
+        .iter()
+        .map(|(h, m)| {
+            let out = processor.process_hidden_states(h, m, PaddingSide::Left)?;
+            let audio = out.audio_encoding.ok_or_else(|| {
+                Error::InvalidArgument("the checkpoint has no audio text connector".into())
+            })?;
+            Ok((
+                out.video_encoding.to_dtype(ledger.dtype)?,
+                audio.to_dtype(ledger.dtype)?,
+            ))
+        })
+        .collect()
+}
+
+/// [`encode_prompts`] for one prompt.
+pub fn encode_prompt(
+    ledger: &ModelLedger,
+    prompt: &str,
+    progress: &mut dyn FnMut(ProgressEvent),
+) -> Result<(Tensor, Tensor)> {
+    let mut v = encode_prompts(ledger, &[prompt], progress)?;
+    Ok(v.remove(0))
+}
+
+/// Image conditionings of one stage: a frame-0 image replaces latent frame 0, later frames become
+/// keyframe tokens (`combined_image_conditionings`).
+pub fn image_conditionings(
+    images: &[ImageConditioningInput],
+    height: usize,
+    width: usize,
+    encoder: &ltx_core::model::video_vae::VideoEncoder,
+    dtype: DType,
+    device: &candle_core::Device,
+) -> Result<Vec<Box<dyn ConditioningItem>>> {
+    use ltx_core::conditioning::{VideoConditionByKeyframeIndex, VideoConditionByLatentIndex};
+    let mut out: Vec<Box<dyn ConditioningItem>> = Vec::new();
+    for img in images {
+        let pixels =
+            crate::media::image::load_image_conditioning(&img.path, height, width, img.crf as f64)?
+                .to_dtype(dtype)?
+                .to_device(device)?;
+        let latent = encoder.forward(&pixels)?;
+        if img.frame_idx == 0 {
+            out.push(Box::new(VideoConditionByLatentIndex::new(
+                latent,
+                img.strength,
+                0,
+            )?));
+        } else {
+            out.push(Box::new(VideoConditionByKeyframeIndex::new(
+                latent,
+                img.frame_idx,
+                img.strength,
+            )?));
+        }
+    }
+    Ok(out)
+}
+
+/// Decodes a video latent `[1, 128, F', H', W']` into `[f, H, W, 3]` u8 chunks handed to `sink`.
+pub fn decode_video_chunks(
+    ledger: &ModelLedger,
+    latent: &Tensor,
+    tiling: Option<&TilingConfig>,
+    progress: &mut dyn FnMut(ProgressEvent),
+    sink: &mut dyn FnMut(Tensor) -> Result<()>,
+) -> Result<()> {
+    let decoder = ledger.video_decoder()?;
+    let latent = latent.to_dtype(ledger.dtype)?;
+    match tiling {
+        Some(cfg) => {
+            let frames = 1 + (latent.dim(2)? - 1) * 8;
+            let total = cfg.video_chunks(frames);
+            progress(ProgressEvent::Stage {
+                name: "video decode",
+                total,
+            });
+            let mut done = 0;
+            let mut err: Option<Error> = None;
+            decoder
+                .tiled_decode(&latent, cfg, None, None, |chunk| {
+                    done += 1;
+                    progress(ProgressEvent::Step { done, total });
+                    match to_uint8_frames(&chunk)
+                        .map_err(Error::from)
+                        .and_then(&mut *sink)
+                    {
+                        Ok(()) => Ok(()),
+                        Err(e) => {
+                            err = Some(e);
+                            Err(ltx_core::Error::InvalidInput("output sink failed".into()))
+                        }
+                    }
+                })
+                .map_err(|e| err.take().unwrap_or(Error::Core(e)))?;
+        }
+        None => {
+            progress(ProgressEvent::Stage {
+                name: "video decode",
+                total: 1,
+            });
+            let video = decoder.forward(&latent, DecodeInputs::default())?;
+            sink(to_uint8_frames(&video)?)?;
+            progress(ProgressEvent::Step { done: 1, total: 1 });
+        }
+    }
+    Ok(())
+}
+
+/// Audio latent `[1, 8, T, 16]` -> stereo waveform at the vocoder's rate.
+pub fn decode_audio_latent(
+    ledger: &ModelLedger,
+    latent: &Tensor,
+    progress: &mut dyn FnMut(ProgressEvent),
+) -> Result<Audio> {
+    progress(ProgressEvent::Stage {
+        name: "audio decode",
+        total: 0,
+    });
+    let decoder = ledger.audio_decoder()?;
+    let vocoder = ledger.vocoder()?;
+    Ok(decode_audio(
+        &latent.to_dtype(ledger.dtype)?,
+        &decoder,
+        &vocoder,
+    )?)
+}
+
+/// A denoising loop for [`denoise_audio_video`]: Euler over `sigmas` with `denoiser`, reporting
+/// each step.
+pub fn euler_stage<'a>(
+    sigmas: &'a Tensor,
+    denoiser: &'a mut dyn DenoisingFunc,
+    progress: &'a mut dyn FnMut(ProgressEvent),
+) -> impl FnMut(LatentState, LatentState, &mut dyn NoiseSource) -> Result<(LatentState, LatentState)> + 'a
+{
+    move |v, a, _noise: &mut dyn NoiseSource| {
+        euler_denoising_loop(sigmas, v, a, &mut *denoiser, &mut |done, total| {
+            progress(ProgressEvent::Step { done, total })
+        })
+    }
+}
