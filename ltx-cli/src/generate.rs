@@ -256,11 +256,27 @@ pub struct TwoStageArgs {
     distilled_lora: Vec<String>,
 }
 
+#[derive(clap::Args, Debug)]
+pub struct TwoStageHqArgs {
+    #[command(flatten)]
+    common: CommonArgs,
+    #[command(flatten)]
+    guidance: GuidanceArgs,
+    /// The distilled LoRA, fused into both stages (required with --checkpoint-path).
+    #[arg(long, value_name = "PATH")]
+    distilled_lora: Option<PathBuf>,
+    #[arg(long, default_value_t = 0.25)]
+    distilled_lora_strength_stage_1: f64,
+    #[arg(long, default_value_t = 0.5)]
+    distilled_lora_strength_stage_2: f64,
+}
+
 /// Which pipeline a command runs.
 enum Kind {
     Distilled,
     OneStage(GuidanceArgs),
     TwoStage(GuidanceArgs, Vec<String>),
+    TwoStageHq(GuidanceArgs, Option<PathBuf>, (f64, f64)),
 }
 
 impl Kind {
@@ -279,6 +295,26 @@ pub fn run_one_stage(
     dtype: Option<DTypeChoice>,
 ) -> Result<()> {
     run_pipeline(args.common, Kind::OneStage(args.guidance), device, dtype)
+}
+
+pub fn run_two_stage_hq(
+    args: TwoStageHqArgs,
+    device: &Device,
+    dtype: Option<DTypeChoice>,
+) -> Result<()> {
+    run_pipeline(
+        args.common,
+        Kind::TwoStageHq(
+            args.guidance,
+            args.distilled_lora,
+            (
+                args.distilled_lora_strength_stage_1,
+                args.distilled_lora_strength_stage_2,
+            ),
+        ),
+        device,
+        dtype,
+    )
 }
 
 pub fn run_two_stage(
@@ -395,6 +431,9 @@ fn run_pipeline(
             bail!("--distilled-lora is required by the two-stage pipeline")
         }
         Kind::TwoStage(_, l) => parse_loras(l)?,
+        Kind::TwoStageHq(_, None, _) if !tiny => {
+            bail!("--distilled-lora is required by the two-stage HQ pipeline")
+        }
         _ => Vec::new(),
     };
     let ledger = ModelLedger::new(
@@ -405,7 +444,11 @@ fn run_pipeline(
         upsampler,
         loras,
     )?;
-    let params = detect_params_from_path(&checkpoint)?;
+    let params = match kind {
+        // the HQ pipeline has its own preset whatever the checkpoint
+        Kind::TwoStageHq(..) => ltx_pipelines::utils::constants::PipelineParams::ltx_2_3_hq(),
+        _ => detect_params_from_path(&checkpoint)?,
+    };
     let (def_h, def_w, def_f) = if tiny {
         (512, 768, 121)
     } else if two_stage {
@@ -458,6 +501,15 @@ fn run_pipeline(
         Kind::TwoStage(g, _) => {
             let g = guidance_request(g, &params, tiny);
             TI2VidTwoStagesPipeline::new(ledger, &distilled_lora)?.run(
+                &req,
+                &g,
+                &mut progress,
+                &mut sink,
+            )?
+        }
+        Kind::TwoStageHq(g, lora, strengths) => {
+            let g = guidance_request(g, &params, tiny);
+            TI2VidTwoStagesPipeline::hq(ledger, lora.as_deref(), strengths)?.run(
                 &req,
                 &g,
                 &mut progress,

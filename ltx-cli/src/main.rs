@@ -37,6 +37,8 @@ enum Command {
     OneStage(generate::OneStageArgs),
     /// Full model with guidance at half size, x2 upsampler, distilled-LoRA refinement.
     TwoStage(generate::TwoStageArgs),
+    /// The two-stage pipeline with the res_2s sampler (LTX-2.3 HQ preset).
+    TwoStageHq(generate::TwoStageHqArgs),
     /// Run reference fixtures (files or folders of .safetensors) and compare every output.
     Parity(parity::Args),
     /// Time a component against the PyTorch reference on this machine.
@@ -77,6 +79,7 @@ fn main() -> Result<()> {
         }
         Command::OneStage(args) => generate::run_one_stage(args, &device, cli.dtype),
         Command::TwoStage(args) => generate::run_two_stage(args, &device, cli.dtype),
+        Command::TwoStageHq(args) => generate::run_two_stage_hq(args, &device, cli.dtype),
         Command::Bench(cmd) => bench::run(cmd, &device, cli.dtype),
         Command::BenchWorker(args) => bench::worker(args, &device, cli.dtype),
     }

@@ -218,10 +218,14 @@ fn run_cmd(cmd: &str, out: &Path, extra: &[&str]) -> std::process::Output {
 }
 
 #[test]
-fn one_stage_and_two_stage_pipelines_run_on_the_tiny_model() {
+fn one_stage_two_stage_and_hq_pipelines_run_on_the_tiny_model() {
     let dir = tempfile::tempdir().unwrap();
     // one-stage takes multiples of 32, two-stage multiples of 64
-    for (cmd, h, w) in [("one-stage", "96", "160"), ("two-stage", "128", "192")] {
+    for (cmd, h, w) in [
+        ("one-stage", "96", "160"),
+        ("two-stage", "128", "192"),
+        ("two-stage-hq", "128", "192"),
+    ] {
         let out = dir.path().join(format!("{cmd}.mp4"));
         let o = run_cmd(
             cmd,

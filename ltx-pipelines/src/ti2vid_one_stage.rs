@@ -10,6 +10,7 @@ use ltx_core::types::{Audio, VideoPixelShape};
 
 use crate::utils::helpers::{denoise_audio_video, MultiModalDenoiser};
 use crate::utils::model_ledger::ModelLedger;
+use crate::utils::samplers::{res2s_audio_video_denoising_loop, Res2sOptions, SeededSdeNoise};
 use crate::utils::stages::{
     decode_audio_latent, decode_video_chunks, encode_prompts, euler_stage, image_conditionings,
     GenerationRequest, ProgressEvent,
@@ -38,15 +39,87 @@ impl GuidanceRequest {
     }
 }
 
+/// The sampler of a stage.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sampler {
+    Euler,
+    /// res_2s with the reference's fixed SDE noise seed (-1, substeps -1 + 10000).
+    Res2s,
+}
+
+/// Runs `sampler` over `sigmas` with `denoiser` as the loop of [`denoise_audio_video`].
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn run_stage(
+    sampler: Sampler,
+    shape: &VideoPixelShape,
+    conds: &[Box<dyn ltx_core::conditioning::ConditioningItem>],
+    noise: &mut NoiseGenerator,
+    sigmas: &Tensor,
+    denoiser: &mut dyn crate::utils::helpers::DenoisingFunc,
+    ledger: &ModelLedger,
+    noise_scale: f64,
+    initial: (Option<&Tensor>, Option<&Tensor>),
+    progress: &mut dyn FnMut(ProgressEvent),
+) -> Result<(ltx_core::types::LatentState, ltx_core::types::LatentState)> {
+    let (dtype, device) = (ledger.dtype, ledger.device.clone());
+    match sampler {
+        Sampler::Euler => denoise_audio_video(
+            shape,
+            conds,
+            noise,
+            &mut euler_stage(sigmas, denoiser, progress),
+            dtype,
+            &device,
+            noise_scale,
+            initial.0,
+            initial.1,
+        ),
+        Sampler::Res2s => {
+            let mut sde = SeededSdeNoise::new((-1i64) as u64);
+            sde.substep = NoiseGenerator::new(9999);
+            let opts = Res2sOptions {
+                model_dtype: dtype,
+                ..Default::default()
+            };
+            let mut lp = |v, a, _n: &mut dyn crate::utils::helpers::NoiseSource| {
+                res2s_audio_video_denoising_loop(
+                    sigmas,
+                    v,
+                    a,
+                    &mut *denoiser,
+                    &mut sde,
+                    opts,
+                    &mut |done, total| progress(ProgressEvent::Step { done, total }),
+                )
+            };
+            denoise_audio_video(
+                shape,
+                conds,
+                noise,
+                &mut lp,
+                dtype,
+                &device,
+                noise_scale,
+                initial.0,
+                initial.1,
+            )
+        }
+    }
+}
+
 /// Stage 1 of the guided pipelines: prompt + negative prompt encoded, image conditionings,
-/// `steps` Euler steps of the LTX-2 schedule with the multimodal guider, at `shape`. Returns the
-/// video and audio latents in grid layout.
+/// `steps` steps of the LTX-2 schedule (shifted for `schedule_tokens` latent tokens, or the
+/// default count) with the multimodal guider, at `shape`. Returns the video and audio latents in
+/// grid layout and the positive contexts.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn guided_stage(
     ledger: &ModelLedger,
     req: &GenerationRequest,
     guidance: &GuidanceRequest,
     shape: &VideoPixelShape,
     noise: &mut NoiseGenerator,
+    sampler: Sampler,
+    schedule_tokens: Option<usize>,
     progress: &mut dyn FnMut(ProgressEvent),
 ) -> Result<(Tensor, Tensor, (Tensor, Tensor))> {
     let (dtype, device) = (ledger.dtype, ledger.device.clone());
@@ -69,7 +142,7 @@ pub(crate) fn guided_stage(
         )?
     };
     let transformer = ledger.transformer()?;
-    let sigmas = Ltx2Scheduler::default().sigmas(guidance.num_inference_steps, None)?;
+    let sigmas = Ltx2Scheduler::default().sigmas(guidance.num_inference_steps, schedule_tokens)?;
     let sigmas = Tensor::new(sigmas.as_slice(), &device)?;
     let mut denoiser = MultiModalDenoiser::new(
         &transformer,
@@ -85,16 +158,17 @@ pub(crate) fn guided_stage(
         name: "denoise",
         total: guidance.num_inference_steps,
     });
-    let (video, audio) = denoise_audio_video(
+    let (video, audio) = run_stage(
+        sampler,
         shape,
         &conds,
         noise,
-        &mut euler_stage(&sigmas, &mut denoiser, progress),
-        dtype,
-        &device,
+        &sigmas,
+        &mut denoiser,
+        ledger,
         1.0,
-        None,
-        None,
+        (None, None),
+        progress,
     )?;
     Ok((video.latent, audio.latent, (v_pos, a_pos)))
 }
@@ -126,8 +200,16 @@ impl TI2VidOneStagePipeline {
             fps: req.frame_rate,
         };
         let mut noise = NoiseGenerator::new(req.seed);
-        let (video, audio, _) =
-            guided_stage(&self.ledger, req, guidance, &shape, &mut noise, progress)?;
+        let (video, audio, _) = guided_stage(
+            &self.ledger,
+            req,
+            guidance,
+            &shape,
+            &mut noise,
+            Sampler::Euler,
+            None,
+            progress,
+        )?;
         decode_video_chunks(&self.ledger, &video, req.tiling.as_ref(), progress, sink)?;
         decode_audio_latent(&self.ledger, &audio, progress)
     }

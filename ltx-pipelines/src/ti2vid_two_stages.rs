@@ -7,20 +7,30 @@ use ltx_core::components::noisers::NoiseGenerator;
 use ltx_core::model::upsampler::upsample_video;
 use ltx_core::types::{Audio, VideoPixelShape};
 
-use crate::ti2vid_one_stage::{guided_stage, GuidanceRequest};
+use crate::ti2vid_one_stage::{guided_stage, run_stage, GuidanceRequest, Sampler};
 use crate::utils::constants::STAGE_2_DISTILLED_SIGMA_VALUES;
-use crate::utils::helpers::{denoise_audio_video, SimpleDenoiser};
+use crate::utils::helpers::SimpleDenoiser;
 use crate::utils::model_ledger::{LoraSpec, ModelLedger};
 use crate::utils::stages::{
-    decode_audio_latent, decode_video_chunks, euler_stage, image_conditionings, GenerationRequest,
-    ProgressEvent,
+    decode_audio_latent, decode_video_chunks, image_conditionings, GenerationRequest, ProgressEvent,
 };
 use crate::Result;
 
-/// The two-stage pipeline.
+/// The two-stage pipelines: Euler (`ti2vid_two_stages.py`) or res_2s (`ti2vid_two_stages_hq.py`,
+/// see [`TI2VidTwoStagesPipeline::hq`]).
 pub struct TI2VidTwoStagesPipeline {
     pub stage_1: ModelLedger,
     pub stage_2: ModelLedger,
+    pub sampler: Sampler,
+}
+
+/// The HQ pipeline shifts its schedule for the stage-1 latent's token count; the Euler one uses the
+/// scheduler's default.
+fn schedule_tokens(sampler: Sampler, shape: &VideoPixelShape) -> Option<usize> {
+    (sampler == Sampler::Res2s).then(|| {
+        let f = (shape.frames - 1) / 8 + 1;
+        f * (shape.height / 32) * (shape.width / 32)
+    })
 }
 
 impl TI2VidTwoStagesPipeline {
@@ -30,6 +40,31 @@ impl TI2VidTwoStagesPipeline {
         Ok(Self {
             stage_1: ledger,
             stage_2,
+            sampler: Sampler::Euler,
+        })
+    }
+
+    /// `TI2VidTwoStagesHQ`: res_2s in both stages, the distilled LoRA in both (at
+    /// `strengths.0` in stage 1 and `strengths.1` in stage 2; the reference's defaults are 0.25 and
+    /// 0.5).
+    pub fn hq(
+        ledger: ModelLedger,
+        distilled_lora: Option<&std::path::Path>,
+        strengths: (f64, f64),
+    ) -> Result<Self> {
+        let with = |s: f64| -> Result<ModelLedger> {
+            match distilled_lora {
+                Some(p) => ledger.with_additional_loras(&[LoraSpec {
+                    path: p.to_path_buf(),
+                    strength: s,
+                }]),
+                None => Ok(ledger.clone()),
+            }
+        };
+        Ok(Self {
+            stage_1: with(strengths.0)?,
+            stage_2: with(strengths.1)?,
+            sampler: Sampler::Res2s,
         })
     }
 
@@ -51,8 +86,16 @@ impl TI2VidTwoStagesPipeline {
             fps: req.frame_rate,
         };
         let mut noise = NoiseGenerator::new(req.seed);
-        let (video1, audio1, (v_pos, a_pos)) =
-            guided_stage(&self.stage_1, req, guidance, &shape1, &mut noise, progress)?;
+        let (video1, audio1, (v_pos, a_pos)) = guided_stage(
+            &self.stage_1,
+            req,
+            guidance,
+            &shape1,
+            &mut noise,
+            self.sampler,
+            schedule_tokens(self.sampler, &shape1),
+            progress,
+        )?;
 
         progress(ProgressEvent::Stage {
             name: "upsample",
@@ -93,16 +136,17 @@ impl TI2VidTwoStagesPipeline {
             name: "denoise (stage 2)",
             total: sigmas.dim(0)? - 1,
         });
-        let (video2, audio2) = denoise_audio_video(
+        let (video2, audio2) = run_stage(
+            self.sampler,
             &shape2,
             &conds2,
             &mut noise,
-            &mut euler_stage(&sigmas, &mut denoiser, progress),
-            dtype,
-            &device,
+            &sigmas,
+            &mut denoiser,
+            &self.stage_2,
             STAGE_2_DISTILLED_SIGMA_VALUES[0] as f64,
-            Some(&upscaled),
-            Some(&audio1),
+            (Some(&upscaled), Some(&audio1)),
+            progress,
         )?;
         drop(denoiser);
         drop((transformer, conds2));
