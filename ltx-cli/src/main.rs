@@ -3,6 +3,7 @@
 
 mod bench;
 mod generate;
+mod info;
 mod parity;
 
 use anyhow::Result;
@@ -39,6 +40,8 @@ enum Command {
     TwoStage(generate::TwoStageArgs),
     /// The two-stage pipeline with the res_2s sampler (LTX-2.3 HQ preset).
     TwoStageHq(generate::TwoStageHqArgs),
+    /// What a checkpoint holds: model version, components, parameter counts, config.
+    Info(info::Args),
     /// Run reference fixtures (files or folders of .safetensors) and compare every output.
     Parity(parity::Args),
     /// Time a component against the PyTorch reference on this machine.
@@ -77,6 +80,7 @@ fn main() -> Result<()> {
         Command::Generate(args) | Command::Distilled(args) => {
             generate::run(args, &device, cli.dtype)
         }
+        Command::Info(args) => info::run(&args),
         Command::OneStage(args) => generate::run_one_stage(args, &device, cli.dtype),
         Command::TwoStage(args) => generate::run_two_stage(args, &device, cli.dtype),
         Command::TwoStageHq(args) => generate::run_two_stage_hq(args, &device, cli.dtype),

@@ -275,3 +275,28 @@ fn one_stage_two_stage_and_hq_pipelines_run_on_the_tiny_model() {
     );
     assert!(!o.status.success());
 }
+
+#[test]
+fn info_reports_the_components_of_a_checkpoint() {
+    let tiny = ltx_pipelines::tiny::ensure_tiny_model(&cache()).unwrap();
+    let o = ltx().arg("info").arg(&tiny.checkpoint).output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    for part in [
+        "transformer",
+        "video VAE decoder",
+        "audio VAE encoder",
+        "vocoder",
+        "text connectors",
+        "HiFi-GAN",
+        "2 layers",
+    ] {
+        assert!(out.contains(part), "missing `{part}` in:\n{out}");
+    }
+    let o = ltx()
+        .args(["info", "/nonexistent/ckpt.safetensors"])
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("cannot read"), "{}", stderr(&o));
+}

@@ -302,10 +302,12 @@ pub fn ensure_tiny_model(cache_dir: &Path) -> Result<TinyModel> {
         spatial_upsampler: dir.join("ltx-tiny-spatial-upscaler-x2.safetensors"),
         gemma_root: dir.join("gemma"),
     };
-    if paths.checkpoint.is_file()
-        && paths.spatial_upsampler.is_file()
-        && paths.gemma_root.join("model.safetensors").is_file()
-    {
+    let complete = |p: &TinyModel| {
+        p.checkpoint.is_file()
+            && p.spatial_upsampler.is_file()
+            && p.gemma_root.join("model.safetensors").is_file()
+    };
+    if complete(&paths) {
         return Ok(paths);
     }
     let io = |p: &Path, r: std::io::Result<()>| {
@@ -315,7 +317,15 @@ pub fn ensure_tiny_model(cache_dir: &Path) -> Result<TinyModel> {
         })
     };
     io(cache_dir, std::fs::create_dir_all(cache_dir))?;
-    let tmp = cache_dir.join(format!(".{VERSION}.{}.partial", std::process::id()));
+    if dir.exists() && !complete(&paths) {
+        // an incomplete folder (written by hand, or by an older version): start over
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    let tmp = cache_dir.join(format!(
+        ".{VERSION}.{}.{:?}.partial",
+        std::process::id(),
+        std::thread::current().id()
+    ));
     let _ = std::fs::remove_dir_all(&tmp);
     io(&tmp, std::fs::create_dir_all(tmp.join("gemma")))?;
     let built = (|| -> Result<()> {
@@ -327,13 +337,9 @@ pub fn ensure_tiny_model(cache_dir: &Path) -> Result<TinyModel> {
         let _ = std::fs::remove_dir_all(&tmp);
         return Err(e);
     }
-    if dir.exists() {
-        // a stale or partial folder from an older run
-        let _ = std::fs::remove_dir_all(&dir);
-    }
+    // another process may have finished first: then its copy (identical) stays in place
     if let Err(e) = std::fs::rename(&tmp, &dir) {
         let _ = std::fs::remove_dir_all(&tmp);
-        // another process may have won the race
         if !paths.checkpoint.is_file() {
             return Err(Error::Io {
                 path: dir,

@@ -1,0 +1,131 @@
+//! `ltx info CHECKPOINT`: what a checkpoint holds (detected model version, components and their
+//! parameter counts, the `config` metadata), read from the safetensors header only.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use anyhow::Result;
+use ltx_core::loader::{SDOps, SafetensorsFiles};
+use ltx_pipelines::utils::constants::LTX_2_3_MODEL_VERSION_PREFIX;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// A checkpoint (.safetensors; several shards of one model may be given).
+    #[arg(required = true)]
+    checkpoint: Vec<PathBuf>,
+    /// Print the whole `config` metadata.
+    #[arg(long)]
+    config: bool,
+}
+
+/// The component a checkpoint key belongs to (the key prefixes of the released files).
+fn component(key: &str) -> &'static str {
+    const MAP: [(&str, &str); 10] = [
+        (
+            "model.diffusion_model.video_embeddings_connector.",
+            "text connectors",
+        ),
+        (
+            "model.diffusion_model.audio_embeddings_connector.",
+            "text connectors",
+        ),
+        ("model.diffusion_model.", "transformer"),
+        ("text_embedding_projection.", "text feature extractor"),
+        ("vae.encoder.", "video VAE encoder"),
+        ("vae.decoder.", "video VAE decoder"),
+        ("vae.", "video VAE statistics"),
+        ("audio_vae.encoder.", "audio VAE encoder"),
+        ("audio_vae.decoder.", "audio VAE decoder"),
+        ("audio_vae.", "audio VAE statistics"),
+    ];
+    if key.starts_with("vocoder.") {
+        return "vocoder";
+    }
+    MAP.iter()
+        .find(|(p, _)| key.starts_with(p))
+        .map_or("other", |(_, c)| c)
+}
+
+fn human(n: u64) -> String {
+    match n {
+        n if n >= 1_000_000_000 => format!("{:.2} B", n as f64 / 1e9),
+        n if n >= 1_000_000 => format!("{:.1} M", n as f64 / 1e6),
+        n if n >= 1_000 => format!("{:.1} k", n as f64 / 1e3),
+        n => n.to_string(),
+    }
+}
+
+pub fn run(args: &Args) -> Result<()> {
+    let files = SafetensorsFiles::open(&args.checkpoint)?;
+    let version = files.metadata_entry("model_version").unwrap_or("");
+    let family = if version.starts_with(LTX_2_3_MODEL_VERSION_PREFIX) {
+        "LTX-2.3"
+    } else if files.metadata_entry("config").is_some() {
+        "LTX-2 (no 2.3 model_version)"
+    } else {
+        "unknown (no `config` metadata)"
+    };
+    println!(
+        "model: {family}{}",
+        if version.is_empty() {
+            String::new()
+        } else {
+            format!(" (model_version {version})")
+        }
+    );
+    let sd = files.state_dict(&SDOps::identity())?;
+    let mut parts: BTreeMap<&str, (usize, u64)> = BTreeMap::new();
+    for key in sd.keys() {
+        let n: u64 = sd
+            .shape_of(&key)
+            .unwrap_or_default()
+            .iter()
+            .map(|&d| d as u64)
+            .product();
+        let e = parts.entry(component(&key)).or_default();
+        e.0 += 1;
+        e.1 += n;
+    }
+    let total: u64 = parts.values().map(|p| p.1).sum();
+    println!("{:<24} {:>8} {:>12}", "component", "tensors", "parameters");
+    for (name, (count, params)) in &parts {
+        println!("{name:<24} {count:>8} {:>12}", human(*params));
+    }
+    println!("{:<24} {:>8} {:>12}", "total", sd.len(), human(total));
+    let config = files.config()?;
+    if let Some(obj) = config.as_object() {
+        let keys: Vec<&str> = obj.keys().map(String::as_str).collect();
+        println!("config sections: {}", keys.join(", "));
+        if let Some(t) = obj.get("transformer") {
+            let get = |k: &str| {
+                t.get(k)
+                    .map(|v| v.to_string())
+                    .unwrap_or_else(|| "-".into())
+            };
+            println!(
+                "transformer: {} layers, {} heads x {}, audio {} heads x {}, caption {}",
+                get("num_layers"),
+                get("num_attention_heads"),
+                get("attention_head_dim"),
+                get("audio_num_attention_heads"),
+                get("audio_attention_head_dim"),
+                get("caption_channels"),
+            );
+        }
+        let bwe = obj.get("vocoder").is_some_and(|v| v.get("bwe").is_some());
+        if obj.contains_key("vocoder") {
+            println!(
+                "vocoder: {}",
+                if bwe {
+                    "BigVGAN v2 + bandwidth extension (48 kHz)"
+                } else {
+                    "HiFi-GAN (24 kHz)"
+                }
+            );
+        }
+    }
+    if args.config {
+        println!("{}", serde_json::to_string_pretty(&config)?);
+    }
+    Ok(())
+}
