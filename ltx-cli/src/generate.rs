@@ -31,10 +31,21 @@ pub struct CommonArgs {
     /// Output MP4 (H.264 + AAC); written to a temporary file and renamed at the end.
     #[arg(long, default_value = "output.mp4")]
     output_path: PathBuf,
-    /// LTX-2 / LTX-2.3 distilled checkpoint (.safetensors). Without it the built-in tiny model
-    /// runs (noise-like output; every stage exercised).
+    /// LTX-2 / LTX-2.3 checkpoint (.safetensors). Without it (and without --model) the built-in
+    /// tiny model runs (noise-like output; every stage exercised).
     #[arg(long, alias = "distilled-checkpoint-path")]
     checkpoint_path: Option<PathBuf>,
+    /// Take the weights from the Hugging Face Hub: `Lightricks/LTX-2` or `Lightricks/LTX-2.3`
+    /// (downloaded once into the HF cache; files given by path take precedence).
+    #[arg(long, value_name = "REPO")]
+    model: Option<String>,
+    /// Gemma text encoder repository on the Hub (default with --model:
+    /// google/gemma-3-12b-it-qat-q4_0-unquantized).
+    #[arg(long, value_name = "REPO")]
+    gemma: Option<String>,
+    /// Resolve Hub files from the local cache only (also `HF_HUB_OFFLINE=1`).
+    #[arg(long)]
+    offline: bool,
     /// Folder with the Gemma-3 text encoder (tokenizer.json + safetensors).
     #[arg(long)]
     gemma_root: Option<PathBuf>,
@@ -379,7 +390,7 @@ fn guidance_request(
 
 fn run_pipeline(
     args: CommonArgs,
-    kind: Kind,
+    mut kind: Kind,
     device: &Device,
     dtype: Option<DTypeChoice>,
 ) -> Result<()> {
@@ -397,14 +408,51 @@ fn run_pipeline(
         ltx_pipelines::utils::helpers::assert_resolution(h, w, two_stage)?;
     }
 
-    let tiny = args.checkpoint_path.is_none();
-    let (checkpoint, gemma_root, upsampler) = match &args.checkpoint_path {
+    // Hub files fill whatever was not given as a local path
+    let mut checkpoint_path = args.checkpoint_path.clone();
+    let mut gemma_path = args.gemma_root.clone();
+    let mut upsampler_path = args.spatial_upsampler_path.clone();
+    let mut hub_lora: Option<PathBuf> = None;
+    if args.model.is_some() || args.gemma.is_some() {
+        let offline = args.offline || crate::hub::offline_from_env();
+        let hub = crate::hub::Hub::new(None, offline)?;
+        if let Some(repo) = &args.model {
+            let variant = match kind {
+                Kind::Distilled => crate::hub::Variant::Distilled,
+                _ => crate::hub::Variant::Dev,
+            };
+            let files = crate::hub::repo_files(repo, variant)?;
+            if checkpoint_path.is_none() {
+                checkpoint_path = Some(hub.file(repo, files.checkpoint)?);
+            }
+            if upsampler_path.is_none() && two_stage {
+                upsampler_path = Some(hub.file(repo, files.spatial_upsampler)?);
+            }
+            let lora_given = match &kind {
+                Kind::TwoStage(_, l) => !l.is_empty(),
+                Kind::TwoStageHq(_, l, _) => l.is_some(),
+                _ => true,
+            };
+            if !lora_given {
+                hub_lora = Some(hub.file(repo, files.distilled_lora)?);
+            }
+        }
+        if gemma_path.is_none() {
+            let repo = args
+                .gemma
+                .as_deref()
+                .unwrap_or(crate::hub::DEFAULT_GEMMA_REPO);
+            gemma_path = Some(hub.gemma_root(repo)?);
+        }
+    }
+
+    let tiny = checkpoint_path.is_none();
+    let (checkpoint, gemma_root, upsampler) = match &checkpoint_path {
         Some(ckpt) => {
-            let gemma = args
-                .gemma_root
+            let gemma = gemma_path
                 .clone()
-                .context("--gemma-root is required with --checkpoint-path")?;
-            let up = match (&args.spatial_upsampler_path, two_stage) {
+                .context("--gemma-root (or --gemma REPO) is required with --checkpoint-path")?;
+            let up = match (&upsampler_path, two_stage) {
                 (Some(p), _) => Some(p.clone()),
                 (None, false) => None,
                 (None, true) => {
@@ -426,13 +474,22 @@ fn run_pipeline(
             (t.checkpoint, t.gemma_root, Some(t.spatial_upsampler))
         }
     };
-    let distilled_lora = match &kind {
-        Kind::TwoStage(_, l) if l.is_empty() && !tiny => {
-            bail!("--distilled-lora is required by the two-stage pipeline")
-        }
+    let distilled_lora = match &mut kind {
+        Kind::TwoStage(_, l) if l.is_empty() => match &hub_lora {
+            Some(p) => vec![LoraSpec {
+                path: p.clone(),
+                strength: 1.0,
+            }],
+            None if tiny => Vec::new(),
+            None => bail!("--distilled-lora is required by the two-stage pipeline"),
+        },
         Kind::TwoStage(_, l) => parse_loras(l)?,
-        Kind::TwoStageHq(_, None, _) if !tiny => {
-            bail!("--distilled-lora is required by the two-stage HQ pipeline")
+        Kind::TwoStageHq(_, l @ None, _) => {
+            *l = hub_lora.clone();
+            if l.is_none() && !tiny {
+                bail!("--distilled-lora is required by the two-stage HQ pipeline");
+            }
+            Vec::new()
         }
         _ => Vec::new(),
     };

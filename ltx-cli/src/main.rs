@@ -3,6 +3,7 @@
 
 mod bench;
 mod generate;
+mod hub;
 mod info;
 mod parity;
 

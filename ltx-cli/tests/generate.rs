@@ -300,3 +300,55 @@ fn info_reports_the_components_of_a_checkpoint() {
     assert!(!o.status.success());
     assert!(stderr(&o).contains("cannot read"), "{}", stderr(&o));
 }
+
+#[test]
+fn hub_model_offline_with_an_empty_cache_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out.mp4");
+    let hf = dir.path().join("hf-cache");
+    let o = ltx()
+        .env("HF_HUB_CACHE", &hf)
+        .env("HF_HUB_OFFLINE", "1")
+        .args([
+            "--device",
+            "cpu",
+            "generate",
+            "--prompt",
+            "a cat",
+            "--model",
+            "Lightricks/LTX-2",
+        ])
+        .arg("--output-path")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    let e = stderr(&o);
+    assert!(
+        e.contains("ltx-2-19b-distilled.safetensors")
+            && e.contains("not in the Hugging Face cache"),
+        "{e}"
+    );
+    assert!(!out.exists());
+    let o = ltx()
+        .args([
+            "--device",
+            "cpu",
+            "generate",
+            "--prompt",
+            "a cat",
+            "--model",
+            "someone/other",
+            "--offline",
+        ])
+        .arg("--output-path")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("unknown model repository"),
+        "{}",
+        stderr(&o)
+    );
+}
