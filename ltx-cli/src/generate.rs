@@ -286,7 +286,8 @@ pub struct TwoStageHqArgs {
 enum Kind {
     Distilled,
     OneStage(GuidanceArgs),
-    TwoStage(GuidanceArgs, Vec<String>),
+    /// The bool: keyframe interpolation (every image an appended keyframe).
+    TwoStage(GuidanceArgs, Vec<String>, bool),
     TwoStageHq(GuidanceArgs, Option<PathBuf>, (f64, f64)),
 }
 
@@ -306,6 +307,22 @@ pub fn run_one_stage(
     dtype: Option<DTypeChoice>,
 ) -> Result<()> {
     run_pipeline(args.common, Kind::OneStage(args.guidance), device, dtype)
+}
+
+pub fn run_keyframe_interpolation(
+    args: TwoStageArgs,
+    device: &Device,
+    dtype: Option<DTypeChoice>,
+) -> Result<()> {
+    if args.common.images.is_empty() {
+        bail!("keyframe interpolation needs at least one --image PATH FRAME_IDX STRENGTH");
+    }
+    run_pipeline(
+        args.common,
+        Kind::TwoStage(args.guidance, args.distilled_lora, true),
+        device,
+        dtype,
+    )
 }
 
 pub fn run_two_stage_hq(
@@ -335,7 +352,7 @@ pub fn run_two_stage(
 ) -> Result<()> {
     run_pipeline(
         args.common,
-        Kind::TwoStage(args.guidance, args.distilled_lora),
+        Kind::TwoStage(args.guidance, args.distilled_lora, false),
         device,
         dtype,
     )
@@ -429,7 +446,7 @@ fn run_pipeline(
                 upsampler_path = Some(hub.file(repo, files.spatial_upsampler)?);
             }
             let lora_given = match &kind {
-                Kind::TwoStage(_, l) => !l.is_empty(),
+                Kind::TwoStage(_, l, _) => !l.is_empty(),
                 Kind::TwoStageHq(_, l, _) => l.is_some(),
                 _ => true,
             };
@@ -475,7 +492,7 @@ fn run_pipeline(
         }
     };
     let distilled_lora = match &mut kind {
-        Kind::TwoStage(_, l) if l.is_empty() => match &hub_lora {
+        Kind::TwoStage(_, l, _) if l.is_empty() => match &hub_lora {
             Some(p) => vec![LoraSpec {
                 path: p.clone(),
                 strength: 1.0,
@@ -483,7 +500,7 @@ fn run_pipeline(
             None if tiny => Vec::new(),
             None => bail!("--distilled-lora is required by the two-stage pipeline"),
         },
-        Kind::TwoStage(_, l) => parse_loras(l)?,
+        Kind::TwoStage(_, l, _) => parse_loras(l)?,
         Kind::TwoStageHq(_, l @ None, _) => {
             *l = hub_lora.clone();
             if l.is_none() && !tiny {
@@ -555,14 +572,14 @@ fn run_pipeline(
             let g = guidance_request(g, &params, tiny);
             TI2VidOneStagePipeline::new(ledger).run(&req, &g, &mut progress, &mut sink)?
         }
-        Kind::TwoStage(g, _) => {
+        Kind::TwoStage(g, _, keyframes) => {
             let g = guidance_request(g, &params, tiny);
-            TI2VidTwoStagesPipeline::new(ledger, &distilled_lora)?.run(
-                &req,
-                &g,
-                &mut progress,
-                &mut sink,
-            )?
+            let pipeline = if keyframes {
+                TI2VidTwoStagesPipeline::keyframe_interpolation(ledger, &distilled_lora)?
+            } else {
+                TI2VidTwoStagesPipeline::new(ledger, &distilled_lora)?
+            };
+            pipeline.run(&req, &g, &mut progress, &mut sink)?
         }
         Kind::TwoStageHq(g, lora, strengths) => {
             let g = guidance_request(g, &params, tiny);

@@ -39,6 +39,8 @@ enum Command {
     OneStage(generate::OneStageArgs),
     /// Full model with guidance at half size, x2 upsampler, distilled-LoRA refinement.
     TwoStage(generate::TwoStageArgs),
+    /// The two-stage pipeline with every --image as a keyframe to interpolate between.
+    KeyframeInterpolation(generate::TwoStageArgs),
     /// The two-stage pipeline with the res_2s sampler (LTX-2.3 HQ preset).
     TwoStageHq(generate::TwoStageHqArgs),
     /// What a checkpoint holds: model version, components, parameter counts, config.
@@ -84,6 +86,9 @@ fn main() -> Result<()> {
         Command::Info(args) => info::run(&args),
         Command::OneStage(args) => generate::run_one_stage(args, &device, cli.dtype),
         Command::TwoStage(args) => generate::run_two_stage(args, &device, cli.dtype),
+        Command::KeyframeInterpolation(args) => {
+            generate::run_keyframe_interpolation(args, &device, cli.dtype)
+        }
         Command::TwoStageHq(args) => generate::run_two_stage_hq(args, &device, cli.dtype),
         Command::Bench(cmd) => bench::run(cmd, &device, cli.dtype),
         Command::BenchWorker(args) => bench::worker(args, &device, cli.dtype),

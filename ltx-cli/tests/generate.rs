@@ -352,3 +352,51 @@ fn hub_model_offline_with_an_empty_cache_is_a_clear_error() {
         stderr(&o)
     );
 }
+
+fn write_png(path: &Path, w: u32, h: u32, seed: u32) {
+    let img = image::RgbImage::from_fn(w, h, |x, y| {
+        image::Rgb([
+            ((x * 7 + seed * 31) % 256) as u8,
+            ((y * 5 + seed * 17) % 256) as u8,
+            (((x + y) * 3) % 256) as u8,
+        ])
+    });
+    img.save(path).unwrap();
+}
+
+#[test]
+fn image_conditioning_and_keyframe_interpolation() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = dir.path().join("first.png");
+    let last = dir.path().join("last.png");
+    write_png(&first, 300, 200, 1);
+    write_png(&last, 160, 240, 2);
+    let small = ["--height", "128", "--width", "192", "--num-frames", "9"];
+    // distilled with a first-frame image (H.264 round trip at CRF 33, then the VAE encoder)
+    let out = dir.path().join("i2v.mp4");
+    let o = generate(
+        &out,
+        &[&small[..], &["--image", first.to_str().unwrap(), "0", "1.0"]].concat(),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(probe_mp4(&out).unwrap().frame_count, 9);
+    // keyframes at both ends (CRF 0: no round trip)
+    let out = dir.path().join("kf.mp4");
+    let o = run_cmd(
+        "keyframe-interpolation",
+        &out,
+        &[
+            &small[..],
+            &["--num-inference-steps", "2"],
+            &["--image", first.to_str().unwrap(), "0", "1.0", "0"],
+            &["--image", last.to_str().unwrap(), "8", "0.9"],
+        ]
+        .concat(),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(probe_mp4(&out).unwrap().frame_count, 9);
+    // keyframe interpolation without images is refused
+    let o = run_cmd("keyframe-interpolation", &dir.path().join("x.mp4"), &small);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("at least one --image"), "{}", stderr(&o));
+}

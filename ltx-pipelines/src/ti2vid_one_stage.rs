@@ -12,8 +12,8 @@ use crate::utils::helpers::{denoise_audio_video, MultiModalDenoiser};
 use crate::utils::model_ledger::ModelLedger;
 use crate::utils::samplers::{res2s_audio_video_denoising_loop, Res2sOptions, SeededSdeNoise};
 use crate::utils::stages::{
-    decode_audio_latent, decode_video_chunks, encode_prompts, euler_stage, image_conditionings,
-    GenerationRequest, ProgressEvent,
+    conditionings, decode_audio_latent, decode_video_chunks, encode_prompts, euler_stage,
+    GenerationRequest, ImageConditioningMode, ProgressEvent,
 };
 use crate::{Error, Result};
 
@@ -120,6 +120,7 @@ pub(crate) fn guided_stage(
     noise: &mut NoiseGenerator,
     sampler: Sampler,
     schedule_tokens: Option<usize>,
+    mode: ImageConditioningMode,
     progress: &mut dyn FnMut(ProgressEvent),
 ) -> Result<(Tensor, Tensor, (Tensor, Tensor))> {
     let (dtype, device) = (ledger.dtype, ledger.device.clone());
@@ -132,7 +133,8 @@ pub(crate) fn guided_stage(
     let (v_pos, a_pos) = contexts.pop().expect("two prompts");
     let conds = {
         let encoder = ledger.video_encoder()?;
-        image_conditionings(
+        conditionings(
+            mode,
             &req.images,
             shape.height,
             shape.width,
@@ -208,6 +210,7 @@ impl TI2VidOneStagePipeline {
             &mut noise,
             Sampler::Euler,
             None,
+            ImageConditioningMode::Combined,
             progress,
         )?;
         decode_video_chunks(&self.ledger, &video, req.tiling.as_ref(), progress, sink)?;

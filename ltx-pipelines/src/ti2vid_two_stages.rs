@@ -12,7 +12,8 @@ use crate::utils::constants::STAGE_2_DISTILLED_SIGMA_VALUES;
 use crate::utils::helpers::SimpleDenoiser;
 use crate::utils::model_ledger::{LoraSpec, ModelLedger};
 use crate::utils::stages::{
-    decode_audio_latent, decode_video_chunks, image_conditionings, GenerationRequest, ProgressEvent,
+    conditionings, decode_audio_latent, decode_video_chunks, GenerationRequest,
+    ImageConditioningMode, ProgressEvent,
 };
 use crate::Result;
 
@@ -22,6 +23,8 @@ pub struct TI2VidTwoStagesPipeline {
     pub stage_1: ModelLedger,
     pub stage_2: ModelLedger,
     pub sampler: Sampler,
+    /// `Keyframes` for the keyframe-interpolation pipeline.
+    pub mode: ImageConditioningMode,
 }
 
 /// The HQ pipeline shifts its schedule for the stage-1 latent's token count; the Euler one uses the
@@ -41,7 +44,19 @@ impl TI2VidTwoStagesPipeline {
             stage_1: ledger,
             stage_2,
             sampler: Sampler::Euler,
+            mode: ImageConditioningMode::Combined,
         })
+    }
+
+    /// `KeyframeInterpolationPipeline` (`keyframe_interpolation.py`): the two-stage pipeline with
+    /// every image appended as a keyframe (none replaces latent frame 0).
+    pub fn keyframe_interpolation(
+        ledger: ModelLedger,
+        distilled_lora: &[LoraSpec],
+    ) -> Result<Self> {
+        let mut p = Self::new(ledger, distilled_lora)?;
+        p.mode = ImageConditioningMode::Keyframes;
+        Ok(p)
     }
 
     /// `TI2VidTwoStagesHQ`: res_2s in both stages, the distilled LoRA in both (at
@@ -65,6 +80,7 @@ impl TI2VidTwoStagesPipeline {
             stage_1: with(strengths.0)?,
             stage_2: with(strengths.1)?,
             sampler: Sampler::Res2s,
+            mode: ImageConditioningMode::Combined,
         })
     }
 
@@ -94,6 +110,7 @@ impl TI2VidTwoStagesPipeline {
             &mut noise,
             self.sampler,
             schedule_tokens(self.sampler, &shape1),
+            self.mode,
             progress,
         )?;
 
@@ -114,7 +131,8 @@ impl TI2VidTwoStagesPipeline {
                 encoder.per_channel_statistics(),
                 &upsampler,
             )?;
-            let conds = image_conditionings(
+            let conds = conditionings(
+                self.mode,
                 &req.images,
                 shape2.height,
                 shape2.width,

@@ -147,6 +147,37 @@ pub fn image_conditionings(
     dtype: DType,
     device: &candle_core::Device,
 ) -> Result<Vec<Box<dyn ConditioningItem>>> {
+    conditionings(
+        ImageConditioningMode::Combined,
+        images,
+        height,
+        width,
+        encoder,
+        dtype,
+        device,
+    )
+}
+
+/// How images condition a stage.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ImageConditioningMode {
+    /// `combined_image_conditionings`: frame 0 replaces latent frame 0, other frames are keyframes.
+    Combined,
+    /// `image_conditionings_by_adding_guiding_latent`: every image is an appended keyframe (the
+    /// keyframe-interpolation pipeline).
+    Keyframes,
+}
+
+/// Image conditionings of a stage in `mode`.
+pub fn conditionings(
+    mode: ImageConditioningMode,
+    images: &[ImageConditioningInput],
+    height: usize,
+    width: usize,
+    encoder: &ltx_core::model::video_vae::VideoEncoder,
+    dtype: DType,
+    device: &candle_core::Device,
+) -> Result<Vec<Box<dyn ConditioningItem>>> {
     use ltx_core::conditioning::{VideoConditionByKeyframeIndex, VideoConditionByLatentIndex};
     let mut out: Vec<Box<dyn ConditioningItem>> = Vec::new();
     for img in images {
@@ -155,7 +186,7 @@ pub fn image_conditionings(
                 .to_dtype(dtype)?
                 .to_device(device)?;
         let latent = encoder.forward(&pixels)?;
-        if img.frame_idx == 0 {
+        if img.frame_idx == 0 && mode == ImageConditioningMode::Combined {
             out.push(Box::new(VideoConditionByLatentIndex::new(
                 latent,
                 img.strength,
