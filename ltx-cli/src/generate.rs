@@ -11,6 +11,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use ltx_core::device::DTypeChoice;
 use ltx_core::model::audio_vae::vocoder::VocoderModelConfig;
 use ltx_core::model::video_vae::TilingConfig;
+use ltx_pipelines::a2vid_two_stage::{A2VidTwoStagePipeline, AudioInput};
 use ltx_pipelines::distilled::{
     DistilledPipeline, GenerationRequest, ImageConditioningInput, ProgressEvent,
 };
@@ -268,6 +269,26 @@ pub struct TwoStageArgs {
 }
 
 #[derive(clap::Args, Debug)]
+pub struct A2VidArgs {
+    #[command(flatten)]
+    common: CommonArgs,
+    #[command(flatten)]
+    guidance: GuidanceArgs,
+    /// The distilled LoRA fused into stage 2: PATH [STRENGTH].
+    #[arg(long, num_args = 1..=2, value_names = ["PATH", "STRENGTH"])]
+    distilled_lora: Vec<String>,
+    /// The soundtrack (WAV, FLAC, MP3, AAC/M4A, or a video's audio track).
+    #[arg(long)]
+    audio_path: PathBuf,
+    /// Where in the audio to start, in seconds.
+    #[arg(long, default_value_t = 0.0)]
+    audio_start_time: f64,
+    /// At most this many seconds of audio.
+    #[arg(long)]
+    audio_max_duration: Option<f64>,
+}
+
+#[derive(clap::Args, Debug)]
 pub struct TwoStageHqArgs {
     #[command(flatten)]
     common: CommonArgs,
@@ -289,6 +310,7 @@ enum Kind {
     /// The bool: keyframe interpolation (every image an appended keyframe).
     TwoStage(GuidanceArgs, Vec<String>, bool),
     TwoStageHq(GuidanceArgs, Option<PathBuf>, (f64, f64)),
+    A2Vid(GuidanceArgs, Vec<String>, AudioInput),
 }
 
 impl Kind {
@@ -320,6 +342,23 @@ pub fn run_keyframe_interpolation(
     run_pipeline(
         args.common,
         Kind::TwoStage(args.guidance, args.distilled_lora, true),
+        device,
+        dtype,
+    )
+}
+
+pub fn run_a2vid(args: A2VidArgs, device: &Device, dtype: Option<DTypeChoice>) -> Result<()> {
+    run_pipeline(
+        args.common,
+        Kind::A2Vid(
+            args.guidance,
+            args.distilled_lora,
+            AudioInput {
+                path: args.audio_path,
+                start_time: args.audio_start_time,
+                max_duration: args.audio_max_duration,
+            },
+        ),
         device,
         dtype,
     )
@@ -446,7 +485,7 @@ fn run_pipeline(
                 upsampler_path = Some(hub.file(repo, files.spatial_upsampler)?);
             }
             let lora_given = match &kind {
-                Kind::TwoStage(_, l, _) => !l.is_empty(),
+                Kind::TwoStage(_, l, _) | Kind::A2Vid(_, l, _) => !l.is_empty(),
                 Kind::TwoStageHq(_, l, _) => l.is_some(),
                 _ => true,
             };
@@ -492,7 +531,7 @@ fn run_pipeline(
         }
     };
     let distilled_lora = match &mut kind {
-        Kind::TwoStage(_, l, _) if l.is_empty() => match &hub_lora {
+        Kind::TwoStage(_, l, _) | Kind::A2Vid(_, l, _) if l.is_empty() => match &hub_lora {
             Some(p) => vec![LoraSpec {
                 path: p.clone(),
                 strength: 1.0,
@@ -500,7 +539,7 @@ fn run_pipeline(
             None if tiny => Vec::new(),
             None => bail!("--distilled-lora is required by the two-stage pipeline"),
         },
-        Kind::TwoStage(_, l, _) => parse_loras(l)?,
+        Kind::TwoStage(_, l, _) | Kind::A2Vid(_, l, _) => parse_loras(l)?,
         Kind::TwoStageHq(_, l @ None, _) => {
             *l = hub_lora.clone();
             if l.is_none() && !tiny {
@@ -549,8 +588,20 @@ fn run_pipeline(
         tiling: args.tiled_decode.then(TilingConfig::reference_default),
     };
     req.validate(two_stage)?;
-    let audio_rate = VocoderModelConfig::from_checkpoint_config(&ledger.config()?)?
-        .output_sampling_rate() as u32;
+    let audio_rate = match &kind {
+        // the output carries the input soundtrack at its own rate; reading it now also rejects
+        // an unreadable file before any model is loaded
+        Kind::A2Vid(_, _, input) => {
+            ltx_pipelines::media::audio::load_audio(
+                &input.path,
+                input.start_time,
+                input.max_duration,
+            )?
+            .sample_rate
+        }
+        _ => VocoderModelConfig::from_checkpoint_config(&ledger.config()?)?.output_sampling_rate()
+            as u32,
+    };
 
     let mut writer = Mp4Writer::create(
         &args.output_path,
@@ -580,6 +631,16 @@ fn run_pipeline(
                 TI2VidTwoStagesPipeline::new(ledger, &distilled_lora)?
             };
             pipeline.run(&req, &g, &mut progress, &mut sink)?
+        }
+        Kind::A2Vid(g, _, input) => {
+            let g = guidance_request(g, &params, tiny);
+            A2VidTwoStagePipeline::new(ledger, &distilled_lora)?.run(
+                &req,
+                &g,
+                &input,
+                &mut progress,
+                &mut sink,
+            )?
         }
         Kind::TwoStageHq(g, lora, strengths) => {
             let g = guidance_request(g, &params, tiny);

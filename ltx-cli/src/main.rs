@@ -39,6 +39,8 @@ enum Command {
     OneStage(generate::OneStageArgs),
     /// Full model with guidance at half size, x2 upsampler, distilled-LoRA refinement.
     TwoStage(generate::TwoStageArgs),
+    /// Audio-to-video: generate the video for a given soundtrack (--audio-path).
+    A2vid(generate::A2VidArgs),
     /// The two-stage pipeline with every --image as a keyframe to interpolate between.
     KeyframeInterpolation(generate::TwoStageArgs),
     /// The two-stage pipeline with the res_2s sampler (LTX-2.3 HQ preset).
@@ -86,6 +88,7 @@ fn main() -> Result<()> {
         Command::Info(args) => info::run(&args),
         Command::OneStage(args) => generate::run_one_stage(args, &device, cli.dtype),
         Command::TwoStage(args) => generate::run_two_stage(args, &device, cli.dtype),
+        Command::A2vid(args) => generate::run_a2vid(args, &device, cli.dtype),
         Command::KeyframeInterpolation(args) => {
             generate::run_keyframe_interpolation(args, &device, cli.dtype)
         }

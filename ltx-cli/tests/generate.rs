@@ -376,7 +376,11 @@ fn image_conditioning_and_keyframe_interpolation() {
     let out = dir.path().join("i2v.mp4");
     let o = generate(
         &out,
-        &[&small[..], &["--image", first.to_str().unwrap(), "0", "1.0"]].concat(),
+        &[
+            &small[..],
+            &["--image", first.to_str().unwrap(), "0", "1.0"],
+        ]
+        .concat(),
     );
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(probe_mp4(&out).unwrap().frame_count, 9);
@@ -398,5 +402,61 @@ fn image_conditioning_and_keyframe_interpolation() {
     // keyframe interpolation without images is refused
     let o = run_cmd("keyframe-interpolation", &dir.path().join("x.mp4"), &small);
     assert!(!o.status.success());
-    assert!(stderr(&o).contains("at least one --image"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("at least one --image"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn audio_to_video_keeps_the_soundtrack() {
+    use candle_core::{Device, Tensor};
+    let dir = tempfile::tempdir().unwrap();
+    let wav = dir.path().join("tone.wav");
+    let rate = 44100u32;
+    let n = rate as usize; // 1 s
+    let data: Vec<f32> = (0..2 * n)
+        .map(|i| 0.3 * ((i % n) as f32 * 0.05).sin())
+        .collect();
+    ltx_pipelines::media::audio::write_wav(
+        &wav,
+        &ltx_core::types::Audio {
+            waveform: Tensor::from_vec(data, (1, 2, n), &Device::Cpu).unwrap(),
+            sampling_rate: rate,
+        },
+    )
+    .unwrap();
+    let small = ["--height", "128", "--width", "192", "--num-frames", "9"];
+    let out = dir.path().join("a2v.mp4");
+    let o = run_cmd(
+        "a2vid",
+        &out,
+        &[&small[..], &["--num-inference-steps", "2", "--audio-path", wav.to_str().unwrap()]].concat(),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let info = probe_mp4(&out).unwrap();
+    assert_eq!(info.frame_count, 9);
+    let audio = info.audio.unwrap();
+    // the input soundtrack, at its own rate and length
+    assert_eq!(audio.sample_rate, rate);
+    assert!((audio.duration - 1.0).abs() < 0.05, "{}", audio.duration);
+    // too short a soundtrack, and an unreadable one
+    let o = run_cmd(
+        "a2vid",
+        &dir.path().join("b.mp4"),
+        &[&small[..], &["--audio-path", wav.to_str().unwrap(), "--audio-max-duration", "0.1"]].concat(),
+    );
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("lasts"), "{}", stderr(&o));
+    let junk = dir.path().join("junk.mp3");
+    std::fs::write(&junk, b"not audio").unwrap();
+    let o = run_cmd(
+        "a2vid",
+        &dir.path().join("c.mp4"),
+        &[&small[..], &["--audio-path", junk.to_str().unwrap()]].concat(),
+    );
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("junk.mp3"), "{}", stderr(&o));
+    assert!(!dir.path().join("b.mp4").exists() && !dir.path().join("c.mp4").exists());
 }

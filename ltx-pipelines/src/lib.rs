@@ -2,6 +2,7 @@
 //! Port of `ltx_pipelines`: generation pipelines, model ledger and media IO (in progress), plus
 //! the parity harness that checks every component against PyTorch-reference fixtures.
 
+pub mod a2vid_two_stage;
 pub mod distilled;
 pub mod error;
 pub mod media;

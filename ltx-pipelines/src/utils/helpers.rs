@@ -451,6 +451,44 @@ pub fn denoise_audio_video(
     Ok((video, audio))
 }
 
+/// `denoise_video_only`: like [`denoise_audio_video`], but the audio is given (`initial_audio_latent`,
+/// e.g. an encoded soundtrack) and kept: its state is built with noise scale 0 (the draw still
+/// happens, as in the reference) and a zero denoise mask, so the transformer sees it clean at every
+/// step. Returns the video state in grid layout.
+#[allow(clippy::too_many_arguments)]
+pub fn denoise_video_only(
+    output_shape: &VideoPixelShape,
+    conditionings: &[Box<dyn ConditioningItem + '_>],
+    noise: &mut dyn NoiseSource,
+    denoising_loop: &mut dyn DenoisingLoop,
+    dtype: DType,
+    device: &Device,
+    noise_scale: f64,
+    initial_video_latent: Option<&Tensor>,
+    initial_audio_latent: Option<&Tensor>,
+) -> Result<LatentState> {
+    let (vtools, atools) = latent_tools(output_shape)?;
+    let video = create_noised_state(
+        &vtools,
+        |mut s| {
+            for c in conditionings {
+                s = c.apply_to(&s, &vtools)?;
+            }
+            Ok(s)
+        },
+        noise,
+        dtype,
+        device,
+        noise_scale,
+        initial_video_latent,
+    )?;
+    let mut audio =
+        create_noised_state(&atools, Ok, noise, dtype, device, 0.0, initial_audio_latent)?;
+    audio.denoise_mask = audio.denoise_mask.zeros_like()?;
+    let (video, _) = denoising_loop.run(video, audio, noise)?;
+    Ok(vtools.unpatchify(&vtools.clear_conditioning(&video)?)?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
