@@ -391,15 +391,20 @@ impl Activation1d {
                 xp.extend(std::iter::repeat_n(src[0], up.pad));
                 xp.extend_from_slice(src);
                 xp.extend(std::iter::repeat_n(src[t - 1], up.pad));
-                // upsampled + activated signal, with the low-pass's replicate padding around it
+                // Upsample phase by phase: each tap is one contiguous multiply-add over the row
+                // (the taps are summed in the same order as a direct loop, so results match it).
                 let (pl, pr) = (down.pad_left, down.pad_right);
                 let mut s = vec![0f32; pl + tu + pr];
-                for m in 0..t {
-                    for (p, tp) in taps.iter().enumerate() {
-                        let mut acc = 0f32;
-                        for &(k, off) in tp {
-                            acc += up.filter[k] * xp[m + off];
+                let mut phase = vec![0f32; t];
+                for (p, tp) in taps.iter().enumerate() {
+                    phase.fill(0.0);
+                    for &(k, off) in tp {
+                        let f = up.filter[k];
+                        for (o, x) in phase.iter_mut().zip(&xp[off..off + t]) {
+                            *o += f * x;
                         }
+                    }
+                    for (m, &acc) in phase.iter().enumerate() {
                         let u = acc * r as f32;
                         let sn = (u * a).sin();
                         s[pl + m * r + p] = u + ib * (sn * sn);
@@ -408,13 +413,19 @@ impl Activation1d {
                 let (first, last) = (s[pl], s[pl + tu - 1]);
                 s[..pl].fill(first);
                 s[pl + tu..].fill(last);
-                for (m, d) in dst.iter_mut().enumerate() {
-                    let base = m * down.stride;
-                    let mut acc = 0f32;
-                    for (k, &f) in down.filter.iter().enumerate() {
-                        acc += f * s[base + k];
+                // Strided low-pass: split the padded signal into `stride` phases so every tap is
+                // again a contiguous multiply-add.
+                let st = down.stride;
+                let nph = s.len().div_ceil(st);
+                let mut ph = vec![0f32; st * nph];
+                for (i, &v) in s.iter().enumerate() {
+                    ph[(i % st) * nph + i / st] = v;
+                }
+                for (k, &f) in down.filter.iter().enumerate() {
+                    let base = (k % st) * nph + k / st;
+                    for (d, x) in dst.iter_mut().zip(&ph[base..base + n_out]) {
+                        *d += f * x;
                     }
-                    *d = acc;
                 }
             });
         Tensor::from_vec(out, (b, c, n_out), x.device())?.to_dtype(dtype)
