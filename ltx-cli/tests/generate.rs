@@ -432,7 +432,16 @@ fn audio_to_video_keeps_the_soundtrack() {
     let o = run_cmd(
         "a2vid",
         &out,
-        &[&small[..], &["--num-inference-steps", "2", "--audio-path", wav.to_str().unwrap()]].concat(),
+        &[
+            &small[..],
+            &[
+                "--num-inference-steps",
+                "2",
+                "--audio-path",
+                wav.to_str().unwrap(),
+            ],
+        ]
+        .concat(),
     );
     assert!(o.status.success(), "{}", stderr(&o));
     let info = probe_mp4(&out).unwrap();
@@ -445,7 +454,16 @@ fn audio_to_video_keeps_the_soundtrack() {
     let o = run_cmd(
         "a2vid",
         &dir.path().join("b.mp4"),
-        &[&small[..], &["--audio-path", wav.to_str().unwrap(), "--audio-max-duration", "0.1"]].concat(),
+        &[
+            &small[..],
+            &[
+                "--audio-path",
+                wav.to_str().unwrap(),
+                "--audio-max-duration",
+                "0.1",
+            ],
+        ]
+        .concat(),
     );
     assert!(!o.status.success());
     assert!(stderr(&o).contains("lasts"), "{}", stderr(&o));

@@ -12,7 +12,6 @@ use ltx_core::components::noisers::NoiseGenerator;
 use ltx_core::components::schedulers::Ltx2Scheduler;
 use ltx_core::model::audio_vae::ops::AudioProcessor;
 use ltx_core::model::audio_vae::{encode_audio, AudioVaeConfig};
-use ltx_core::model::upsampler::upsample_video;
 use ltx_core::types::{Audio, AudioLatentParams, AudioLatentShape, VideoPixelShape};
 
 use crate::media::audio::load_audio;
@@ -21,8 +20,8 @@ use crate::utils::constants::STAGE_2_DISTILLED_SIGMA_VALUES;
 use crate::utils::helpers::{denoise_video_only, MultiModalDenoiser, SimpleDenoiser};
 use crate::utils::model_ledger::{LoraSpec, ModelLedger};
 use crate::utils::stages::{
-    decode_video_chunks, encode_prompts, euler_stage, image_conditionings, GenerationRequest,
-    ProgressEvent,
+    decode_video_chunks, encode_prompts, euler_stage, image_conditionings, upsample_for_stage_2,
+    GenerationRequest, ImageConditioningMode, ProgressEvent,
 };
 use crate::{Error, Result};
 
@@ -161,33 +160,21 @@ impl A2VidTwoStagePipeline {
             v
         };
 
-        progress(ProgressEvent::Stage {
-            name: "upsample",
-            total: 0,
-        });
         let shape2 = VideoPixelShape {
             height: req.height,
             width: req.width,
             ..shape1
         };
-        let (upscaled, conds2) = {
-            let encoder = self.stage_1.video_encoder()?;
-            let upsampler = self.stage_2.spatial_upsampler()?;
-            let up = upsample_video(
-                &video1.latent.narrow(0, 0, 1)?,
-                encoder.per_channel_statistics(),
-                &upsampler,
-            )?;
-            let conds = image_conditionings(
-                &req.images,
-                shape2.height,
-                shape2.width,
-                &encoder,
-                dtype,
-                &device,
-            )?;
-            (up, conds)
-        };
+        let (upscaled, conds2) = upsample_for_stage_2(
+            &self.stage_1,
+            &self.stage_2,
+            &video1.latent,
+            ImageConditioningMode::Combined,
+            &req.images,
+            shape2.height,
+            shape2.width,
+            progress,
+        )?;
         #[allow(clippy::let_and_return)]
         let video2 = {
             let transformer = self.stage_2.transformer()?;

@@ -4,7 +4,6 @@
 
 use candle_core::Tensor;
 use ltx_core::components::noisers::NoiseGenerator;
-use ltx_core::model::upsampler::upsample_video;
 use ltx_core::types::{Audio, VideoPixelShape};
 
 use crate::ti2vid_one_stage::{guided_stage, run_stage, GuidanceRequest, Sampler};
@@ -12,7 +11,7 @@ use crate::utils::constants::STAGE_2_DISTILLED_SIGMA_VALUES;
 use crate::utils::helpers::SimpleDenoiser;
 use crate::utils::model_ledger::{LoraSpec, ModelLedger};
 use crate::utils::stages::{
-    conditionings, decode_audio_latent, decode_video_chunks, GenerationRequest,
+    decode_audio_latent, decode_video_chunks, upsample_for_stage_2, GenerationRequest,
     ImageConditioningMode, ProgressEvent,
 };
 use crate::Result;
@@ -93,7 +92,7 @@ impl TI2VidTwoStagesPipeline {
     ) -> Result<Audio> {
         req.validate(true)?;
         guidance.validate()?;
-        let (dtype, device) = (self.stage_1.dtype, self.stage_1.device.clone());
+        let device = self.stage_1.device.clone();
         let shape1 = VideoPixelShape {
             batch: 1,
             frames: req.num_frames,
@@ -114,34 +113,21 @@ impl TI2VidTwoStagesPipeline {
             progress,
         )?;
 
-        progress(ProgressEvent::Stage {
-            name: "upsample",
-            total: 0,
-        });
         let shape2 = VideoPixelShape {
             height: req.height,
             width: req.width,
             ..shape1
         };
-        let (upscaled, conds2) = {
-            let encoder = self.stage_1.video_encoder()?;
-            let upsampler = self.stage_2.spatial_upsampler()?;
-            let up = upsample_video(
-                &video1.narrow(0, 0, 1)?,
-                encoder.per_channel_statistics(),
-                &upsampler,
-            )?;
-            let conds = conditionings(
-                self.mode,
-                &req.images,
-                shape2.height,
-                shape2.width,
-                &encoder,
-                dtype,
-                &device,
-            )?;
-            (up, conds)
-        };
+        let (upscaled, conds2) = upsample_for_stage_2(
+            &self.stage_1,
+            &self.stage_2,
+            &video1,
+            self.mode,
+            &req.images,
+            shape2.height,
+            shape2.width,
+            progress,
+        )?;
 
         let transformer = self.stage_2.transformer()?;
         let sigmas = Tensor::new(&STAGE_2_DISTILLED_SIGMA_VALUES, &device)?;

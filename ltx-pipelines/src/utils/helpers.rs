@@ -406,6 +406,46 @@ where
     }
 }
 
+/// The noised states of both modalities (`noise_video_state` then `noise_audio_state`: the video
+/// draw comes first): the conditionings apply to the video only; `noise_scales` = (video, audio).
+#[allow(clippy::too_many_arguments)]
+fn noised_states(
+    output_shape: &VideoPixelShape,
+    conditionings: &[Box<dyn ConditioningItem + '_>],
+    noise: &mut dyn NoiseSource,
+    dtype: DType,
+    device: &Device,
+    noise_scales: (f64, f64),
+    initial_video_latent: Option<&Tensor>,
+    initial_audio_latent: Option<&Tensor>,
+) -> Result<(VideoLatentTools, LatentState, AudioLatentTools, LatentState)> {
+    let (vtools, atools) = latent_tools(output_shape)?;
+    let video = create_noised_state(
+        &vtools,
+        |mut s| {
+            for c in conditionings {
+                s = c.apply_to(&s, &vtools)?;
+            }
+            Ok(s)
+        },
+        noise,
+        dtype,
+        device,
+        noise_scales.0,
+        initial_video_latent,
+    )?;
+    let audio = create_noised_state(
+        &atools,
+        Ok,
+        noise,
+        dtype,
+        device,
+        noise_scales.1,
+        initial_audio_latent,
+    )?;
+    Ok((vtools, video, atools, audio))
+}
+
 /// `denoise_audio_video`: noised video state (with the conditionings) and audio state (none),
 /// the loop, then conditioning tokens dropped and both states back in grid layout
 /// (`[B, C, F, H, W]` video, `[B, C, T, mels]` audio).
@@ -421,28 +461,14 @@ pub fn denoise_audio_video(
     initial_video_latent: Option<&Tensor>,
     initial_audio_latent: Option<&Tensor>,
 ) -> Result<(LatentState, LatentState)> {
-    let (vtools, atools) = latent_tools(output_shape)?;
-    let video = create_noised_state(
-        &vtools,
-        |mut s| {
-            for c in conditionings {
-                s = c.apply_to(&s, &vtools)?;
-            }
-            Ok(s)
-        },
+    let (vtools, video, atools, audio) = noised_states(
+        output_shape,
+        conditionings,
         noise,
         dtype,
         device,
-        noise_scale,
+        (noise_scale, noise_scale),
         initial_video_latent,
-    )?;
-    let audio = create_noised_state(
-        &atools,
-        Ok,
-        noise,
-        dtype,
-        device,
-        noise_scale,
         initial_audio_latent,
     )?;
     let (video, audio) = denoising_loop.run(video, audio, noise)?;
@@ -467,23 +493,16 @@ pub fn denoise_video_only(
     initial_video_latent: Option<&Tensor>,
     initial_audio_latent: Option<&Tensor>,
 ) -> Result<LatentState> {
-    let (vtools, atools) = latent_tools(output_shape)?;
-    let video = create_noised_state(
-        &vtools,
-        |mut s| {
-            for c in conditionings {
-                s = c.apply_to(&s, &vtools)?;
-            }
-            Ok(s)
-        },
+    let (vtools, video, _, mut audio) = noised_states(
+        output_shape,
+        conditionings,
         noise,
         dtype,
         device,
-        noise_scale,
+        (noise_scale, 0.0),
         initial_video_latent,
+        initial_audio_latent,
     )?;
-    let mut audio =
-        create_noised_state(&atools, Ok, noise, dtype, device, 0.0, initial_audio_latent)?;
     audio.denoise_mask = audio.denoise_mask.zeros_like()?;
     let (video, _) = denoising_loop.run(video, audio, noise)?;
     Ok(vtools.unpatchify(&vtools.clear_conditioning(&video)?)?)

@@ -203,6 +203,46 @@ pub fn conditionings(
     Ok(out)
 }
 
+/// Between the stages of the two-stage pipelines: the stage-1 video latent (first batch element)
+/// upsampled x2 in latent space (with the encoder's latent statistics), and the image
+/// conditionings re-encoded at the full size. The encoder comes from `encoder_ledger`, the
+/// upsampler from `upsampler_ledger` (the reference's stage-1 and stage-2 ledgers).
+#[allow(clippy::too_many_arguments)]
+pub fn upsample_for_stage_2(
+    encoder_ledger: &ModelLedger,
+    upsampler_ledger: &ModelLedger,
+    stage_1_video: &Tensor,
+    mode: ImageConditioningMode,
+    images: &[ImageConditioningInput],
+    height: usize,
+    width: usize,
+    progress: &mut dyn FnMut(ProgressEvent),
+) -> Result<(Tensor, Vec<Box<dyn ConditioningItem>>)> {
+    progress(ProgressEvent::Stage {
+        name: "upsample",
+        total: 0,
+    });
+    let encoder = encoder_ledger.video_encoder()?;
+    let upscaled = {
+        let upsampler = upsampler_ledger.spatial_upsampler()?;
+        ltx_core::model::upsampler::upsample_video(
+            &stage_1_video.narrow(0, 0, 1)?,
+            encoder.per_channel_statistics(),
+            &upsampler,
+        )?
+    };
+    let conds = conditionings(
+        mode,
+        images,
+        height,
+        width,
+        &encoder,
+        encoder_ledger.dtype,
+        &encoder_ledger.device,
+    )?;
+    Ok((upscaled, conds))
+}
+
 /// Decodes a video latent `[1, 128, F', H', W']` into `[f, H, W, 3]` u8 chunks handed to `sink`.
 pub fn decode_video_chunks(
     ledger: &ModelLedger,
