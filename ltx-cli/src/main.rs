@@ -8,6 +8,12 @@ mod info;
 mod parity;
 
 use anyhow::Result;
+
+/// mimalloc keeps freed pages for reuse: the denoising loops and decoders free and reallocate
+/// tensors of the same large sizes every step, which the system allocator returns to the kernel
+/// and faults back in (half the run time was in the kernel before).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use clap::{Parser, Subcommand};
 use ltx_core::device::{DTypeChoice, DeviceChoice};
 
