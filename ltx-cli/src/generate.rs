@@ -20,7 +20,7 @@ use ltx_pipelines::ti2vid_one_stage::{GuidanceRequest, TI2VidOneStagePipeline};
 use ltx_pipelines::ti2vid_two_stages::TI2VidTwoStagesPipeline;
 use ltx_pipelines::tiny::{default_cache_dir, ensure_tiny_model};
 use ltx_pipelines::utils::constants::{
-    detect_params_from_path, DEFAULT_IMAGE_CRF, DEFAULT_NEGATIVE_PROMPT,
+    detect_params_from_path, DEFAULT_IMAGE_CRF, DEFAULT_LORA_STRENGTH, DEFAULT_NEGATIVE_PROMPT,
 };
 use ltx_pipelines::utils::model_ledger::{LoraSpec, ModelLedger};
 
@@ -121,7 +121,7 @@ fn parse_loras(flat: &[String]) -> Result<Vec<LoraSpec>> {
     let mut out = Vec::new();
     let mut i = 0;
     while i < flat.len() {
-        let mut strength = 1.0;
+        let mut strength = DEFAULT_LORA_STRENGTH;
         let mut used = 1;
         if let Some(s) = flat.get(i + 1).and_then(|s| s.parse::<f64>().ok()) {
             strength = s;

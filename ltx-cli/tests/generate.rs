@@ -17,20 +17,7 @@ fn cache() -> PathBuf {
 }
 
 fn generate(out: &Path, extra: &[&str]) -> std::process::Output {
-    let mut c = ltx();
-    c.args([
-        "--device",
-        "cpu",
-        "generate",
-        "--prompt",
-        "a cat walks on the beach",
-    ])
-    .arg("--output-path")
-    .arg(out)
-    .arg("--cache-dir")
-    .arg(cache())
-    .args(extra);
-    c.output().expect("the ltx binary runs")
+    run_cmd("generate", out, extra)
 }
 
 fn stderr(o: &std::process::Output) -> String {

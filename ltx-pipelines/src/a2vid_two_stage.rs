@@ -12,7 +12,7 @@ use ltx_core::components::noisers::NoiseGenerator;
 use ltx_core::components::schedulers::Ltx2Scheduler;
 use ltx_core::model::audio_vae::ops::AudioProcessor;
 use ltx_core::model::audio_vae::{encode_audio, AudioVaeConfig};
-use ltx_core::types::{Audio, AudioLatentParams, AudioLatentShape, VideoPixelShape};
+use ltx_core::types::{Audio, AudioLatentParams, AudioLatentShape};
 
 use crate::media::audio::load_audio;
 use crate::ti2vid_one_stage::GuidanceRequest;
@@ -106,13 +106,7 @@ impl A2VidTwoStagePipeline {
         }
         let latent = latent.narrow(2, 0, shape.frames)?;
 
-        let shape1 = VideoPixelShape {
-            batch: 1,
-            frames: req.num_frames,
-            height: req.height / 2,
-            width: req.width / 2,
-            fps: req.frame_rate,
-        };
+        let shape1 = req.pixel_shape(2);
         let conds1 = {
             let encoder = self.stage_1.video_encoder()?;
             image_conditionings(
@@ -160,11 +154,7 @@ impl A2VidTwoStagePipeline {
             v
         };
 
-        let shape2 = VideoPixelShape {
-            height: req.height,
-            width: req.width,
-            ..shape1
-        };
+        let shape2 = req.pixel_shape(1);
         let (upscaled, conds2) = upsample_for_stage_2(
             &self.stage_1,
             &self.stage_2,

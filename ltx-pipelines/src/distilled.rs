@@ -8,7 +8,7 @@
 use candle_core::Tensor;
 use ltx_core::components::noisers::NoiseGenerator;
 use ltx_core::model::upsampler::upsample_video;
-use ltx_core::types::{Audio, VideoPixelShape};
+use ltx_core::types::Audio;
 
 use crate::utils::constants::{DISTILLED_SIGMA_VALUES, STAGE_2_DISTILLED_SIGMA_VALUES};
 use crate::utils::helpers::{denoise_audio_video, SimpleDenoiser};
@@ -55,13 +55,7 @@ impl DistilledPipeline {
         };
 
         // stage 1: half resolution
-        let shape1 = VideoPixelShape {
-            batch: 1,
-            frames: req.num_frames,
-            height: req.height / 2,
-            width: req.width / 2,
-            fps: req.frame_rate,
-        };
+        let shape1 = req.pixel_shape(2);
         let conds1 = image_conditionings(
             &req.images,
             shape1.height,
@@ -103,11 +97,7 @@ impl DistilledPipeline {
         };
 
         // stage 2: full resolution, from the upscaled latent re-noised to the schedule's start
-        let shape2 = VideoPixelShape {
-            height: req.height,
-            width: req.width,
-            ..shape1
-        };
+        let shape2 = req.pixel_shape(1);
         let conds2 = image_conditionings(
             &req.images,
             shape2.height,

@@ -194,13 +194,7 @@ impl TI2VidOneStagePipeline {
     ) -> Result<Audio> {
         req.validate(false)?;
         guidance.validate()?;
-        let shape = VideoPixelShape {
-            batch: 1,
-            frames: req.num_frames,
-            height: req.height,
-            width: req.width,
-            fps: req.frame_rate,
-        };
+        let shape = req.pixel_shape(1);
         let mut noise = NoiseGenerator::new(req.seed);
         let (video, audio, _) = guided_stage(
             &self.ledger,

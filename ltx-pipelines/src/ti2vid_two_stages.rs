@@ -93,13 +93,7 @@ impl TI2VidTwoStagesPipeline {
         req.validate(true)?;
         guidance.validate()?;
         let device = self.stage_1.device.clone();
-        let shape1 = VideoPixelShape {
-            batch: 1,
-            frames: req.num_frames,
-            height: req.height / 2,
-            width: req.width / 2,
-            fps: req.frame_rate,
-        };
+        let shape1 = req.pixel_shape(2);
         let mut noise = NoiseGenerator::new(req.seed);
         let (video1, audio1, (v_pos, a_pos)) = guided_stage(
             &self.stage_1,
@@ -113,11 +107,7 @@ impl TI2VidTwoStagesPipeline {
             progress,
         )?;
 
-        let shape2 = VideoPixelShape {
-            height: req.height,
-            width: req.width,
-            ..shape1
-        };
+        let shape2 = req.pixel_shape(1);
         let (upscaled, conds2) = upsample_for_stage_2(
             &self.stage_1,
             &self.stage_2,

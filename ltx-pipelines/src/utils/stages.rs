@@ -48,6 +48,18 @@ pub struct GenerationRequest {
 }
 
 impl GenerationRequest {
+    /// The output shape at `1 / divisor` of the requested height and width (2 for the first stage
+    /// of the two-stage pipelines, 1 for full size).
+    pub fn pixel_shape(&self, divisor: usize) -> ltx_core::types::VideoPixelShape {
+        ltx_core::types::VideoPixelShape {
+            batch: 1,
+            frames: self.num_frames,
+            height: self.height / divisor,
+            width: self.width / divisor,
+            fps: self.frame_rate,
+        }
+    }
+
     /// The checks every pipeline makes before any model is loaded.
     pub fn validate(&self, two_stage: bool) -> Result<()> {
         assert_resolution(self.height, self.width, two_stage)?;
