@@ -10,8 +10,6 @@ use candle_core::Tensor;
 use ltx_core::components::guiders::{MultiModalGuiderFactory, MultiModalGuiderParams};
 use ltx_core::components::noisers::NoiseGenerator;
 use ltx_core::components::schedulers::Ltx2Scheduler;
-use ltx_core::model::audio_vae::ops::AudioProcessor;
-use ltx_core::model::audio_vae::{encode_audio, AudioVaeConfig};
 use ltx_core::types::{Audio, AudioLatentParams, AudioLatentShape};
 
 use crate::media::audio::load_audio;
@@ -20,8 +18,8 @@ use crate::utils::constants::STAGE_2_DISTILLED_SIGMA_VALUES;
 use crate::utils::helpers::{denoise_video_only, MultiModalDenoiser, SimpleDenoiser};
 use crate::utils::model_ledger::{LoraSpec, ModelLedger};
 use crate::utils::stages::{
-    decode_video_chunks, encode_prompts, euler_stage, image_conditionings, upsample_for_stage_2,
-    GenerationRequest, ImageConditioningMode, ProgressEvent,
+    decode_video_chunks, encode_audio_waveform, encode_prompts, euler_stage, image_conditionings,
+    upsample_for_stage_2, GenerationRequest, ImageConditioningMode, ProgressEvent,
 };
 use crate::{Error, Result};
 
@@ -74,21 +72,7 @@ impl A2VidTwoStagePipeline {
             total: 0,
         });
         let audio = decoded.to_audio(&device)?;
-        let latent = {
-            let cfg = AudioVaeConfig::from_checkpoint_config(&self.stage_1.config()?)?;
-            let encoder = self.stage_1.audio_encoder()?;
-            let mel_bins = cfg.mel_bins.ok_or_else(|| {
-                Error::InvalidArgument("the audio VAE config has no mel_bins".into())
-            })?;
-            let processor = AudioProcessor::new(
-                cfg.sample_rate,
-                mel_bins,
-                cfg.mel_hop_length,
-                cfg.n_fft,
-                &device,
-            )?;
-            encode_audio(&audio, &encoder, &processor)?.to_dtype(dtype)?
-        };
+        let latent = encode_audio_waveform(&self.stage_1, &audio)?;
         let shape = AudioLatentShape::from_duration(
             1,
             req.num_frames as f64 / req.frame_rate,

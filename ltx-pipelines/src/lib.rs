@@ -5,8 +5,10 @@
 pub mod a2vid_two_stage;
 pub mod distilled;
 pub mod error;
+pub mod ic_lora;
 pub mod media;
 pub mod parity;
+pub mod retake;
 pub mod ti2vid_one_stage;
 pub mod ti2vid_two_stages;
 pub mod tiny;

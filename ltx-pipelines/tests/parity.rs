@@ -25,7 +25,7 @@ fn fixture(name: &str) -> PathBuf {
 fn every_committed_fixture_matches_the_reference() {
     let files = collect_fixtures(&[fixtures_dir()]).unwrap();
     assert!(
-        files.len() >= 88,
+        files.len() >= 92,
         "expected the committed fixtures, found {}",
         files.len()
     );
@@ -78,6 +78,8 @@ fn every_committed_fixture_matches_the_reference() {
         "denoise_loop",
         "lora_fuse",
         "media_resize",
+        "ic_lora_mask",
+        "retake_mask",
     ] {
         assert!(components.contains(needed), "no fixture covers {needed}");
     }

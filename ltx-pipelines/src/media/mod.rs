@@ -10,6 +10,6 @@ pub use image::{
     DEFAULT_IMAGE_CRF,
 };
 pub use video::{
-    crf_to_qp, decode_video_frames, encode_single_frame_round_trip, probe_mp4, Mp4AudioInfo,
-    Mp4Info, Mp4Writer, DEFAULT_VIDEO_CRF,
+    crf_to_qp, decode_video_frames, encode_single_frame_round_trip, load_video_conditioning,
+    probe_mp4, Mp4AudioInfo, Mp4Info, Mp4Writer, DEFAULT_VIDEO_CRF,
 };

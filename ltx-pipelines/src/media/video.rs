@@ -810,6 +810,38 @@ pub fn decode_video_frames(path: &Path, max_frames: Option<usize>) -> Result<(Te
     Ok((Tensor::from_vec(rgb, (frames, h, w, 3), &Device::Cpu)?, fps))
 }
 
+/// A conditioning video as the reference's `load_video_conditioning`: up to `frame_cap` frames
+/// decoded, each resized to cover `height x width` and centre-cropped, then mapped from 0..255 to
+/// [-1, 1]. Returns `[1, 3, F, height, width]` f32 on the CPU (the caller casts and moves it).
+pub fn load_video_conditioning(
+    path: &Path,
+    height: usize,
+    width: usize,
+    frame_cap: usize,
+) -> Result<Tensor> {
+    if frame_cap == 0 {
+        return Err(Error::InvalidArgument(format!(
+            "video `{}`: at least one frame must be read",
+            path.display()
+        )));
+    }
+    let (frames, _fps) = decode_video_frames(path, Some(frame_cap))?;
+    // resize a few frames at a time: the whole stack in f32 at the source size can be gigabytes
+    const CHUNK: usize = 8;
+    let n = frames.dim(0)?;
+    let mut parts = Vec::with_capacity(n.div_ceil(CHUNK));
+    for start in (0..n).step_by(CHUNK) {
+        let len = CHUNK.min(n - start);
+        let resized = crate::media::image::resize_and_center_crop(
+            &frames.narrow(0, start, len)?,
+            height,
+            width,
+        )?;
+        parts.push(((resized / 127.5)? - 1.0)?);
+    }
+    Ok(Tensor::cat(&parts, 2)?)
+}
+
 /// Appends a decoded picture as RGB to `rgb`, checking that every frame has the same size.
 fn push_frame(
     path: &Path,

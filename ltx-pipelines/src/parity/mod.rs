@@ -29,6 +29,7 @@ mod latent_upsampler;
 mod lora_fuse;
 mod media_resize;
 mod patchifier;
+mod pipeline_masks;
 mod pipeline_params;
 mod scheduler;
 mod transformer;
@@ -263,6 +264,8 @@ pub fn run_fixture(path: &Path, device: &Device) -> Result<Vec<OutputCheck>> {
         "denoise_loop" => denoise_loop::run(&fx, &inputs, device)?,
         "lora_fuse" => lora_fuse::run(&fx, &inputs, device)?,
         "media_resize" => media_resize::run(&fx, &inputs, device)?,
+        "ic_lora_mask" => pipeline_masks::run_ic_lora(&fx, &inputs, device)?,
+        "retake_mask" => pipeline_masks::run_retake(&fx, device)?,
         "vocoder" => audio_vae::run_vocoder(&fx, &inputs, device)?,
         "video_decoder" => video_vae::run_decoder(&fx, &inputs, &expected, device)?,
         "scheduler" => scheduler::run(&fx, device)?,

@@ -305,6 +305,30 @@ pub fn decode_video_chunks(
     Ok(())
 }
 
+/// Waveform -> audio latent `[1, 8, T, 16]` in the ledger's dtype: the checkpoint's audio
+/// processor (resampling + log-mel) then the audio VAE encoder (`encode_audio`).
+pub fn encode_audio_waveform(ledger: &ModelLedger, audio: &Audio) -> Result<Tensor> {
+    use ltx_core::model::audio_vae::ops::AudioProcessor;
+    use ltx_core::model::audio_vae::{encode_audio, AudioVaeConfig};
+    let cfg = AudioVaeConfig::from_checkpoint_config(&ledger.config()?)?;
+    let encoder = ledger.audio_encoder()?;
+    let mel_bins = cfg
+        .mel_bins
+        .ok_or_else(|| Error::InvalidArgument("the audio VAE config has no mel_bins".into()))?;
+    let processor = AudioProcessor::new(
+        cfg.sample_rate,
+        mel_bins,
+        cfg.mel_hop_length,
+        cfg.n_fft,
+        &ledger.device,
+    )?;
+    let audio = Audio {
+        waveform: audio.waveform.to_device(&ledger.device)?,
+        sampling_rate: audio.sampling_rate,
+    };
+    Ok(encode_audio(&audio, &encoder, &processor)?.to_dtype(ledger.dtype)?)
+}
+
 /// Audio latent `[1, 8, T, 16]` -> stereo waveform at the vocoder's rate.
 pub fn decode_audio_latent(
     ledger: &ModelLedger,
