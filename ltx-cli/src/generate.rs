@@ -15,7 +15,9 @@ use ltx_pipelines::a2vid_two_stage::{A2VidTwoStagePipeline, AudioInput};
 use ltx_pipelines::distilled::{
     DistilledPipeline, GenerationRequest, ImageConditioningInput, ProgressEvent,
 };
+use ltx_pipelines::ic_lora::{ICLoraPipeline, IcLoraRequest, VideoConditioningInput};
 use ltx_pipelines::media::video::Mp4Writer;
+use ltx_pipelines::retake::{RetakeMode, RetakePipeline, RetakeRequest};
 use ltx_pipelines::ti2vid_one_stage::{GuidanceRequest, TI2VidOneStagePipeline};
 use ltx_pipelines::ti2vid_two_stages::TI2VidTwoStagesPipeline;
 use ltx_pipelines::tiny::{default_cache_dir, ensure_tiny_model};
@@ -32,27 +34,8 @@ pub struct CommonArgs {
     /// Output MP4 (H.264 + AAC); written to a temporary file and renamed at the end.
     #[arg(long, default_value = "output.mp4")]
     output_path: PathBuf,
-    /// LTX-2 / LTX-2.3 checkpoint (.safetensors). Without it (and without --model) the built-in
-    /// tiny model runs (noise-like output; every stage exercised).
-    #[arg(long, alias = "distilled-checkpoint-path")]
-    checkpoint_path: Option<PathBuf>,
-    /// Take the weights from the Hugging Face Hub: `Lightricks/LTX-2` or `Lightricks/LTX-2.3`
-    /// (downloaded once into the HF cache; files given by path take precedence).
-    #[arg(long, value_name = "REPO")]
-    model: Option<String>,
-    /// Gemma text encoder repository on the Hub (default with --model:
-    /// google/gemma-3-12b-it-qat-q4_0-unquantized).
-    #[arg(long, value_name = "REPO")]
-    gemma: Option<String>,
-    /// Resolve Hub files from the local cache only (also `HF_HUB_OFFLINE=1`).
-    #[arg(long)]
-    offline: bool,
-    /// Folder with the Gemma-3 text encoder (tokenizer.json + safetensors).
-    #[arg(long)]
-    gemma_root: Option<PathBuf>,
-    /// Spatial x2 latent upsampler (.safetensors); two-stage pipelines.
-    #[arg(long)]
-    spatial_upsampler_path: Option<PathBuf>,
+    #[command(flatten)]
+    weights: WeightArgs,
     /// Random seed (default: the model's preset).
     #[arg(long)]
     seed: Option<u64>,
@@ -77,13 +60,122 @@ pub struct CommonArgs {
     /// Decode the video in tiles (512 px / 64 frames, the reference's defaults) to bound memory.
     #[arg(long)]
     tiled_decode: bool,
+    /// Overwrite an existing output file.
+    #[arg(long)]
+    force: bool,
+}
+
+/// Where the weights come from: local files, the Hugging Face Hub, or the built-in tiny model.
+#[derive(clap::Args, Debug)]
+pub struct WeightArgs {
+    /// LTX-2 / LTX-2.3 checkpoint (.safetensors). Without it (and without --model) the built-in
+    /// tiny model runs (noise-like output; every stage exercised).
+    #[arg(long, alias = "distilled-checkpoint-path")]
+    checkpoint_path: Option<PathBuf>,
+    /// Take the weights from the Hugging Face Hub: `Lightricks/LTX-2` or `Lightricks/LTX-2.3`
+    /// (downloaded once into the HF cache; files given by path take precedence).
+    #[arg(long, value_name = "REPO")]
+    model: Option<String>,
+    /// Gemma text encoder repository on the Hub (default with --model:
+    /// google/gemma-3-12b-it-qat-q4_0-unquantized).
+    #[arg(long, value_name = "REPO")]
+    gemma: Option<String>,
+    /// Resolve Hub files from the local cache only (also `HF_HUB_OFFLINE=1`).
+    #[arg(long)]
+    offline: bool,
+    /// Folder with the Gemma-3 text encoder (tokenizer.json + safetensors).
+    #[arg(long)]
+    gemma_root: Option<PathBuf>,
+    /// Spatial x2 latent upsampler (.safetensors); two-stage pipelines.
+    #[arg(long)]
+    spatial_upsampler_path: Option<PathBuf>,
     /// Where the built-in tiny model is cached (default: $LTX_CACHE, $XDG_CACHE_HOME/ltx-rs or
     /// ~/.cache/ltx-rs).
     #[arg(long)]
     cache_dir: Option<PathBuf>,
-    /// Overwrite an existing output file.
-    #[arg(long)]
-    force: bool,
+}
+
+/// The resolved weight files of a run.
+struct Weights {
+    checkpoint: PathBuf,
+    gemma_root: PathBuf,
+    upsampler: Option<PathBuf>,
+    /// The built-in tiny model stands in.
+    tiny: bool,
+    /// The distilled LoRA from the Hub repo, when one was asked for.
+    hub_distilled_lora: Option<PathBuf>,
+}
+
+/// Hub files fill whatever was not given as a local path; with no checkpoint at all the tiny
+/// model is used (built once into the cache).
+fn resolve_weights(
+    w: &WeightArgs,
+    variant: crate::hub::Variant,
+    need_upsampler: bool,
+    want_hub_lora: bool,
+) -> Result<Weights> {
+    let mut checkpoint_path = w.checkpoint_path.clone();
+    let mut gemma_path = w.gemma_root.clone();
+    let mut upsampler_path = w.spatial_upsampler_path.clone();
+    let mut hub_distilled_lora = None;
+    if w.model.is_some() || w.gemma.is_some() {
+        let offline = w.offline || crate::hub::offline_from_env();
+        let hub = crate::hub::Hub::new(None, offline)?;
+        if let Some(repo) = &w.model {
+            let files = crate::hub::repo_files(repo, variant)?;
+            if checkpoint_path.is_none() {
+                checkpoint_path = Some(hub.file(repo, files.checkpoint)?);
+            }
+            if upsampler_path.is_none() && need_upsampler {
+                upsampler_path = Some(hub.file(repo, files.spatial_upsampler)?);
+            }
+            if want_hub_lora {
+                hub_distilled_lora = Some(hub.file(repo, files.distilled_lora)?);
+            }
+        }
+        if gemma_path.is_none() {
+            let repo = w.gemma.as_deref().unwrap_or(crate::hub::DEFAULT_GEMMA_REPO);
+            gemma_path = Some(hub.gemma_root(repo)?);
+        }
+    }
+    match checkpoint_path {
+        Some(checkpoint) => {
+            let gemma_root = gemma_path
+                .context("--gemma-root (or --gemma REPO) is required with --checkpoint-path")?;
+            let upsampler = match (upsampler_path, need_upsampler) {
+                (Some(p), _) => Some(p),
+                (None, false) => None,
+                (None, true) => {
+                    bail!("--spatial-upsampler-path is required by the two-stage pipelines")
+                }
+            };
+            Ok(Weights {
+                checkpoint,
+                gemma_root,
+                upsampler,
+                tiny: false,
+                hub_distilled_lora,
+            })
+        }
+        None => {
+            if w.gemma_root.is_some() || w.spatial_upsampler_path.is_some() {
+                bail!("--gemma-root / --spatial-upsampler-path need --checkpoint-path");
+            }
+            let cache = w.cache_dir.clone().unwrap_or_else(default_cache_dir);
+            eprintln!(
+                "no --checkpoint-path: using the built-in tiny model (noise-like output) from {}",
+                cache.display()
+            );
+            let t = ensure_tiny_model(&cache)?;
+            Ok(Weights {
+                checkpoint: t.checkpoint,
+                gemma_root: t.gemma_root,
+                upsampler: Some(t.spatial_upsampler),
+                tiny: true,
+                hub_distilled_lora: None,
+            })
+        }
+    }
 }
 
 /// `--image` values come flat; each group starts with a path (3 or 4 values).
@@ -289,6 +381,71 @@ pub struct A2VidArgs {
 }
 
 #[derive(clap::Args, Debug)]
+pub struct IcLoraArgs {
+    #[command(flatten)]
+    common: CommonArgs,
+    /// Control video (depth, pose, edges, ...; H.264 MP4) and its strength: PATH STRENGTH
+    /// (repeatable). The IC-LoRA itself is given with --lora.
+    #[arg(long, num_args = 2, value_names = ["PATH", "STRENGTH"], action = clap::ArgAction::Append, required = true)]
+    video_conditioning: Vec<String>,
+    /// Grayscale mask video scaling how much each region attends to the control video, and the
+    /// overall strength: MASK_PATH STRENGTH.
+    #[arg(long, num_args = 2, value_names = ["MASK_PATH", "STRENGTH"])]
+    conditioning_attention_mask: Vec<String>,
+    /// Attention strength to the control video without a mask, in [0, 1].
+    #[arg(long, default_value_t = 1.0)]
+    conditioning_attention_strength: f64,
+    /// Skip the upsampling and refinement stage: the output is half the height and width.
+    #[arg(long)]
+    skip_stage_2: bool,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct RetakeArgs {
+    /// The source video (H.264 MP4, 8k+1 frames, sides multiples of 32); its audio track, if any,
+    /// is retaken too.
+    #[arg(long)]
+    video_path: PathBuf,
+    /// Text prompt for the regenerated window.
+    #[arg(long)]
+    prompt: String,
+    /// Start of the window to regenerate, in seconds.
+    #[arg(long)]
+    start_time: f64,
+    /// End of the window (exclusive), in seconds.
+    #[arg(long)]
+    end_time: f64,
+    /// Output MP4 (the source's size, frame count and rate).
+    #[arg(long, default_value = "output.mp4")]
+    output_path: PathBuf,
+    #[command(flatten)]
+    weights: WeightArgs,
+    /// Random seed; a negative value picks one at random.
+    #[arg(long, default_value_t = 42, allow_negative_numbers = true)]
+    seed: i64,
+    /// LoRA: PATH [STRENGTH] (repeatable).
+    #[arg(long = "lora", num_args = 1..=2, value_names = ["PATH", "STRENGTH"], action = clap::ArgAction::Append)]
+    loras: Vec<String>,
+    /// The checkpoint is the distilled model: its 8-step schedule, no guidance.
+    #[arg(long)]
+    distilled: bool,
+    /// Keep the source video as it is (regenerate only the audio window).
+    #[arg(long)]
+    keep_video: bool,
+    /// Keep the source audio as it is (regenerate only the video window).
+    #[arg(long)]
+    keep_audio: bool,
+    #[command(flatten)]
+    guidance: GuidanceArgs,
+    /// Decode the video in tiles (512 px / 64 frames) to bound memory.
+    #[arg(long)]
+    tiled_decode: bool,
+    /// Overwrite an existing output file.
+    #[arg(long)]
+    force: bool,
+}
+
+#[derive(clap::Args, Debug)]
 pub struct TwoStageHqArgs {
     #[command(flatten)]
     common: CommonArgs,
@@ -311,6 +468,7 @@ enum Kind {
     TwoStage(GuidanceArgs, Vec<String>, bool),
     TwoStageHq(GuidanceArgs, Option<PathBuf>, (f64, f64)),
     A2Vid(GuidanceArgs, Vec<String>, AudioInput),
+    IcLora(IcLoraRequest),
 }
 
 impl Kind {
@@ -364,6 +522,39 @@ pub fn run_a2vid(args: A2VidArgs, device: &Device, dtype: Option<DTypeChoice>) -
     )
 }
 
+pub fn run_ic_lora(args: IcLoraArgs, device: &Device, dtype: Option<DTypeChoice>) -> Result<()> {
+    let mut video_conditioning = Vec::new();
+    for pair in args.video_conditioning.chunks(2) {
+        let [path, strength] = pair else {
+            bail!("--video-conditioning needs PATH STRENGTH");
+        };
+        video_conditioning.push(VideoConditioningInput {
+            path: PathBuf::from(path),
+            strength: strength
+                .parse()
+                .with_context(|| format!("--video-conditioning STRENGTH `{strength}`"))?,
+        });
+    }
+    let (attention_mask, strength) = match args.conditioning_attention_mask.as_slice() {
+        [] => (None, args.conditioning_attention_strength),
+        [path, strength] => (
+            Some(PathBuf::from(path)),
+            strength
+                .parse()
+                .with_context(|| format!("--conditioning-attention-mask STRENGTH `{strength}`"))?,
+        ),
+        _ => bail!("--conditioning-attention-mask needs MASK_PATH STRENGTH"),
+    };
+    let ic = IcLoraRequest {
+        video_conditioning,
+        attention_mask,
+        conditioning_attention_strength: strength,
+        skip_stage_2: args.skip_stage_2,
+    };
+    ic.validate()?;
+    run_pipeline(args.common, Kind::IcLora(ic), device, dtype)
+}
+
 pub fn run_two_stage_hq(
     args: TwoStageHqArgs,
     device: &Device,
@@ -395,6 +586,94 @@ pub fn run_two_stage(
         device,
         dtype,
     )
+}
+
+pub fn run_retake(args: RetakeArgs, device: &Device, dtype: Option<DTypeChoice>) -> Result<()> {
+    let start = Instant::now();
+    check_output(&args.output_path, args.force)?;
+    if args.keep_video && args.keep_audio {
+        bail!("--keep-video and --keep-audio together leave nothing to regenerate");
+    }
+    let seed = u64::try_from(args.seed).unwrap_or_else(|_| {
+        use std::hash::{BuildHasher, Hasher};
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u128(start.elapsed().as_nanos());
+        // the reference draws from [0, 2^31)
+        h.finish() % (1 << 31)
+    });
+    let req = RetakeRequest {
+        video_path: args.video_path.clone(),
+        prompt: args.prompt.clone(),
+        start_time: args.start_time,
+        end_time: args.end_time,
+        seed,
+        regenerate_video: !args.keep_video,
+        regenerate_audio: !args.keep_audio,
+        tiling: args.tiled_decode.then(TilingConfig::reference_default),
+    };
+    // the source's size, length and rate, and the window, are checked before any model loads
+    let source = req.probe()?;
+    let variant = if args.distilled {
+        crate::hub::Variant::Distilled
+    } else {
+        crate::hub::Variant::Dev
+    };
+    let w = resolve_weights(&args.weights, variant, false, false)?;
+    let ledger = ModelLedger::new(
+        ltx_core::device::resolve_dtype(dtype, device),
+        device.clone(),
+        w.checkpoint.clone(),
+        Some(w.gemma_root),
+        None,
+        parse_loras(&args.loras)?,
+    )?;
+    let mode = if args.distilled {
+        RetakeMode::Distilled
+    } else {
+        let params = detect_params_from_path(&w.checkpoint)?;
+        RetakeMode::Dev(guidance_request(args.guidance, &params, w.tiny))
+    };
+    if seed != args.seed as u64 {
+        eprintln!("seed: {seed}");
+    }
+    let audio_rate = VocoderModelConfig::from_checkpoint_config(&ledger.config()?)?
+        .output_sampling_rate() as u32;
+    let mut writer = Mp4Writer::create(
+        &args.output_path,
+        source.width,
+        source.height,
+        source.fps,
+        Some(audio_rate),
+    )?;
+    let mut bars = Bars { current: None };
+    let mut frames = 0usize;
+    let (audio, _) = RetakePipeline::new(ledger).run(
+        &req,
+        &mode,
+        &mut |e| bars.event(e),
+        &mut |chunk: candle_core::Tensor| {
+            frames += chunk.dim(0)?;
+            writer.write_frames(&chunk)
+        },
+    )?;
+    bars.event(ProgressEvent::Stage {
+        name: "mux",
+        total: 0,
+    });
+    writer.write_audio(&audio)?;
+    let path = writer.finish()?;
+    bars.finish();
+    eprintln!(
+        "wrote {} ({frames} frames {}x{} at {:.3} fps; {:.2}-{:.2} s regenerated) in {:.1} s",
+        path.display(),
+        source.width,
+        source.height,
+        source.fps,
+        req.start_time,
+        req.end_time,
+        start.elapsed().as_secs_f64()
+    );
+    Ok(())
 }
 
 fn guidance_request(
@@ -464,72 +743,22 @@ fn run_pipeline(
         ltx_pipelines::utils::helpers::assert_resolution(h, w, two_stage)?;
     }
 
-    // Hub files fill whatever was not given as a local path
-    let mut checkpoint_path = args.checkpoint_path.clone();
-    let mut gemma_path = args.gemma_root.clone();
-    let mut upsampler_path = args.spatial_upsampler_path.clone();
-    let mut hub_lora: Option<PathBuf> = None;
-    if args.model.is_some() || args.gemma.is_some() {
-        let offline = args.offline || crate::hub::offline_from_env();
-        let hub = crate::hub::Hub::new(None, offline)?;
-        if let Some(repo) = &args.model {
-            let variant = match kind {
-                Kind::Distilled => crate::hub::Variant::Distilled,
-                _ => crate::hub::Variant::Dev,
-            };
-            let files = crate::hub::repo_files(repo, variant)?;
-            if checkpoint_path.is_none() {
-                checkpoint_path = Some(hub.file(repo, files.checkpoint)?);
-            }
-            if upsampler_path.is_none() && two_stage {
-                upsampler_path = Some(hub.file(repo, files.spatial_upsampler)?);
-            }
-            let lora_given = match &kind {
-                Kind::TwoStage(_, l, _) | Kind::A2Vid(_, l, _) => !l.is_empty(),
-                Kind::TwoStageHq(_, l, _) => l.is_some(),
-                _ => true,
-            };
-            if !lora_given {
-                hub_lora = Some(hub.file(repo, files.distilled_lora)?);
-            }
-        }
-        if gemma_path.is_none() {
-            let repo = args
-                .gemma
-                .as_deref()
-                .unwrap_or(crate::hub::DEFAULT_GEMMA_REPO);
-            gemma_path = Some(hub.gemma_root(repo)?);
-        }
-    }
-
-    let tiny = checkpoint_path.is_none();
-    let (checkpoint, gemma_root, upsampler) = match &checkpoint_path {
-        Some(ckpt) => {
-            let gemma = gemma_path
-                .clone()
-                .context("--gemma-root (or --gemma REPO) is required with --checkpoint-path")?;
-            let up = match (&upsampler_path, two_stage) {
-                (Some(p), _) => Some(p.clone()),
-                (None, false) => None,
-                (None, true) => {
-                    bail!("--spatial-upsampler-path is required by the two-stage pipelines")
-                }
-            };
-            (ckpt.clone(), gemma, up)
-        }
-        None => {
-            if args.gemma_root.is_some() || args.spatial_upsampler_path.is_some() {
-                bail!("--gemma-root / --spatial-upsampler-path need --checkpoint-path");
-            }
-            let cache = args.cache_dir.clone().unwrap_or_else(default_cache_dir);
-            eprintln!(
-                "no --checkpoint-path: using the built-in tiny model (noise-like output) from {}",
-                cache.display()
-            );
-            let t = ensure_tiny_model(&cache)?;
-            (t.checkpoint, t.gemma_root, Some(t.spatial_upsampler))
-        }
+    let variant = match kind {
+        Kind::Distilled | Kind::IcLora(_) => crate::hub::Variant::Distilled,
+        _ => crate::hub::Variant::Dev,
     };
+    let want_hub_lora = match &kind {
+        Kind::TwoStage(_, l, _) | Kind::A2Vid(_, l, _) => l.is_empty(),
+        Kind::TwoStageHq(_, l, _) => l.is_none(),
+        _ => false,
+    };
+    let Weights {
+        checkpoint,
+        gemma_root,
+        upsampler,
+        tiny,
+        hub_distilled_lora: hub_lora,
+    } = resolve_weights(&args.weights, variant, two_stage, want_hub_lora)?;
     let distilled_lora = match &mut kind {
         Kind::TwoStage(_, l, _) | Kind::A2Vid(_, l, _) if l.is_empty() => match &hub_lora {
             Some(p) => vec![LoraSpec {
@@ -603,10 +832,28 @@ fn run_pipeline(
             as u32,
     };
 
+    let (out_h, out_w) = match &kind {
+        Kind::IcLora(ic) => ICLoraPipeline::output_size(&req, ic),
+        _ => (req.height, req.width),
+    };
+    let pipeline_ic = match &kind {
+        Kind::IcLora(_) => {
+            if !tiny && ledger.loras.is_empty() {
+                bail!("ic-lora needs the IC-LoRA: --lora PATH [STRENGTH]");
+            }
+            // reads the LoRAs' reference scale and checks the sizes before any model is loaded
+            let p = ICLoraPipeline::new(ledger.clone())?;
+            if let Kind::IcLora(ic) = &kind {
+                p.validate(&req, ic)?;
+            }
+            Some(p)
+        }
+        _ => None,
+    };
     let mut writer = Mp4Writer::create(
         &args.output_path,
-        req.width,
-        req.height,
+        out_w,
+        out_h,
         req.frame_rate,
         Some(audio_rate),
     )?;
@@ -642,6 +889,11 @@ fn run_pipeline(
                 &mut sink,
             )?
         }
+        Kind::IcLora(ic) => {
+            pipeline_ic
+                .expect("built above")
+                .run(&req, &ic, &mut progress, &mut sink)?
+        }
         Kind::TwoStageHq(g, lora, strengths) => {
             let g = guidance_request(g, &params, tiny);
             TI2VidTwoStagesPipeline::hq(ledger, lora.as_deref(), strengths)?.run(
@@ -662,8 +914,8 @@ fn run_pipeline(
     eprintln!(
         "wrote {} ({frames} frames {}x{} at {} fps, {:.2} s of audio at {} Hz) in {:.1} s",
         path.display(),
-        req.width,
-        req.height,
+        out_w,
+        out_h,
         req.frame_rate,
         audio.waveform.dim(candle_core::D::Minus1)? as f64 / audio.sampling_rate as f64,
         audio.sampling_rate,

@@ -49,6 +49,11 @@ enum Command {
     A2vid(generate::A2VidArgs),
     /// The two-stage pipeline with every --image as a keyframe to interpolate between.
     KeyframeInterpolation(generate::TwoStageArgs),
+    /// In-context LoRA: generate guided by a control video (--video-conditioning) with the
+    /// IC-LoRA given by --lora; distilled stages.
+    IcLora(generate::IcLoraArgs),
+    /// Regenerate a time window of an existing video (and its audio) from a prompt.
+    Retake(generate::RetakeArgs),
     /// The two-stage pipeline with the res_2s sampler (LTX-2.3 HQ preset).
     TwoStageHq(generate::TwoStageHqArgs),
     /// What a checkpoint holds: model version, components, parameter counts, config.
@@ -98,6 +103,8 @@ fn main() -> Result<()> {
         Command::KeyframeInterpolation(args) => {
             generate::run_keyframe_interpolation(args, &device, cli.dtype)
         }
+        Command::IcLora(args) => generate::run_ic_lora(args, &device, cli.dtype),
+        Command::Retake(args) => generate::run_retake(args, &device, cli.dtype),
         Command::TwoStageHq(args) => generate::run_two_stage_hq(args, &device, cli.dtype),
         Command::Bench(cmd) => bench::run(cmd, &device, cli.dtype),
         Command::BenchWorker(args) => bench::worker(args, &device, cli.dtype),

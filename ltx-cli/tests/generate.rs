@@ -465,3 +465,240 @@ fn audio_to_video_keeps_the_soundtrack() {
     assert!(stderr(&o).contains("junk.mp3"), "{}", stderr(&o));
     assert!(!dir.path().join("b.mp4").exists() && !dir.path().join("c.mp4").exists());
 }
+
+/// A tiny-model video to use as a control or source clip.
+fn source_clip(dir: &Path, frames: &str) -> PathBuf {
+    let src = dir.join(format!("src-{frames}.mp4"));
+    let o = generate(
+        &src,
+        &["--height", "128", "--width", "192", "--num-frames", frames],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    src
+}
+
+fn write_ic_lora(path: &Path, downscale: Option<&str>) {
+    use candle_core::{DType, Device, Tensor};
+    let a = Tensor::ones((2, 32), DType::F32, &Device::Cpu).unwrap();
+    let b = (Tensor::ones((32, 2), DType::F32, &Device::Cpu).unwrap() * 0.01).unwrap();
+    let module = "diffusion_model.transformer_blocks.0.attn1.to_q";
+    let tensors = std::collections::HashMap::from([
+        (format!("{module}.lora_A.weight"), a),
+        (format!("{module}.lora_B.weight"), b),
+    ]);
+    let mut meta = std::collections::HashMap::new();
+    if let Some(d) = downscale {
+        meta.insert("reference_downscale_factor".to_string(), d.to_string());
+    }
+    ltx_core::loader::synthetic::save_safetensors(path, &tensors, meta).unwrap();
+}
+
+#[test]
+fn ic_lora_follows_a_control_video() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = source_clip(dir.path(), "17");
+    let control = src.to_str().unwrap();
+    let ic = |name: &str, extra: &[&str]| {
+        let out = dir.path().join(name);
+        let o = run_cmd(
+            "ic-lora",
+            &out,
+            &[
+                &["--height", "256", "--width", "384", "--num-frames", "17"][..],
+                &["--video-conditioning", control, "0.9"],
+                extra,
+            ]
+            .concat(),
+        );
+        (out, o)
+    };
+    let (out, o) = ic("full.mp4", &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let info = probe_mp4(&out).unwrap();
+    assert_eq!((info.width, info.height, info.frame_count), (384, 256, 17));
+
+    // a mask video and an IC-LoRA trained on half-size references; stage 2 skipped: half size
+    let lora = dir.path().join("ic.safetensors");
+    write_ic_lora(&lora, Some("2"));
+    let (out, o) = ic(
+        "half.mp4",
+        &[
+            "--conditioning-attention-mask",
+            control,
+            "0.5",
+            "--skip-stage-2",
+            "--lora",
+            lora.to_str().unwrap(),
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let info = probe_mp4(&out).unwrap();
+    assert_eq!((info.width, info.height, info.frame_count), (192, 128, 17));
+    assert!(info.audio.is_some());
+
+    // bad input, each refused before any output is written
+    let other = dir.path().join("ic4.safetensors");
+    write_ic_lora(&other, Some("4"));
+    let bad = dir.path().join("bad.safetensors");
+    write_ic_lora(&bad, Some("two"));
+    let junk = dir.path().join("junk.mp4");
+    std::fs::write(&junk, b"not a video").unwrap();
+    for (args, needle) in [
+        (
+            vec![
+                "--lora",
+                lora.to_str().unwrap(),
+                "--lora",
+                other.to_str().unwrap(),
+            ],
+            "cannot be combined",
+        ),
+        (
+            vec!["--lora", bad.to_str().unwrap()],
+            "reference_downscale_factor",
+        ),
+        (vec!["--conditioning-attention-strength", "1.5"], "[0, 1]"),
+        (
+            vec!["--video-conditioning", "/nonexistent.mp4", "1.0"],
+            "nonexistent.mp4",
+        ),
+        (
+            vec!["--video-conditioning", junk.to_str().unwrap(), "1.0"],
+            "junk.mp4",
+        ),
+    ] {
+        let (out, o) = ic("refused.mp4", &args);
+        assert!(!o.status.success(), "{args:?} was accepted");
+        assert!(stderr(&o).contains(needle), "{args:?}: {}", stderr(&o));
+        assert!(!out.exists());
+    }
+    // the reference at 1/4 of the 128x192 stage-1 size is not a multiple of 32
+    let (_, o) = ic("refused.mp4", &["--lora", other.to_str().unwrap()]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("multiples of 32"), "{}", stderr(&o));
+}
+
+/// RGB frames of an MP4, decoded.
+fn frames_of(path: &Path) -> Vec<u8> {
+    let (t, _) = ltx_pipelines::media::decode_video_frames(path, None).unwrap();
+    t.flatten_all().unwrap().to_vec1().unwrap()
+}
+
+fn audio_of(path: &Path) -> Vec<f32> {
+    let a = ltx_pipelines::media::load_audio(path, 0.0, None).unwrap();
+    let a = a.to_audio(&candle_core::Device::Cpu).unwrap();
+    a.waveform.flatten_all().unwrap().to_vec1().unwrap()
+}
+
+#[test]
+fn retake_regenerates_only_what_it_is_asked_to() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = source_clip(dir.path(), "25");
+    let retake = |name: &str, extra: &[&str]| {
+        let out = dir.path().join(name);
+        let o = run_cmd(
+            "retake",
+            &out,
+            &[
+                &["--video-path", src.to_str().unwrap()][..],
+                &["--num-inference-steps", "2"],
+                extra,
+            ]
+            .concat(),
+        );
+        (out, o)
+    };
+    let window = ["--start-time", "0.4", "--end-time", "0.8"];
+    let (a, o) = retake("a.mp4", &[&window[..], &["--seed", "1"]].concat());
+    assert!(o.status.success(), "{}", stderr(&o));
+    let info = probe_mp4(&a).unwrap();
+    assert_eq!((info.width, info.height, info.frame_count), (192, 128, 25));
+    assert!(info.audio.is_some());
+    let (b, o) = retake("b.mp4", &[&window[..], &["--seed", "2"]].concat());
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_ne!(
+        frames_of(&a),
+        frames_of(&b),
+        "the window was not regenerated"
+    );
+
+    // the kept modality comes out of the same latents whatever the seed; the distilled mode too
+    let keep = |name: &str, flag: &str, seed: &str| {
+        let (out, o) = retake(
+            name,
+            &[&window[..], &[flag, "--distilled", "--seed", seed]].concat(),
+        );
+        assert!(o.status.success(), "{}", stderr(&o));
+        out
+    };
+    let (v1, v2) = (
+        keep("v1.mp4", "--keep-video", "1"),
+        keep("v2.mp4", "--keep-video", "2"),
+    );
+    assert_eq!(frames_of(&v1), frames_of(&v2));
+    assert_ne!(audio_of(&v1), audio_of(&v2));
+    let (s1, s2) = (
+        keep("s1.mp4", "--keep-audio", "1"),
+        keep("s2.mp4", "--keep-audio", "2"),
+    );
+    assert_eq!(audio_of(&s1), audio_of(&s2));
+    assert_ne!(frames_of(&s1), frames_of(&s2));
+
+    // bad input
+    let not_8k1 = source_clip(dir.path(), "9");
+    let short = dir.path().join("short.mp4");
+    {
+        // 10 frames: not 8k+1
+        use candle_core::{Device, Tensor};
+        let mut w =
+            ltx_pipelines::media::video::Mp4Writer::create(&short, 64, 64, 24.0, None).unwrap();
+        w.write_frames(
+            &Tensor::zeros((10, 64, 64, 3), candle_core::DType::U8, &Device::Cpu).unwrap(),
+        )
+        .unwrap();
+        w.finish().unwrap();
+    }
+    drop(not_8k1);
+    for (args, needle) in [
+        (
+            vec!["--start-time", "0.5", "--end-time", "0.5"],
+            "start < end",
+        ),
+        (
+            vec!["--start-time", "5", "--end-time", "6"],
+            "after the video's end",
+        ),
+        (
+            vec![
+                "--keep-video",
+                "--keep-audio",
+                "--start-time",
+                "0",
+                "--end-time",
+                "1",
+            ],
+            "nothing to regenerate",
+        ),
+    ] {
+        let (out, o) = retake("refused.mp4", &args);
+        assert!(!o.status.success(), "{args:?} was accepted");
+        assert!(stderr(&o).contains(needle), "{args:?}: {}", stderr(&o));
+        assert!(!out.exists());
+    }
+    let out = dir.path().join("refused.mp4");
+    let o = run_cmd(
+        "retake",
+        &out,
+        &[
+            "--video-path",
+            short.to_str().unwrap(),
+            "--start-time",
+            "0",
+            "--end-time",
+            "0.1",
+        ],
+    );
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("8k+1"), "{}", stderr(&o));
+    assert!(!out.exists());
+}

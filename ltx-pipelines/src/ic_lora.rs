@@ -243,12 +243,27 @@ impl ICLoraPipeline {
     pub fn validate(&self, req: &GenerationRequest, ic: &IcLoraRequest) -> Result<()> {
         req.validate(true)?;
         ic.validate()?;
+        // the control and mask videos must be readable H.264 MP4s: find out before any work
+        for v in &ic.video_conditioning {
+            crate::media::probe_mp4(&v.path)?;
+        }
+        if let Some(m) = &ic.attention_mask {
+            crate::media::probe_mp4(m)?;
+        }
         let (h, w) = (req.height / 2, req.width / 2);
         let s = self.reference_downscale_factor;
         if h % s != 0 || w % s != 0 {
             return Err(Error::InvalidArgument(format!(
                 "the stage-1 size {h}x{w} must be divisible by the LoRA's \
                  reference_downscale_factor {s}"
+            )));
+        }
+        if (h / s) % 32 != 0 || (w / s) % 32 != 0 {
+            return Err(Error::InvalidArgument(format!(
+                "the control video is encoded at {}x{} (the stage-1 size {h}x{w} over the LoRA's \
+                 reference_downscale_factor {s}): the video VAE needs multiples of 32",
+                h / s,
+                w / s
             )));
         }
         Ok(())
