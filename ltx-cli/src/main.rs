@@ -30,6 +30,10 @@ struct Cli {
     /// Compute dtype (default: bf16 on GPUs, f32 on the CPU).
     #[arg(long, global = true, value_parser = parse_dtype)]
     dtype: Option<DTypeChoice>,
+    /// Metal: kernels per command buffer (default 16, or CANDLE_METAL_COMPUTE_PER_BUFFER). Lower
+    /// it if macOS kills the run with "Impacting Interactivity".
+    #[arg(long, global = true, value_name = "N")]
+    metal_kernels_per_buffer: Option<usize>,
     #[command(subcommand)]
     command: Command,
 }
@@ -84,6 +88,9 @@ fn main() -> Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
+    if cli.metal_kernels_per_buffer.is_some() {
+        ltx_core::device::bound_metal_command_buffers(cli.metal_kernels_per_buffer);
+    }
     let device = cli.device.open()?;
     match cli.command {
         Command::Parity(args) => {

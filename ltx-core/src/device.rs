@@ -41,8 +41,11 @@ impl DeviceChoice {
             Self::Cpu => Ok(Device::Cpu),
             Self::Cuda => Device::new_cuda(0)
                 .map_err(|e| Error::DeviceUnavailable("cuda".into(), e.to_string())),
-            Self::Metal => Device::new_metal(0)
-                .map_err(|e| Error::DeviceUnavailable("metal".into(), e.to_string())),
+            Self::Metal => {
+                bound_metal_command_buffers(None);
+                Device::new_metal(0)
+                    .map_err(|e| Error::DeviceUnavailable("metal".into(), e.to_string()))
+            }
             Self::Auto => {
                 if candle_core::utils::cuda_is_available() {
                     if let Ok(d) = Device::new_cuda(0) {
@@ -50,6 +53,7 @@ impl DeviceChoice {
                     }
                 }
                 if candle_core::utils::metal_is_available() {
+                    bound_metal_command_buffers(None);
                     if let Ok(d) = Device::new_metal(0) {
                         return Ok(d);
                     }
@@ -58,6 +62,33 @@ impl DeviceChoice {
             }
         }
     }
+}
+
+/// Kernels per Metal command buffer. macOS kills a command buffer that keeps the GPU busy for too
+/// long while a display is attached (the "Impacting Interactivity" watchdog, the most reported
+/// failure of the Mac ports); Candle commits its command buffer every
+/// `CANDLE_METAL_COMPUTE_PER_BUFFER` kernels (50 by default), and 50 full-size DiT or VAE kernels
+/// can run for seconds. 16 keeps each buffer short at a small cost in commits.
+pub const METAL_KERNELS_PER_COMMAND_BUFFER: usize = 16;
+
+const METAL_PER_BUFFER_ENV: &str = "CANDLE_METAL_COMPUTE_PER_BUFFER";
+
+/// Bounds the kernels per Metal command buffer before the Metal device is created (Candle reads
+/// the limit once, when it opens the device): `kernels`, else the user's own
+/// `CANDLE_METAL_COMPUTE_PER_BUFFER`, else [`METAL_KERNELS_PER_COMMAND_BUFFER`]. Returns the
+/// limit in force. Call it before any thread is spawned (it sets an environment variable).
+pub fn bound_metal_command_buffers(kernels: Option<usize>) -> usize {
+    let current = std::env::var(METAL_PER_BUFFER_ENV)
+        .ok()
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .filter(|&v| v > 0);
+    let limit = match (kernels.filter(|&k| k > 0), current) {
+        (Some(k), _) => k,
+        (None, Some(c)) => return c,
+        (None, None) => METAL_KERNELS_PER_COMMAND_BUFFER,
+    };
+    std::env::set_var(METAL_PER_BUFFER_ENV, limit.to_string());
+    limit
 }
 
 /// The compute dtype. `None` in [`resolve_dtype`] picks bf16 on GPUs and f32 on the CPU.
@@ -110,6 +141,23 @@ mod tests {
         let err = "tpu".parse::<DeviceChoice>().unwrap_err();
         assert!(err.to_string().contains("tpu"), "{err}");
         assert!("f64".parse::<DTypeChoice>().is_err());
+    }
+
+    #[test]
+    fn metal_command_buffers_are_bounded() {
+        // the only test touching this variable
+        std::env::remove_var(METAL_PER_BUFFER_ENV);
+        assert_eq!(
+            bound_metal_command_buffers(None),
+            METAL_KERNELS_PER_COMMAND_BUFFER
+        );
+        assert_eq!(std::env::var(METAL_PER_BUFFER_ENV).unwrap(), "16");
+        // the user's own setting is kept, an explicit value wins
+        std::env::set_var(METAL_PER_BUFFER_ENV, "4");
+        assert_eq!(bound_metal_command_buffers(None), 4);
+        assert_eq!(bound_metal_command_buffers(Some(32)), 32);
+        assert_eq!(std::env::var(METAL_PER_BUFFER_ENV).unwrap(), "32");
+        std::env::remove_var(METAL_PER_BUFFER_ENV);
     }
 
     #[test]

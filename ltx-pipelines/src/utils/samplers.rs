@@ -167,6 +167,9 @@ pub fn euler_denoising_loop(
         let da = post_process_latent(&da, &audio.denoise_mask, &audio.clean_latent)?;
         video.latent = stepper.step(&video.latent, &dv, &s, step)?;
         audio.latent = stepper.step(&audio.latent, &da, &s, step)?;
+        // on a GPU, wait for the step: progress then reports finished work, and no more than
+        // one step's kernels are ever queued
+        video.latent.device().synchronize()?;
         progress(step + 1, total);
     }
     Ok((video, audio))
@@ -366,6 +369,7 @@ pub fn res2s_audio_video_denoising_loop(
         let next_a = inject(&audio, &anchor_a, &next_a, SdeStream::Step, &sig, step)?;
         video.latent = next_v.to_dtype(opts.model_dtype)?;
         audio.latent = next_a.to_dtype(opts.model_dtype)?;
+        video.latent.device().synchronize()?;
         progress(step + 1, n_full);
     }
     if ends_at_zero {
