@@ -25,6 +25,7 @@ use ltx_pipelines::utils::constants::{
     detect_params_from_path, DEFAULT_IMAGE_CRF, DEFAULT_LORA_STRENGTH, DEFAULT_NEGATIVE_PROMPT,
 };
 use ltx_pipelines::utils::model_ledger::{LoraSpec, ModelLedger};
+use ltx_pipelines::utils::stages::PromptEnhancement;
 
 #[derive(clap::Args, Debug)]
 pub struct CommonArgs {
@@ -57,6 +58,12 @@ pub struct CommonArgs {
     /// LoRA: PATH [STRENGTH] (repeatable).
     #[arg(long = "lora", num_args = 1..=2, value_names = ["PATH", "STRENGTH"], action = clap::ArgAction::Append)]
     loras: Vec<String>,
+    /// Let Gemma rewrite the prompt into a detailed one first (sampled with --seed).
+    #[arg(long)]
+    enhance_prompt: bool,
+    /// Instructions for Gemma's rewrite (a text file; default: the built-in ones).
+    #[arg(long, value_name = "FILE", requires = "enhance_prompt")]
+    enhance_system_prompt: Option<PathBuf>,
     /// Decode the video in tiles (512 px / 64 frames, the reference's defaults) to bound memory.
     #[arg(long)]
     tiled_decode: bool,
@@ -228,6 +235,25 @@ fn parse_loras(flat: &[String]) -> Result<Vec<LoraSpec>> {
     Ok(out)
 }
 
+/// `--enhance-prompt [--enhance-system-prompt FILE]`; the file is read now so a bad path fails
+/// before any work.
+fn enhancement(enabled: bool, system_prompt: Option<&Path>) -> Result<Option<PromptEnhancement>> {
+    if !enabled {
+        return Ok(None);
+    }
+    let system_prompt = match system_prompt {
+        None => None,
+        Some(p) => Some(
+            std::fs::read_to_string(p)
+                .with_context(|| format!("cannot read the system prompt `{}`", p.display()))?,
+        ),
+    };
+    Ok(Some(PromptEnhancement {
+        system_prompt,
+        image: None,
+    }))
+}
+
 fn check_output(path: &Path, force: bool) -> Result<()> {
     if path.exists() && !force {
         bail!("`{}` exists: pass --force to overwrite it", path.display());
@@ -283,6 +309,13 @@ impl Bars {
             ProgressEvent::Step { done, .. } => {
                 if let Some(b) = &self.current {
                     b.set_position(done as u64);
+                }
+            }
+            ProgressEvent::EnhancedPrompt(text) => {
+                let line = format!("enhanced prompt: {text}");
+                match &self.current {
+                    Some(b) => b.suspend(|| eprintln!("{line}")),
+                    None => eprintln!("{line}"),
                 }
             }
         }
@@ -437,6 +470,12 @@ pub struct RetakeArgs {
     keep_audio: bool,
     #[command(flatten)]
     guidance: GuidanceArgs,
+    /// Let Gemma rewrite the prompt into a detailed one first (sampled with --seed).
+    #[arg(long)]
+    enhance_prompt: bool,
+    /// Instructions for Gemma's rewrite (a text file; default: the built-in ones).
+    #[arg(long, value_name = "FILE", requires = "enhance_prompt")]
+    enhance_system_prompt: Option<PathBuf>,
     /// Decode the video in tiles (512 px / 64 frames) to bound memory.
     #[arg(long)]
     tiled_decode: bool,
@@ -610,6 +649,7 @@ pub fn run_retake(args: RetakeArgs, device: &Device, dtype: Option<DTypeChoice>)
         regenerate_video: !args.keep_video,
         regenerate_audio: !args.keep_audio,
         tiling: args.tiled_decode.then(TilingConfig::reference_default),
+        enhance_prompt: enhancement(args.enhance_prompt, args.enhance_system_prompt.as_deref())?,
     };
     // the source's size, length and rate, and the window, are checked before any model loads
     let source = req.probe()?;
@@ -733,6 +773,7 @@ fn run_pipeline(
     check_output(&args.output_path, args.force)?;
     let images = parse_images(&args.images)?;
     let loras = parse_loras(&args.loras)?;
+    let enhance_prompt = enhancement(args.enhance_prompt, args.enhance_system_prompt.as_deref())?;
     let dtype = ltx_core::device::resolve_dtype(dtype, device);
     let two_stage = kind.two_stage();
     // what can be checked without the model, before anything is loaded or generated
@@ -815,6 +856,7 @@ fn run_pipeline(
         frame_rate: args.frame_rate.unwrap_or(params.frame_rate),
         images,
         tiling: args.tiled_decode.then(TilingConfig::reference_default),
+        enhance_prompt,
     };
     req.validate(two_stage)?;
     let audio_rate = match &kind {

@@ -702,3 +702,40 @@ fn retake_regenerates_only_what_it_is_asked_to() {
     assert!(stderr(&o).contains("8k+1"), "{}", stderr(&o));
     assert!(!out.exists());
 }
+
+#[test]
+fn enhance_prompt_rewrites_the_prompt_reproducibly() {
+    let dir = tempfile::tempdir().unwrap();
+    let small = ["--height", "128", "--width", "192", "--num-frames", "9"];
+    let enhanced = |name: &str, seed: &str| {
+        let o = generate(
+            &dir.path().join(name),
+            &[&small[..], &["--enhance-prompt", "--seed", seed]].concat(),
+        );
+        assert!(o.status.success(), "{}", stderr(&o));
+        let err = stderr(&o);
+        err.lines()
+            .find_map(|l| l.strip_prefix("enhanced prompt: ").map(str::to_string))
+            .unwrap_or_else(|| panic!("no enhanced prompt printed:\n{err}"))
+    };
+    let a = enhanced("a.mp4", "5");
+    assert!(!a.trim().is_empty());
+    assert_eq!(a, enhanced("b.mp4", "5"), "same seed, same rewrite");
+    assert_ne!(a, enhanced("c.mp4", "6"), "another seed, another rewrite");
+    let out = dir.path().join("d.mp4");
+    let o = generate(
+        &out,
+        &[
+            &small[..],
+            &[
+                "--enhance-prompt",
+                "--enhance-system-prompt",
+                "/nonexistent.txt",
+            ],
+        ]
+        .concat(),
+    );
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("nonexistent.txt"), "{}", stderr(&o));
+    assert!(!out.exists());
+}

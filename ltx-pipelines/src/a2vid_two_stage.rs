@@ -62,6 +62,8 @@ impl A2VidTwoStagePipeline {
         let mut contexts = encode_prompts(
             &self.stage_1,
             &[req.prompt.as_str(), guidance.negative_prompt.as_str()],
+            req.enhancement().as_ref(),
+            req.seed,
             progress,
         )?;
         let (v_neg, _) = contexts.pop().expect("two prompts");

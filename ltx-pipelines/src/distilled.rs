@@ -42,7 +42,7 @@ impl DistilledPipeline {
         let (dtype, device) = (ledger.dtype, ledger.device.clone());
         let mut noise = NoiseGenerator::new(req.seed);
 
-        let (video_ctx, audio_ctx) = encode_prompt(ledger, &req.prompt, progress)?;
+        let (video_ctx, audio_ctx) = encode_prompt(ledger, req, progress)?;
         let video_ctx = video_ctx.to_dtype(dtype)?;
         let audio_ctx = audio_ctx.to_dtype(dtype)?;
 

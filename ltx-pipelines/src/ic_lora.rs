@@ -345,7 +345,7 @@ impl ICLoraPipeline {
         self.validate(req, ic)?;
         let (dtype, device): (DType, Device) = (self.stage_1.dtype, self.stage_1.device.clone());
         let mut noise = NoiseGenerator::new(req.seed);
-        let (v_ctx, a_ctx) = encode_prompt(&self.stage_1, &req.prompt, progress)?;
+        let (v_ctx, a_ctx) = encode_prompt(&self.stage_1, req, progress)?;
 
         progress(ProgressEvent::Stage {
             name: "encode conditionings",

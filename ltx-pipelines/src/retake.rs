@@ -30,6 +30,7 @@ use crate::utils::model_ledger::ModelLedger;
 use crate::utils::samplers::euler_denoising_loop;
 use crate::utils::stages::{
     decode_audio_latent, decode_video_chunks, encode_audio_waveform, encode_prompts, ProgressEvent,
+    PromptEnhancement,
 };
 use crate::{Error, Result};
 
@@ -162,6 +163,8 @@ pub struct RetakeRequest {
     pub regenerate_audio: bool,
     /// `None`: decode in one piece.
     pub tiling: Option<TilingConfig>,
+    /// `Some`: Gemma rewrites the prompt first.
+    pub enhance_prompt: Option<PromptEnhancement>,
 }
 
 /// Dev (guided, LTX-2 schedule) or distilled (8 fixed sigmas, no guidance).
@@ -320,7 +323,13 @@ impl RetakePipeline {
             RetakeMode::Distilled => vec![req.prompt.as_str()],
             RetakeMode::Dev(g) => vec![req.prompt.as_str(), g.negative_prompt.as_str()],
         };
-        let mut contexts = encode_prompts(ledger, &prompts, progress)?;
+        let mut contexts = encode_prompts(
+            ledger,
+            &prompts,
+            req.enhance_prompt.as_ref(),
+            req.seed,
+            progress,
+        )?;
         let negative = if distilled { None } else { contexts.pop() };
         let (v_pos, a_pos) = contexts.pop().expect("the positive prompt");
 

@@ -127,6 +127,8 @@ pub(crate) fn guided_stage(
     let mut contexts = encode_prompts(
         ledger,
         &[req.prompt.as_str(), guidance.negative_prompt.as_str()],
+        req.enhancement().as_ref(),
+        req.seed,
         progress,
     )?;
     let (v_neg, a_neg) = contexts.pop().expect("two prompts");

@@ -25,7 +25,7 @@ fn fixture(name: &str) -> PathBuf {
 fn every_committed_fixture_matches_the_reference() {
     let files = collect_fixtures(&[fixtures_dir()]).unwrap();
     assert!(
-        files.len() >= 92,
+        files.len() >= 93,
         "expected the committed fixtures, found {}",
         files.len()
     );
@@ -80,6 +80,7 @@ fn every_committed_fixture_matches_the_reference() {
         "media_resize",
         "ic_lora_mask",
         "retake_mask",
+        "gemma_generate",
     ] {
         assert!(components.contains(needed), "no fixture covers {needed}");
     }

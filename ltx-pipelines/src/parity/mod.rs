@@ -23,6 +23,7 @@ mod denoise_loop;
 mod diffusion_step;
 mod embeddings_processor;
 mod gemma;
+mod gemma_generate;
 mod gemma_tokenizer;
 mod guider;
 mod latent_upsampler;
@@ -279,6 +280,7 @@ pub fn run_fixture(path: &Path, device: &Device) -> Result<Vec<OutputCheck>> {
         "pipeline_params" => pipeline_params::run(&fx, device)?,
         "gemma_text_encoder" => gemma::run(&fx, &inputs, device)?,
         "gemma_tokenizer" => gemma_tokenizer::run(&fx, device)?,
+        "gemma_generate" => gemma_generate::run(&fx, &inputs, device)?,
         "transformer_manifest" => transformer::run_manifest(&fx, device)?,
         other => {
             return Err(Error::UnknownComponent {

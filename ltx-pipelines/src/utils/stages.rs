@@ -22,6 +22,19 @@ pub enum ProgressEvent {
     Stage { name: &'static str, total: usize },
     /// `done` of the stage's `total` steps are finished.
     Step { done: usize, total: usize },
+    /// Gemma rewrote the prompt (`--enhance-prompt`); the generation uses this text.
+    EnhancedPrompt(String),
+}
+
+/// Prompt enhancement (`enhance_prompt` of the reference's pipelines): Gemma rewrites the first
+/// prompt before it is encoded.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct PromptEnhancement {
+    /// Instructions for Gemma (default: `DEFAULT_T2V_SYSTEM_PROMPT`).
+    pub system_prompt: Option<String>,
+    /// An image the reference would show Gemma (its first conditioning image). Gemma's vision
+    /// tower is not ported: the prompt is enhanced from the text alone, with a warning.
+    pub image: Option<std::path::PathBuf>,
 }
 
 /// An image that conditions one frame (`--image PATH FRAME_IDX STRENGTH [CRF]`).
@@ -45,9 +58,23 @@ pub struct GenerationRequest {
     pub images: Vec<ImageConditioningInput>,
     /// `None`: decode in one piece.
     pub tiling: Option<TilingConfig>,
+    /// `Some`: Gemma rewrites the prompt first (sampled with `seed`).
+    pub enhance_prompt: Option<PromptEnhancement>,
 }
 
 impl GenerationRequest {
+    /// The enhancement to apply to this request's prompt, with its first image (as the
+    /// reference's `enhance_prompt_image`).
+    pub fn enhancement(&self) -> Option<PromptEnhancement> {
+        self.enhance_prompt.as_ref().map(|e| PromptEnhancement {
+            image: e
+                .image
+                .clone()
+                .or_else(|| self.images.first().map(|i| i.path.clone())),
+            ..e.clone()
+        })
+    }
+
     /// The output shape at `1 / divisor` of the requested height and width (2 for the first stage
     /// of the two-stage pipelines, 1 for full size).
     pub fn pixel_shape(&self, divisor: usize) -> ltx_core::types::VideoPixelShape {
@@ -101,18 +128,41 @@ impl GenerationRequest {
 }
 
 /// Video and audio contexts of each prompt (`encode_prompts`): Gemma encodes every prompt and is
-/// freed, then the embeddings processor runs and is freed.
+/// freed, then the embeddings processor runs and is freed. With `enhance`, Gemma first rewrites
+/// the first prompt (sampling seeded with `seed`), reported as [`ProgressEvent::EnhancedPrompt`].
 pub fn encode_prompts(
     ledger: &ModelLedger,
     prompts: &[&str],
+    enhance: Option<&PromptEnhancement>,
+    seed: u64,
     progress: &mut dyn FnMut(ProgressEvent),
 ) -> Result<Vec<(Tensor, Tensor)>> {
-    progress(ProgressEvent::Stage {
-        name: "text encoder",
-        total: prompts.len(),
-    });
     let hidden = {
         let encoder = ledger.text_encoder()?;
+        let mut prompts: Vec<String> = prompts.iter().map(|p| p.to_string()).collect();
+        if let (Some(e), Some(first)) = (enhance, prompts.first_mut()) {
+            if let Some(img) = &e.image {
+                tracing::warn!(
+                    image = %img.display(),
+                    "Gemma's vision tower is not ported: the prompt is enhanced from its text only"
+                );
+            }
+            let cfg = ltx_core::text_encoders::gemma::SamplingConfig::for_enhancement(&encoder);
+            progress(ProgressEvent::Stage {
+                name: "enhance prompt",
+                total: cfg.max_new_tokens,
+            });
+            let total = cfg.max_new_tokens;
+            let text = encoder.enhance_t2v(first, e.system_prompt.as_deref(), seed, |done| {
+                progress(ProgressEvent::Step { done, total })
+            })?;
+            progress(ProgressEvent::EnhancedPrompt(text.clone()));
+            *first = text;
+        }
+        progress(ProgressEvent::Stage {
+            name: "text encoder",
+            total: prompts.len(),
+        });
         let mut out = Vec::with_capacity(prompts.len());
         for (i, p) in prompts.iter().enumerate() {
             out.push(encoder.encode_stacked(p)?);
@@ -139,13 +189,20 @@ pub fn encode_prompts(
         .collect()
 }
 
-/// [`encode_prompts`] for one prompt.
+/// [`encode_prompts`] for a request's prompt alone (the distilled pipelines: no negative prompt).
 pub fn encode_prompt(
     ledger: &ModelLedger,
-    prompt: &str,
+    req: &GenerationRequest,
     progress: &mut dyn FnMut(ProgressEvent),
 ) -> Result<(Tensor, Tensor)> {
-    let mut v = encode_prompts(ledger, &[prompt], progress)?;
+    let enhance = req.enhancement();
+    let mut v = encode_prompts(
+        ledger,
+        &[req.prompt.as_str()],
+        enhance.as_ref(),
+        req.seed,
+        progress,
+    )?;
     Ok(v.remove(0))
 }
 

@@ -1,7 +1,7 @@
 """Fixture cases of the pure-math components (no checkpoint weights): one module per component, each
 exporting `CASES: list[Case]`. Offsets (unique, < 100) are reserved per module:
 scheduler 70-74, guider 75-79, diffusion_step 80-84, patchifier 85-89, conditioning 90-96,
-pipeline_params 97-99, gemma_text_encoder 55-59, audio_processor 60-64, audio_filters 65-66, media_resize 100-104, ic_lora_mask 116-117, retake_mask 118-119 (self-contained model cases also live here)."""
+pipeline_params 97-99, gemma_text_encoder 55-59, audio_processor 60-64, audio_filters 65-66, media_resize 100-104, ic_lora_mask 116-117, retake_mask 118-119, gemma_generate 120-121 (self-contained model cases also live here)."""
 
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ OFFSET_RANGES = {
     "media_resize": range(100, 105),
     "ic_lora_mask": range(116, 118),
     "retake_mask": range(118, 120),
+    "gemma_generate": range(120, 122),
 }
 
 

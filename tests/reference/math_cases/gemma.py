@@ -48,14 +48,15 @@ FULL_TEXT = {
 }
 
 
-def gemma_case(ctx: CaseContext, pads: tuple[int, int], t: int, text: dict | None = None) -> FixtureResult:
+def _tiny_gemma(ctx: CaseContext, text: dict):
+    """A Gemma-3 built from the reference's config with `text` widths and seeded weights (stored rounded to f16 for
+    the tiny widths, bf16 at full size; the model runs on the rounded values in f32)."""
     from transformers import Gemma3Config
     from transformers.models.gemma3 import Gemma3ForConditionalGeneration
 
     from ltx_core.text_encoders.gemma.config import GEMMA3_CONFIG_FOR_LTX
 
     data = copy.deepcopy(GEMMA3_CONFIG_FOR_LTX.to_dict())
-    text = TEXT if text is None else text
     data["text_config"].update(text)
     data["vision_config"].update(
         hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2, image_size=28, patch_size=14
@@ -71,6 +72,17 @@ def gemma_case(ctx: CaseContext, pads: tuple[int, int], t: int, text: dict | Non
         with torch.no_grad():
             p.copy_(value.float())
         weights["language_model.model." + name] = value
+    return model, weights
+
+
+def _text_config(text: dict) -> dict:
+    return {"text_config": {**text, "rope_theta": 1_000_000.0, "rope_local_base_freq": 10_000.0,
+                            "rope_scaling": {"rope_type": "linear", "factor": 8.0}, "rms_norm_eps": 1e-6}}
+
+
+def gemma_case(ctx: CaseContext, pads: tuple[int, int], t: int, text: dict | None = None) -> FixtureResult:
+    text = TEXT if text is None else text
+    model, weights = _tiny_gemma(ctx, text)
     gen = ctx.generator(STREAM_INPUT)
     ids = torch.randint(1, text["vocab_size"], (2, t), generator=gen)
     mask = torch.ones(2, t, dtype=torch.int64)
@@ -82,10 +94,34 @@ def gemma_case(ctx: CaseContext, pads: tuple[int, int], t: int, text: dict | Non
     states = torch.stack(out.hidden_states, dim=-1) * mask[:, :, None, None]
     tensors = dict(weights)
     tensors.update({"input.input_ids": ids, "input.attention_mask": mask, "output.hidden_states": states.float()})
-    cfg = {"text_config": {**text, "rope_theta": 1_000_000.0, "rope_local_base_freq": 10_000.0,
-                           "rope_scaling": {"rope_type": "linear", "factor": 8.0}, "rms_norm_eps": 1e-6}}
+    cfg = _text_config(text)
     dtype = "float16" if text is TEXT else "bfloat16"
     return FixtureResult("gemma_text_encoder", cfg, {}, "1e-4", "1e-4", tensors, {"weights_dtype": dtype})
+
+
+def generate_case(ctx: CaseContext, prompt_len: int, new_tokens: int) -> FixtureResult:
+    """Greedy decoding with `transformers`' `generate` (KV cache, sliding-window layers) on the tiny Gemma's language
+    model and tied head: the generated ids and the raw logits of every step. Prompts are drawn until every step's
+    top-2 logit gap exceeds 1e-2, so the arg-max cannot flip on rounding."""
+    model, weights = _tiny_gemma(ctx, TEXT)
+    gen = ctx.generator(STREAM_INPUT)
+    for _ in range(50):
+        ids = torch.randint(3, TEXT["vocab_size"], (1, prompt_len), generator=gen)
+        with torch.inference_mode():
+            out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=new_tokens,
+                                 min_new_tokens=new_tokens, do_sample=False, output_logits=True,
+                                 return_dict_in_generate=True, eos_token_id=None, pad_token_id=0)
+        logits = torch.cat(out.logits, dim=0).float()
+        top2 = logits.topk(2, dim=-1).values
+        if bool(((top2[:, 0] - top2[:, 1]) > 1e-2).all()):
+            break
+    else:
+        raise RuntimeError("no prompt without a near-tie in 50 draws")
+    tokens = out.sequences[0, prompt_len:]
+    tensors = dict(weights)
+    tensors.update({"input.prompt_ids": ids[0], "output.tokens": tokens, "output.logits": logits})
+    return FixtureResult("gemma_generate", _text_config(TEXT), {"new_tokens": new_tokens}, "2e-4", "1e-4", tensors,
+                         {"weights_dtype": "float16"})
 
 
 CASES: list[Case] = [
@@ -105,6 +141,13 @@ CASES: list[Case] = [
         "vocabulary, bf16 weights; 2 x 64 tokens, the first row left-padded by 20",
         lambda ctx: gemma_case(ctx, (20, 0), 64, FULL_TEXT),
         full_size=True,
+    ),
+    Case(
+        "gemma_generate",
+        "gemma_generate",
+        120,
+        "greedy generation with the tiny Gemma-3 (window 4): a 9-token prompt, 8 new tokens, ids and raw logits",
+        lambda ctx: generate_case(ctx, 9, 8),
     ),
 ]
 

@@ -102,6 +102,9 @@ pub struct Gemma3TextConfig {
     pub layer_types: Option<Vec<String>>,
     #[serde(default)]
     pub attn_logit_softcapping: Option<f64>,
+    /// `tanh` cap of the language-model logits (generation only).
+    #[serde(default)]
+    pub final_logit_softcapping: Option<f64>,
     #[serde(default)]
     pub attention_bias: bool,
     #[serde(default = "d_act")]

@@ -72,6 +72,24 @@ struct Layer {
     sliding: bool,
 }
 
+/// Keys and values of the tokens a [`Gemma3TextModel`] has seen, per layer (one sequence).
+#[derive(Clone, Debug)]
+pub struct GemmaKvCache {
+    layers: Vec<Option<(Tensor, Tensor)>>,
+    len: usize,
+}
+
+impl GemmaKvCache {
+    /// Tokens seen so far.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
 /// The Gemma-3 text model (`Gemma3TextModel`).
 pub struct Gemma3TextModel {
     cfg: Gemma3TextConfig,
@@ -143,9 +161,11 @@ impl Gemma3TextModel {
         &self.cfg
     }
 
-    /// `(cos, sin)` `[1, 1, T, head_dim]` for one layer type, in `dtype`.
+    /// `(cos, sin)` `[1, 1, T, head_dim]` of positions `start..start + t` for one layer type, in
+    /// `dtype`.
     fn rope(
         &self,
+        start: usize,
         t: usize,
         sliding: bool,
         dtype: DType,
@@ -169,12 +189,182 @@ impl Gemma3TextModel {
             })
             .collect();
         let inv = Tensor::from_vec(inv, (1, d / 2), device)?;
-        let pos = Tensor::arange(0u32, t as u32, device)?
+        let pos = Tensor::arange(start as u32, (start + t) as u32, device)?
             .to_dtype(DType::F32)?
             .reshape((t, 1))?;
         let freqs = pos.broadcast_mul(&inv)?;
         let emb = Tensor::cat(&[&freqs, &freqs], 1)?.reshape((1, 1, t, d))?;
         Ok((emb.cos()?.to_dtype(dtype)?, emb.sin()?.to_dtype(dtype)?))
+    }
+
+    /// One decoder layer on `x` `[B, T, hidden]`. With `cache`, the new keys and values are
+    /// appended to the layer's cached ones and the queries attend to all of them (`mask` then has
+    /// one column per cached + new position).
+    fn layer_forward(
+        &self,
+        layer: &Layer,
+        x: &Tensor,
+        (cos, sin): (&Tensor, &Tensor),
+        mask: &Tensor,
+        cache: Option<&mut Option<(Tensor, Tensor)>>,
+    ) -> Result<Tensor> {
+        let (b, t, _) = x.dims3()?;
+        let (nh, nkv, hd) = (
+            self.cfg.num_attention_heads,
+            self.cfg.num_key_value_heads,
+            self.cfg.head_dim,
+        );
+        let scale = self.cfg.query_pre_attn_scalar.powf(-0.5);
+        let dtype = x.dtype();
+        let h = layer.input_layernorm.forward(x)?;
+        let heads = |lin: &Linear, n: usize| -> Result<Tensor> {
+            lin.forward(&h)?
+                .reshape((b, t, n, hd))?
+                .transpose(1, 2)?
+                .contiguous()
+        };
+        let q = layer.q_norm.forward(&heads(&layer.q_proj, nh)?)?;
+        let k = layer.k_norm.forward(&heads(&layer.k_proj, nkv)?)?;
+        let v = heads(&layer.v_proj, nkv)?;
+        let q = (q.broadcast_mul(cos)? + rotate_half(&q)?.broadcast_mul(sin)?)?;
+        let k = (k.broadcast_mul(cos)? + rotate_half(&k)?.broadcast_mul(sin)?)?;
+        let (k, v) = match cache {
+            None => (k, v),
+            Some(slot) => {
+                let (k, v) = match slot.take() {
+                    None => (k, v),
+                    Some((pk, pv)) => (Tensor::cat(&[&pk, &k], 2)?, Tensor::cat(&[&pv, &v], 2)?),
+                };
+                *slot = Some((k.clone(), v.clone()));
+                (k, v)
+            }
+        };
+        let kt = k.dim(2)?;
+        // grouped-query attention: each key/value head serves nh / nkv query heads
+        let rep = nh / nkv;
+        let expand = |x: Tensor| -> Result<Tensor> {
+            if rep == 1 {
+                return Ok(x);
+            }
+            x.unsqueeze(2)?
+                .broadcast_as((b, nkv, rep, kt, hd))?
+                .reshape((b, nh, kt, hd))
+        };
+        let (k, v) = (expand(k)?, expand(v)?);
+        let attn = match self.cfg.attn_logit_softcapping {
+            None => scaled_dot_product_attention_with_scale(&q, &k, &v, Some(mask), scale)?,
+            Some(cap) => {
+                let s = (q
+                    .to_dtype(DType::F32)?
+                    .matmul(&k.to_dtype(DType::F32)?.t()?)?
+                    * scale)?;
+                let s = ((s / cap)?.tanh()? * cap)?.broadcast_add(&mask.to_dtype(DType::F32)?)?;
+                candle_nn::ops::softmax_last_dim(&s)?
+                    .matmul(&v.to_dtype(DType::F32)?)?
+                    .to_dtype(dtype)?
+            }
+        };
+        let attn = attn
+            .transpose(1, 2)?
+            .contiguous()?
+            .reshape((b, t, nh * hd))?;
+        let attn = layer.o_proj.forward(&attn)?;
+        let x = (x + layer.post_attention_layernorm.forward(&attn)?)?;
+        let h = layer.pre_feedforward_layernorm.forward(&x)?;
+        let mlp = layer
+            .down_proj
+            .forward(&(gelu_tanh(&layer.gate_proj.forward(&h)?)? * layer.up_proj.forward(&h)?)?)?;
+        x + layer.post_feedforward_layernorm.forward(&mlp)?
+    }
+
+    /// Incremental decoding of one sequence: `input_ids` `[1, n]` continue the `cache.len()`
+    /// tokens already seen; returns their final hidden states (after the last norm) `[1, n,
+    /// hidden]` and extends the cache.
+    pub fn forward_cached(
+        &self,
+        input_ids: &Tensor,
+        cache: &mut GemmaKvCache,
+    ) -> crate::Result<Tensor> {
+        let (b, n) = input_ids.dims2()?;
+        if b != 1 || n == 0 {
+            return Err(crate::error::bad_shape(
+                "token ids",
+                input_ids.dims(),
+                "[1, n] with n >= 1",
+            ));
+        }
+        if cache.layers.len() != self.layers.len() {
+            return Err(crate::Error::InvalidInput(format!(
+                "the cache has {} layers, the model {}",
+                cache.layers.len(),
+                self.layers.len()
+            )));
+        }
+        let ids = input_ids.to_dtype(DType::U32)?;
+        let max_id = ids.max_all()?.to_scalar::<u32>()? as usize;
+        if max_id >= self.cfg.vocab_size {
+            return Err(crate::Error::InvalidInput(format!(
+                "token id {max_id} is outside the vocabulary ({} tokens)",
+                self.cfg.vocab_size
+            )));
+        }
+        let emb = self.embed_tokens.forward(&ids)?;
+        let dtype = emb.dtype();
+        let device = emb.device().clone();
+        let scale =
+            Tensor::new((self.cfg.hidden_size as f64).sqrt() as f32, &device)?.to_dtype(dtype)?;
+        let mut x = emb.broadcast_mul(&scale)?;
+        let start = cache.len;
+        let total = start + n;
+        let window = self.cfg.sliding_window;
+        let mask = |sliding: bool| -> Result<Tensor> {
+            let mut m = vec![0f32; n * total];
+            for i in 0..n {
+                let pos = start + i;
+                for j in 0..total {
+                    let ok = j <= pos && (!sliding || j + window > pos);
+                    m[i * total + j] = if ok { 0.0 } else { f32::MIN };
+                }
+            }
+            Tensor::from_vec(m, (1, 1, n, total), &device)
+        };
+        let (full_mask, sliding_mask) = (mask(false)?, mask(true)?);
+        let rope_full = self.rope(start, n, false, dtype, &device)?;
+        let rope_sliding = self.rope(start, n, true, dtype, &device)?;
+        for (layer, slot) in self.layers.iter().zip(cache.layers.iter_mut()) {
+            let (rope, mask) = if layer.sliding {
+                (&rope_sliding, &sliding_mask)
+            } else {
+                (&rope_full, &full_mask)
+            };
+            x = self.layer_forward(layer, &x, (&rope.0, &rope.1), mask, Some(slot))?;
+        }
+        cache.len = total;
+        Ok(self.norm.forward(&x)?)
+    }
+
+    /// Language-model logits (f32) of final hidden states `[.., hidden]`: the tied embedding
+    /// matrix, then the optional `tanh` cap.
+    pub fn logits(&self, hidden: &Tensor) -> crate::Result<Tensor> {
+        let w = self.embed_tokens.embeddings().to_dtype(DType::F32)?;
+        let dims = hidden.dims().to_vec();
+        let h = *dims.last().unwrap_or(&0);
+        let flat = hidden.to_dtype(DType::F32)?.reshape(((), h))?;
+        let mut logits = flat.matmul(&w.t()?)?;
+        if let Some(cap) = self.cfg.final_logit_softcapping {
+            logits = ((logits / cap)?.tanh()? * cap)?;
+        }
+        let mut out = dims;
+        *out.last_mut().expect("rank >= 1") = self.cfg.vocab_size;
+        Ok(logits.reshape(out)?)
+    }
+
+    /// A fresh cache for [`Self::forward_cached`].
+    pub fn new_cache(&self) -> GemmaKvCache {
+        GemmaKvCache {
+            layers: vec![None; self.layers.len()],
+            len: 0,
+        }
     }
 
     /// Additive masks `[B, 1, T, T]` (0 = attend, f32 minimum = masked) for full and sliding layers.
@@ -236,14 +426,8 @@ impl Gemma3TextModel {
         let mut x = emb.broadcast_mul(&scale)?;
         let device = x.device().clone();
         let (full_mask, sliding_mask) = self.masks(attention_mask, dtype)?;
-        let rope_full = self.rope(t, false, dtype, &device)?;
-        let rope_sliding = self.rope(t, true, dtype, &device)?;
-        let (nh, nkv, hd) = (
-            self.cfg.num_attention_heads,
-            self.cfg.num_key_value_heads,
-            self.cfg.head_dim,
-        );
-        let scale = self.cfg.query_pre_attn_scalar.powf(-0.5);
+        let rope_full = self.rope(0, t, false, dtype, &device)?;
+        let rope_sliding = self.rope(0, t, true, dtype, &device)?;
         let mut states = Vec::with_capacity(self.layers.len() + 1);
         states.push(x.clone());
         for layer in &self.layers {
@@ -257,54 +441,7 @@ impl Gemma3TextModel {
             } else {
                 &full_mask
             };
-            let h = layer.input_layernorm.forward(&x)?;
-            let heads = |lin: &Linear, n: usize| -> Result<Tensor> {
-                lin.forward(&h)?
-                    .reshape((b, t, n, hd))?
-                    .transpose(1, 2)?
-                    .contiguous()
-            };
-            let q = layer.q_norm.forward(&heads(&layer.q_proj, nh)?)?;
-            let k = layer.k_norm.forward(&heads(&layer.k_proj, nkv)?)?;
-            let v = heads(&layer.v_proj, nkv)?;
-            let q = (q.broadcast_mul(cos)? + rotate_half(&q)?.broadcast_mul(sin)?)?;
-            let k = (k.broadcast_mul(cos)? + rotate_half(&k)?.broadcast_mul(sin)?)?;
-            // grouped-query attention: each key/value head serves nh / nkv query heads
-            let rep = nh / nkv;
-            let expand = |x: Tensor| -> Result<Tensor> {
-                if rep == 1 {
-                    return Ok(x);
-                }
-                x.unsqueeze(2)?
-                    .broadcast_as((b, nkv, rep, t, hd))?
-                    .reshape((b, nh, t, hd))
-            };
-            let (k, v) = (expand(k)?, expand(v)?);
-            let attn = match self.cfg.attn_logit_softcapping {
-                None => scaled_dot_product_attention_with_scale(&q, &k, &v, Some(mask), scale)?,
-                Some(cap) => {
-                    let s = (q
-                        .to_dtype(DType::F32)?
-                        .matmul(&k.to_dtype(DType::F32)?.t()?)?
-                        * scale)?;
-                    let s =
-                        ((s / cap)?.tanh()? * cap)?.broadcast_add(&mask.to_dtype(DType::F32)?)?;
-                    candle_nn::ops::softmax_last_dim(&s)?
-                        .matmul(&v.to_dtype(DType::F32)?)?
-                        .to_dtype(dtype)?
-                }
-            };
-            let attn = attn
-                .transpose(1, 2)?
-                .contiguous()?
-                .reshape((b, t, nh * hd))?;
-            let attn = layer.o_proj.forward(&attn)?;
-            x = (x + layer.post_attention_layernorm.forward(&attn)?)?;
-            let h = layer.pre_feedforward_layernorm.forward(&x)?;
-            let mlp = layer.down_proj.forward(
-                &(gelu_tanh(&layer.gate_proj.forward(&h)?)? * layer.up_proj.forward(&h)?)?,
-            )?;
-            x = (x + layer.post_feedforward_layernorm.forward(&mlp)?)?;
+            x = self.layer_forward(layer, &x, (cos, sin), mask, None)?;
             states.push(x.clone());
         }
         // the last state is returned after the final norm

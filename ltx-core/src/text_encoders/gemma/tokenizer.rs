@@ -21,6 +21,8 @@ pub struct TokenizedPrompt {
 /// `LTXVGemmaTokenizer`.
 pub struct LtxvGemmaTokenizer {
     tokenizer: Tokenizer,
+    /// The same tokenizer without padding or truncation (chat prompts for generation).
+    plain: Tokenizer,
     max_length: usize,
 }
 
@@ -48,6 +50,11 @@ impl LtxvGemmaTokenizer {
         }
         let mut tokenizer =
             Tokenizer::from_bytes(bytes).map_err(tok_err("not a valid tokenizer.json".into()))?;
+        let mut plain = tokenizer.clone();
+        plain.with_padding(None);
+        plain
+            .with_truncation(None)
+            .map_err(tok_err("truncation".into()))?;
         // pad with `<pad>`, or the EOS token when the tokenizer has no pad token (as the reference)
         let pad = ["<pad>", "<eos>", "</s>"]
             .iter()
@@ -70,8 +77,32 @@ impl LtxvGemmaTokenizer {
             .map_err(tok_err("truncation".into()))?;
         Ok(Self {
             tokenizer,
+            plain,
             max_length,
         })
+    }
+
+    /// Token ids of `text` as written: no special tokens added, no padding or truncation (a chat
+    /// prompt spells out its own `<bos>` and turn markers).
+    pub fn encode_plain(&self, text: &str) -> Result<Vec<u32>> {
+        Ok(self
+            .plain
+            .encode_fast(text, false)
+            .map_err(tok_err("tokenizing the prompt".into()))?
+            .get_ids()
+            .to_vec())
+    }
+
+    /// Text of `ids`, special tokens dropped when `skip_special`.
+    pub fn decode(&self, ids: &[u32], skip_special: bool) -> Result<String> {
+        self.plain
+            .decode(ids, skip_special)
+            .map_err(tok_err("decoding generated tokens".into()))
+    }
+
+    /// The id of a token of the vocabulary (special tokens included).
+    pub fn token_id(&self, token: &str) -> Option<u32> {
+        self.plain.token_to_id(token)
     }
 
     pub fn max_length(&self) -> usize {

@@ -1,4 +1,4 @@
-//! Port of `ltx_core/text_encoders/gemma/encoders/base_encoder.py` (minus prompt enhancement):
+//! Port of `ltx_core/text_encoders/gemma/encoders/base_encoder.py` (prompt enhancement: `enhance.rs`):
 //! Gemma-3 loaded from a Gemma root folder in Hugging Face layout, returning every hidden state of
 //! a tokenized prompt.
 //!
@@ -22,6 +22,9 @@ use crate::text_encoders::gemma::tokenizer::{LtxvGemmaTokenizer, DEFAULT_MAX_LEN
 pub struct GemmaTextEncoder {
     pub model: Gemma3TextModel,
     pub tokenizer: LtxvGemmaTokenizer,
+    /// The root's `generation_config.json`, when it has one (prompt enhancement reads its
+    /// sampling settings).
+    pub generation_config: Option<serde_json::Value>,
     device: Device,
 }
 
@@ -99,6 +102,10 @@ impl GemmaTextEncoder {
     /// load too. The vision tower is never read.
     pub fn from_root(root: &Path, dtype: DType, device: &Device) -> Result<Self> {
         let (tokenizer_path, shards, config_path) = find_files(root)?;
+        let cfg_dir = config_path
+            .as_deref()
+            .and_then(Path::parent)
+            .map(Path::to_path_buf);
         let cfg = match config_path {
             Some(p) => {
                 let text = std::fs::read_to_string(&p).map_err(|source| Error::Io {
@@ -116,11 +123,34 @@ impl GemmaTextEncoder {
         let model = Gemma3TextModel::new(&cfg, sd.var_builder(dtype, device))?;
         sd.report_unused("gemma");
         drop((sd, files));
+        // next to config.json, else at the root
+        let generation_config = [
+            cfg_dir.map(|d| d.join("generation_config.json")),
+            Some(root.join("generation_config.json")),
+        ]
+        .into_iter()
+        .flatten()
+        .find(|p| p.is_file())
+        .and_then(|p| {
+            let parsed = std::fs::read_to_string(&p)
+                .ok()
+                .and_then(|t| serde_json::from_str(&t).ok());
+            if parsed.is_none() {
+                tracing::warn!(path = %p.display(), "unreadable generation_config.json ignored");
+            }
+            parsed
+        });
         Ok(Self {
             model,
             tokenizer: LtxvGemmaTokenizer::from_file(&tokenizer_path, DEFAULT_MAX_LENGTH)?,
+            generation_config,
             device: device.clone(),
         })
+    }
+
+    /// The device the decoder runs on.
+    pub fn device(&self) -> &Device {
+        &self.device
     }
 
     /// Every hidden state `[1, T, hidden]` of `text` and its attention mask `[1, T]` (u32).
