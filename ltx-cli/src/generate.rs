@@ -37,6 +37,8 @@ pub struct CommonArgs {
     output_path: PathBuf,
     #[command(flatten)]
     weights: WeightArgs,
+    #[command(flatten)]
+    vae: VaeBackendArgs,
     /// Random seed (default: the model's preset).
     #[arg(long)]
     seed: Option<u64>,
@@ -183,6 +185,64 @@ fn resolve_weights(
             })
         }
     }
+}
+
+/// Which runtime decodes the video latents.
+#[derive(clap::Args, Debug)]
+pub struct VaeBackendArgs {
+    /// `candle` (default) or `coreml`: decode with an exported Core ML package (macOS; see
+    /// `ltx-coreml export`).
+    #[arg(long, default_value = "candle", value_parser = ["candle", "coreml"])]
+    vae_backend: String,
+    /// The `video-decoder` package for `--vae-backend coreml`, exported for this output size.
+    #[arg(long, value_name = "PACKAGE")]
+    coreml_decoder: Option<PathBuf>,
+    /// Core ML compute units: ALL, CPU_AND_NE, CPU_AND_GPU or CPU_ONLY.
+    #[arg(long, default_value = "ALL")]
+    coreml_compute_units: String,
+}
+
+/// Installs the Core ML decoder in the ledger when asked, after checking (before any work) that
+/// it can decode the output's latent `[C, F', H', W']`.
+fn apply_vae_backend(
+    args: &VaeBackendArgs,
+    ledger: &mut ModelLedger,
+    latent: [usize; 4],
+    tiled: bool,
+) -> Result<()> {
+    use ltx_core::model::video_vae::LatentVideoDecoder;
+    if args.vae_backend == "candle" {
+        if args.coreml_decoder.is_some() {
+            bail!("--coreml-decoder needs --vae-backend coreml");
+        }
+        return Ok(());
+    }
+    if !cfg!(target_vendor = "apple") {
+        bail!("--vae-backend coreml needs macOS (Core ML); use --vae-backend candle here");
+    }
+    let package = args
+        .coreml_decoder
+        .as_ref()
+        .context("--vae-backend coreml needs --coreml-decoder PACKAGE")?;
+    if tiled {
+        bail!("--tiled-decode is not available with --vae-backend coreml (one fixed shape per package)");
+    }
+    let units: ltx_coreml::apple::ComputeUnits = args
+        .coreml_compute_units
+        .parse()
+        .map_err(|e| anyhow::anyhow!("--coreml-compute-units: {e}"))?;
+    let decoder =
+        ltx_coreml::CoreMlVideoDecoder::new(package, units, &default_cache_dir().join("coreml"))?;
+    decoder.check_latent_shape(latent)?;
+    ledger.video_decoder_backend = Some(ltx_pipelines::utils::model_ledger::VideoDecoderBackend(
+        std::sync::Arc::new(decoder),
+    ));
+    Ok(())
+}
+
+/// The video latent `[C, F', H', W']` of an output (the VAE's 8x time and 32x space factors).
+fn output_latent(frames: usize, height: usize, width: usize) -> [usize; 4] {
+    [128, (frames - 1) / 8 + 1, height / 32, width / 32]
 }
 
 /// `--image` values come flat; each group starts with a path (3 or 4 values).
@@ -453,6 +513,8 @@ pub struct RetakeArgs {
     output_path: PathBuf,
     #[command(flatten)]
     weights: WeightArgs,
+    #[command(flatten)]
+    vae: VaeBackendArgs,
     /// Random seed; a negative value picks one at random.
     #[arg(long, default_value_t = 42, allow_negative_numbers = true)]
     seed: i64,
@@ -659,13 +721,19 @@ pub fn run_retake(args: RetakeArgs, device: &Device, dtype: Option<DTypeChoice>)
         crate::hub::Variant::Dev
     };
     let w = resolve_weights(&args.weights, variant, false, false)?;
-    let ledger = ModelLedger::new(
+    let mut ledger = ModelLedger::new(
         ltx_core::device::resolve_dtype(dtype, device),
         device.clone(),
         w.checkpoint.clone(),
         Some(w.gemma_root),
         None,
         parse_loras(&args.loras)?,
+    )?;
+    apply_vae_backend(
+        &args.vae,
+        &mut ledger,
+        output_latent(source.frames, source.height, source.width),
+        args.tiled_decode,
     )?;
     let mode = if args.distilled {
         RetakeMode::Distilled
@@ -819,7 +887,7 @@ fn run_pipeline(
         }
         _ => Vec::new(),
     };
-    let ledger = ModelLedger::new(
+    let mut ledger = ModelLedger::new(
         dtype,
         device.clone(),
         checkpoint.clone(),
@@ -878,6 +946,12 @@ fn run_pipeline(
         Kind::IcLora(ic) => ICLoraPipeline::output_size(&req, ic),
         _ => (req.height, req.width),
     };
+    apply_vae_backend(
+        &args.vae,
+        &mut ledger,
+        output_latent(req.num_frames, out_h, out_w),
+        args.tiled_decode,
+    )?;
     let pipeline_ic = match &kind {
         Kind::IcLora(_) => {
             if !tiny && ledger.loras.is_empty() {

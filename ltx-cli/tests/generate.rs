@@ -739,3 +739,29 @@ fn enhance_prompt_rewrites_the_prompt_reproducibly() {
     assert!(stderr(&o).contains("nonexistent.txt"), "{}", stderr(&o));
     assert!(!out.exists());
 }
+
+#[test]
+fn coreml_vae_backend_is_checked_before_any_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("o.mp4");
+    let small = ["--height", "128", "--width", "192", "--num-frames", "9"];
+    let o = generate(&out, &[&small[..], &["--vae-backend", "coreml"]].concat());
+    assert!(!o.status.success());
+    let expected = if cfg!(target_vendor = "apple") {
+        "--coreml-decoder"
+    } else {
+        "needs macOS"
+    };
+    assert!(stderr(&o).contains(expected), "{}", stderr(&o));
+    let o = generate(
+        &out,
+        &[&small[..], &["--coreml-decoder", "x.mlpackage"]].concat(),
+    );
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("--vae-backend coreml"),
+        "{}",
+        stderr(&o)
+    );
+    only_file(dir.path(), None);
+}

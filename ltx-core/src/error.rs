@@ -74,6 +74,10 @@ pub enum Error {
     #[error("device `{0}` is not available: {1}")]
     DeviceUnavailable(String, String),
 
+    /// A decoding backend outside Candle (e.g. a Core ML package) failed.
+    #[error("{backend} backend: {reason}")]
+    Backend { backend: String, reason: String },
+
     #[error(transparent)]
     Candle(candle_core::Error),
 }

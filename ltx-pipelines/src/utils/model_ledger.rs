@@ -44,6 +44,19 @@ pub struct ModelLedger {
     pub gemma_root: Option<PathBuf>,
     pub spatial_upsampler: Option<PathBuf>,
     pub loras: Vec<LoraSpec>,
+    /// Decode video latents with this instead of the checkpoint's Candle decoder (e.g. a Core ML
+    /// package on macOS).
+    pub video_decoder_backend: Option<VideoDecoderBackend>,
+}
+
+/// A shared [`LatentVideoDecoder`] the ledger hands to the decode stage.
+#[derive(Clone)]
+pub struct VideoDecoderBackend(pub Arc<dyn ltx_core::model::video_vae::LatentVideoDecoder>);
+
+impl std::fmt::Debug for VideoDecoderBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "VideoDecoderBackend({})", self.0.name())
+    }
 }
 
 fn require_file(what: &str, path: &Path) -> Result<()> {
@@ -88,6 +101,7 @@ impl ModelLedger {
             gemma_root,
             spatial_upsampler,
             loras,
+            video_decoder_backend: None,
         })
     }
 

@@ -320,6 +320,23 @@ pub fn decode_video_chunks(
     progress: &mut dyn FnMut(ProgressEvent),
     sink: &mut dyn FnMut(Tensor) -> Result<()>,
 ) -> Result<()> {
+    if let Some(backend) = &ledger.video_decoder_backend {
+        if tiling.is_some() {
+            return Err(Error::InvalidArgument(format!(
+                "tiled decoding is not available with the {} video decoder (it decodes one fixed \
+                 shape)",
+                backend.0.name()
+            )));
+        }
+        progress(ProgressEvent::Stage {
+            name: "video decode",
+            total: 1,
+        });
+        let video = backend.0.decode(&latent.to_dtype(DType::F32)?)?;
+        sink(to_uint8_frames(&video)?)?;
+        progress(ProgressEvent::Step { done: 1, total: 1 });
+        return Ok(());
+    }
     let decoder = ledger.video_decoder()?;
     let latent = latent.to_dtype(ledger.dtype)?;
     match tiling {

@@ -24,7 +24,7 @@ const LAST_ADA_ROWS: usize = 2;
 enum UpBlock {
     Mid(UNetMidBlock3D),
     Res(Box<ResnetBlock3D>),
-    DepthToSpace(DepthToSpaceUpsample),
+    DepthToSpace(Box<DepthToSpaceUpsample>),
 }
 
 /// Timestep-conditioning weights (present when the config has `timestep_conditioning`).
@@ -107,18 +107,18 @@ impl VideoDecoder {
                     ch / multiplier,
                 ),
                 DecoderBlock::CompressTime { multiplier } => (
-                    UpBlock::DepthToSpace(d2s((2, 1, 1), false, multiplier)?),
+                    UpBlock::DepthToSpace(Box::new(d2s((2, 1, 1), false, multiplier)?)),
                     ch / multiplier,
                 ),
                 DecoderBlock::CompressSpace { multiplier } => (
-                    UpBlock::DepthToSpace(d2s((1, 2, 2), false, multiplier)?),
+                    UpBlock::DepthToSpace(Box::new(d2s((1, 2, 2), false, multiplier)?)),
                     ch / multiplier,
                 ),
                 DecoderBlock::CompressAll {
                     residual,
                     multiplier,
                 } => (
-                    UpBlock::DepthToSpace(d2s((2, 2, 2), residual, multiplier)?),
+                    UpBlock::DepthToSpace(Box::new(d2s((2, 2, 2), residual, multiplier)?)),
                     ch / multiplier,
                 ),
             };
