@@ -60,12 +60,8 @@ pub struct CommonArgs {
     /// LoRA: PATH [STRENGTH] (repeatable).
     #[arg(long = "lora", num_args = 1..=2, value_names = ["PATH", "STRENGTH"], action = clap::ArgAction::Append)]
     loras: Vec<String>,
-    /// Let Gemma rewrite the prompt into a detailed one first (sampled with --seed).
-    #[arg(long)]
-    enhance_prompt: bool,
-    /// Instructions for Gemma's rewrite (a text file; default: the built-in ones).
-    #[arg(long, value_name = "FILE", requires = "enhance_prompt")]
-    enhance_system_prompt: Option<PathBuf>,
+    #[command(flatten)]
+    enhance: EnhanceArgs,
     /// Decode the video in tiles (512 px / 64 frames, the reference's defaults) to bound memory.
     #[arg(long)]
     tiled_decode: bool,
@@ -295,13 +291,24 @@ fn parse_loras(flat: &[String]) -> Result<Vec<LoraSpec>> {
     Ok(out)
 }
 
+/// Prompt enhancement by Gemma.
+#[derive(clap::Args, Debug)]
+pub struct EnhanceArgs {
+    /// Let Gemma rewrite the prompt into a detailed one first (sampled with --seed).
+    #[arg(long)]
+    enhance_prompt: bool,
+    /// Instructions for Gemma's rewrite (a text file; default: the built-in ones).
+    #[arg(long, value_name = "FILE", requires = "enhance_prompt")]
+    enhance_system_prompt: Option<PathBuf>,
+}
+
 /// `--enhance-prompt [--enhance-system-prompt FILE]`; the file is read now so a bad path fails
 /// before any work.
-fn enhancement(enabled: bool, system_prompt: Option<&Path>) -> Result<Option<PromptEnhancement>> {
-    if !enabled {
+fn enhancement(args: &EnhanceArgs) -> Result<Option<PromptEnhancement>> {
+    if !args.enhance_prompt {
         return Ok(None);
     }
-    let system_prompt = match system_prompt {
+    let system_prompt = match args.enhance_system_prompt.as_deref() {
         None => None,
         Some(p) => Some(
             std::fs::read_to_string(p)
@@ -312,6 +319,22 @@ fn enhancement(enabled: bool, system_prompt: Option<&Path>) -> Result<Option<Pro
         system_prompt,
         image: None,
     }))
+}
+
+/// Muxes the soundtrack and renames the MP4 into place.
+fn finish_output(
+    mut writer: Mp4Writer,
+    bars: &mut Bars,
+    audio: &ltx_core::types::Audio,
+) -> Result<PathBuf> {
+    bars.event(ProgressEvent::Stage {
+        name: "mux",
+        total: 0,
+    });
+    writer.write_audio(audio)?;
+    let path = writer.finish()?;
+    bars.finish();
+    Ok(path)
 }
 
 fn check_output(path: &Path, force: bool) -> Result<()> {
@@ -532,12 +555,8 @@ pub struct RetakeArgs {
     keep_audio: bool,
     #[command(flatten)]
     guidance: GuidanceArgs,
-    /// Let Gemma rewrite the prompt into a detailed one first (sampled with --seed).
-    #[arg(long)]
-    enhance_prompt: bool,
-    /// Instructions for Gemma's rewrite (a text file; default: the built-in ones).
-    #[arg(long, value_name = "FILE", requires = "enhance_prompt")]
-    enhance_system_prompt: Option<PathBuf>,
+    #[command(flatten)]
+    enhance: EnhanceArgs,
     /// Decode the video in tiles (512 px / 64 frames) to bound memory.
     #[arg(long)]
     tiled_decode: bool,
@@ -711,7 +730,7 @@ pub fn run_retake(args: RetakeArgs, device: &Device, dtype: Option<DTypeChoice>)
         regenerate_video: !args.keep_video,
         regenerate_audio: !args.keep_audio,
         tiling: args.tiled_decode.then(TilingConfig::reference_default),
-        enhance_prompt: enhancement(args.enhance_prompt, args.enhance_system_prompt.as_deref())?,
+        enhance_prompt: enhancement(&args.enhance)?,
     };
     // the source's size, length and rate, and the window, are checked before any model loads
     let source = req.probe()?;
@@ -764,13 +783,7 @@ pub fn run_retake(args: RetakeArgs, device: &Device, dtype: Option<DTypeChoice>)
             writer.write_frames(&chunk)
         },
     )?;
-    bars.event(ProgressEvent::Stage {
-        name: "mux",
-        total: 0,
-    });
-    writer.write_audio(&audio)?;
-    let path = writer.finish()?;
-    bars.finish();
+    let path = finish_output(writer, &mut bars, &audio)?;
     eprintln!(
         "wrote {} ({frames} frames {}x{} at {:.3} fps; {:.2}-{:.2} s regenerated) in {:.1} s",
         path.display(),
@@ -841,7 +854,7 @@ fn run_pipeline(
     check_output(&args.output_path, args.force)?;
     let images = parse_images(&args.images)?;
     let loras = parse_loras(&args.loras)?;
-    let enhance_prompt = enhancement(args.enhance_prompt, args.enhance_system_prompt.as_deref())?;
+    let enhance_prompt = enhancement(&args.enhance)?;
     let dtype = ltx_core::device::resolve_dtype(dtype, device);
     let two_stage = kind.two_stage();
     // what can be checked without the model, before anything is loaded or generated
@@ -1020,13 +1033,7 @@ fn run_pipeline(
             )?
         }
     };
-    bars.event(ProgressEvent::Stage {
-        name: "mux",
-        total: 0,
-    });
-    writer.write_audio(&audio)?;
-    let path = writer.finish()?;
-    bars.finish();
+    let path = finish_output(writer, &mut bars, &audio)?;
     eprintln!(
         "wrote {} ({frames} frames {}x{} at {} fps, {:.2} s of audio at {} Hz) in {:.1} s",
         path.display(),

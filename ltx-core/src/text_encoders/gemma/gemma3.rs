@@ -300,20 +300,9 @@ impl Gemma3TextModel {
                 self.layers.len()
             )));
         }
-        let ids = input_ids.to_dtype(DType::U32)?;
-        let max_id = ids.max_all()?.to_scalar::<u32>()? as usize;
-        if max_id >= self.cfg.vocab_size {
-            return Err(crate::Error::InvalidInput(format!(
-                "token id {max_id} is outside the vocabulary ({} tokens)",
-                self.cfg.vocab_size
-            )));
-        }
-        let emb = self.embed_tokens.forward(&ids)?;
-        let dtype = emb.dtype();
-        let device = emb.device().clone();
-        let scale =
-            Tensor::new((self.cfg.hidden_size as f64).sqrt() as f32, &device)?.to_dtype(dtype)?;
-        let mut x = emb.broadcast_mul(&scale)?;
+        let mut x = self.embed(input_ids)?;
+        let dtype = x.dtype();
+        let device = x.device().clone();
         let start = cache.len;
         let total = start + n;
         let window = self.cfg.sliding_window;
@@ -357,6 +346,23 @@ impl Gemma3TextModel {
         let mut out = dims;
         *out.last_mut().expect("rank >= 1") = self.cfg.vocab_size;
         Ok(logits.reshape(out)?)
+    }
+
+    /// Token embeddings scaled by `√hidden` (rounded to the weight dtype); ids checked against the
+    /// vocabulary.
+    fn embed(&self, input_ids: &Tensor) -> crate::Result<Tensor> {
+        let ids = input_ids.to_dtype(DType::U32)?;
+        let max_id = ids.max_all()?.to_scalar::<u32>()? as usize;
+        if max_id >= self.cfg.vocab_size {
+            return Err(crate::Error::InvalidInput(format!(
+                "token id {max_id} is outside the vocabulary ({} tokens)",
+                self.cfg.vocab_size
+            )));
+        }
+        let emb = self.embed_tokens.forward(&ids)?;
+        let scale = Tensor::new((self.cfg.hidden_size as f64).sqrt() as f32, emb.device())?
+            .to_dtype(emb.dtype())?;
+        Ok(emb.broadcast_mul(&scale)?)
     }
 
     /// A fresh cache for [`Self::forward_cached`].
@@ -411,19 +417,8 @@ impl Gemma3TextModel {
                 format!("[{b}, {t}] (the token ids' shape)"),
             ));
         }
-        let ids = input_ids.to_dtype(DType::U32)?;
-        let max_id = ids.max_all()?.to_scalar::<u32>()? as usize;
-        if max_id >= self.cfg.vocab_size {
-            return Err(crate::Error::InvalidInput(format!(
-                "token id {max_id} is outside the vocabulary ({} tokens)",
-                self.cfg.vocab_size
-            )));
-        }
-        let emb = self.embed_tokens.forward(&ids)?;
-        let dtype = emb.dtype();
-        let scale = Tensor::new((self.cfg.hidden_size as f64).sqrt() as f32, emb.device())?
-            .to_dtype(dtype)?;
-        let mut x = emb.broadcast_mul(&scale)?;
+        let mut x = self.embed(input_ids)?;
+        let dtype = x.dtype();
         let device = x.device().clone();
         let (full_mask, sliding_mask) = self.masks(attention_mask, dtype)?;
         let rope_full = self.rope(0, t, false, dtype, &device)?;
