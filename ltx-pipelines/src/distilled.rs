@@ -10,7 +10,9 @@ use ltx_core::components::noisers::NoiseGenerator;
 use ltx_core::model::upsampler::upsample_video;
 use ltx_core::types::Audio;
 
-use crate::utils::constants::{DISTILLED_SIGMA_VALUES, STAGE_2_DISTILLED_SIGMA_VALUES};
+use crate::ti2vid_one_stage::Sampler;
+use crate::ti2vid_two_stages::refine_stage_2;
+use crate::utils::constants::DISTILLED_SIGMA_VALUES;
 use crate::utils::helpers::{denoise_audio_video, SimpleDenoiser};
 use crate::utils::model_ledger::ModelLedger;
 pub use crate::utils::stages::{
@@ -106,21 +108,15 @@ impl DistilledPipeline {
             dtype,
             &device,
         )?;
-        let sigmas2 = Tensor::new(&STAGE_2_DISTILLED_SIGMA_VALUES, &device)?;
-        progress(ProgressEvent::Stage {
-            name: "denoise (stage 2)",
-            total: sigmas2.dim(0)? - 1,
-        });
-        let (video2, audio2) = denoise_audio_video(
+        let (video2, audio2) = refine_stage_2(
+            Sampler::Euler,
+            ledger,
             &shape2,
             &conds2,
             &mut noise,
-            &mut euler_stage(&sigmas2, &mut denoiser, progress),
-            dtype,
-            &device,
-            STAGE_2_DISTILLED_SIGMA_VALUES[0] as f64,
-            Some(&upscaled),
-            Some(&audio1.latent),
+            &mut denoiser,
+            (&upscaled, &audio1.latent),
+            progress,
         )?;
         drop(denoiser);
         drop((transformer, encoder, conds1, conds2));

@@ -22,7 +22,9 @@ use ltx_core::loader::SafetensorsFiles;
 use ltx_core::types::Audio;
 
 use crate::media::load_video_conditioning;
-use crate::utils::constants::{DISTILLED_SIGMA_VALUES, STAGE_2_DISTILLED_SIGMA_VALUES};
+use crate::ti2vid_one_stage::Sampler;
+use crate::ti2vid_two_stages::refine_stage_2;
+use crate::utils::constants::DISTILLED_SIGMA_VALUES;
 use crate::utils::helpers::{denoise_audio_video, SimpleDenoiser};
 use crate::utils::model_ledger::ModelLedger;
 use crate::utils::stages::{
@@ -413,23 +415,16 @@ impl ICLoraPipeline {
                 video_context: v_ctx,
                 audio_context: a_ctx,
             };
-            let sigmas = Tensor::new(&STAGE_2_DISTILLED_SIGMA_VALUES, &device)?;
-            progress(ProgressEvent::Stage {
-                name: "denoise (stage 2)",
-                total: sigmas.dim(0)? - 1,
-            });
-            let out = denoise_audio_video(
+            refine_stage_2(
+                Sampler::Euler,
+                &self.stage_2,
                 &shape2,
                 &conds2,
                 &mut noise,
-                &mut euler_stage(&sigmas, &mut denoiser, progress),
-                dtype,
-                &device,
-                STAGE_2_DISTILLED_SIGMA_VALUES[0] as f64,
-                Some(&upscaled),
-                Some(&audio1.latent),
-            )?;
-            out
+                &mut denoiser,
+                (&upscaled, &audio1.latent),
+                progress,
+            )?
         };
         decode_video_chunks(
             &self.stage_2,

@@ -4,7 +4,7 @@
 
 use candle_core::Tensor;
 use ltx_core::components::noisers::NoiseGenerator;
-use ltx_core::types::{Audio, VideoPixelShape};
+use ltx_core::types::{Audio, LatentState, VideoPixelShape};
 
 use crate::ti2vid_one_stage::{guided_stage, run_stage, GuidanceRequest, Sampler};
 use crate::utils::constants::STAGE_2_DISTILLED_SIGMA_VALUES;
@@ -92,7 +92,6 @@ impl TI2VidTwoStagesPipeline {
     ) -> Result<Audio> {
         req.validate(true)?;
         guidance.validate()?;
-        let device = self.stage_1.device.clone();
         let shape1 = req.pixel_shape(2);
         let mut noise = NoiseGenerator::new(req.seed);
         let (video1, audio1, (v_pos, a_pos)) = guided_stage(
@@ -120,26 +119,19 @@ impl TI2VidTwoStagesPipeline {
         )?;
 
         let transformer = self.stage_2.transformer()?;
-        let sigmas = Tensor::new(&STAGE_2_DISTILLED_SIGMA_VALUES, &device)?;
         let mut denoiser = SimpleDenoiser {
             transformer: &transformer,
             video_context: v_pos,
             audio_context: a_pos,
         };
-        progress(ProgressEvent::Stage {
-            name: "denoise (stage 2)",
-            total: sigmas.dim(0)? - 1,
-        });
-        let (video2, audio2) = run_stage(
+        let (video2, audio2) = refine_stage_2(
             self.sampler,
+            &self.stage_2,
             &shape2,
             &conds2,
             &mut noise,
-            &sigmas,
             &mut denoiser,
-            &self.stage_2,
-            STAGE_2_DISTILLED_SIGMA_VALUES[0] as f64,
-            (Some(&upscaled), Some(&audio1)),
+            (&upscaled, &audio1),
             progress,
         )?;
         drop(denoiser);
@@ -153,4 +145,36 @@ impl TI2VidTwoStagesPipeline {
         )?;
         decode_audio_latent(&self.stage_2, &audio2.latent, progress)
     }
+}
+
+/// Stage 2 of the two-stage pipelines: the distilled schedule's last steps at full size, from the
+/// upscaled stage-1 video re-noised to the schedule's first sigma, with the stage-1 audio.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn refine_stage_2(
+    sampler: Sampler,
+    ledger: &ModelLedger,
+    shape: &VideoPixelShape,
+    conds: &[Box<dyn ltx_core::conditioning::ConditioningItem>],
+    noise: &mut NoiseGenerator,
+    denoiser: &mut dyn crate::utils::helpers::DenoisingFunc,
+    (upscaled, audio): (&Tensor, &Tensor),
+    progress: &mut dyn FnMut(ProgressEvent),
+) -> Result<(LatentState, LatentState)> {
+    let sigmas = Tensor::new(&STAGE_2_DISTILLED_SIGMA_VALUES, &ledger.device)?;
+    progress(ProgressEvent::Stage {
+        name: "denoise (stage 2)",
+        total: sigmas.dim(0)? - 1,
+    });
+    run_stage(
+        sampler,
+        shape,
+        conds,
+        noise,
+        &sigmas,
+        denoiser,
+        ledger,
+        STAGE_2_DISTILLED_SIGMA_VALUES[0] as f64,
+        (Some(upscaled), Some(audio)),
+        progress,
+    )
 }
