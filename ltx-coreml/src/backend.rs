@@ -98,18 +98,62 @@ impl LatentVideoDecoder for CoreMlVideoDecoder {
     }
 
     fn decode(&self, latent: &Tensor) -> ltx_core::Result<Tensor> {
-        let (b, c, f, h, w) = latent.dims5()?;
-        if b != 1 {
-            return Err(backend_err(format!("batch {b}: packages decode batch 1")));
-        }
-        self.check_latent_shape([c, f, h, w])?;
-        let device = latent.device().clone();
-        let x = crate::to_time_major(&latent.to_dtype(candle_core::DType::F32)?)
-            .map_err(backend_err)?
-            .to_device(&candle_core::Device::Cpu)?;
-        let y = self.run(&x)?;
-        Ok(crate::from_time_major(&y)
-            .map_err(backend_err)?
-            .to_device(&device)?)
+        decode_time_major(self, latent, |x| self.run(x))
+    }
+}
+
+/// The latent checked against `decoder`'s shape, converted to the package layout on the CPU,
+/// run, and converted back to `[1, 3, F, H, W]` on the latent's device.
+fn decode_time_major(
+    decoder: &dyn LatentVideoDecoder,
+    latent: &Tensor,
+    run: impl FnOnce(&Tensor) -> std::result::Result<Tensor, ltx_core::Error>,
+) -> ltx_core::Result<Tensor> {
+    let (b, c, f, h, w) = latent.dims5()?;
+    if b != 1 {
+        return Err(backend_err(format!("batch {b}: packages decode batch 1")));
+    }
+    decoder.check_latent_shape([c, f, h, w])?;
+    let device = latent.device().clone();
+    let x = crate::to_time_major(&latent.to_dtype(candle_core::DType::F32)?)
+        .map_err(backend_err)?
+        .to_device(&candle_core::Device::Cpu)?;
+    let y = run(&x)?;
+    Ok(crate::from_time_major(&y)
+        .map_err(backend_err)?
+        .to_device(&device)?)
+}
+
+/// A `video-decoder` package run by the in-repo reference interpreter instead of Core ML: the
+/// same integration (shape check, layout conversion, ledger) on any platform, slowly. For tests
+/// and for debugging a package without a Mac.
+#[derive(Clone, Debug)]
+pub struct InterpretedVideoDecoder(pub CoreMlVideoDecoder);
+
+impl InterpretedVideoDecoder {
+    pub fn new(package: &Path) -> Result<Self> {
+        Ok(Self(CoreMlVideoDecoder::new(
+            package,
+            ComputeUnits::CpuOnly,
+            &std::env::temp_dir(),
+        )?))
+    }
+}
+
+impl LatentVideoDecoder for InterpretedVideoDecoder {
+    fn name(&self) -> &str {
+        "interpreted Core ML"
+    }
+
+    fn check_latent_shape(&self, shape: [usize; 4]) -> ltx_core::Result<()> {
+        self.0.check_latent_shape(shape)
+    }
+
+    fn decode(&self, latent: &Tensor) -> ltx_core::Result<Tensor> {
+        decode_time_major(self, latent, |x| {
+            crate::Interpreter::load(&self.0.package)
+                .and_then(|i| i.run(x))
+                .map_err(backend_err)
+        })
     }
 }

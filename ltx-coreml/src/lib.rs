@@ -20,7 +20,7 @@ pub mod mil;
 pub mod package;
 pub mod proto;
 
-pub use backend::CoreMlVideoDecoder;
+pub use backend::{CoreMlVideoDecoder, InterpretedVideoDecoder};
 pub use check::{check_fixture, FixtureCheck};
 pub use error::{CoreMlError, Result};
 pub use export::{
