@@ -57,6 +57,13 @@ pub struct CommonArgs {
     /// Image conditioning: PATH FRAME_IDX STRENGTH [CRF] (repeatable).
     #[arg(long = "image", num_args = 3..=4, value_names = ["PATH", "FRAME_IDX", "STRENGTH", "CRF"], action = clap::ArgAction::Append)]
     images: Vec<String>,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+/// LoRAs, prompt enhancement, decoding and overwriting: what every generation command takes.
+#[derive(clap::Args, Debug)]
+pub struct RunArgs {
     /// LoRA: PATH [STRENGTH] (repeatable).
     #[arg(long = "lora", num_args = 1..=2, value_names = ["PATH", "STRENGTH"], action = clap::ArgAction::Append)]
     loras: Vec<String>,
@@ -541,9 +548,6 @@ pub struct RetakeArgs {
     /// Random seed; a negative value picks one at random.
     #[arg(long, default_value_t = 42, allow_negative_numbers = true)]
     seed: i64,
-    /// LoRA: PATH [STRENGTH] (repeatable).
-    #[arg(long = "lora", num_args = 1..=2, value_names = ["PATH", "STRENGTH"], action = clap::ArgAction::Append)]
-    loras: Vec<String>,
     /// The checkpoint is the distilled model: its 8-step schedule, no guidance.
     #[arg(long)]
     distilled: bool,
@@ -556,13 +560,7 @@ pub struct RetakeArgs {
     #[command(flatten)]
     guidance: GuidanceArgs,
     #[command(flatten)]
-    enhance: EnhanceArgs,
-    /// Decode the video in tiles (512 px / 64 frames) to bound memory.
-    #[arg(long)]
-    tiled_decode: bool,
-    /// Overwrite an existing output file.
-    #[arg(long)]
-    force: bool,
+    run: RunArgs,
 }
 
 #[derive(clap::Args, Debug)]
@@ -710,7 +708,7 @@ pub fn run_two_stage(
 
 pub fn run_retake(args: RetakeArgs, device: &Device, dtype: Option<DTypeChoice>) -> Result<()> {
     let start = Instant::now();
-    check_output(&args.output_path, args.force)?;
+    check_output(&args.output_path, args.run.force)?;
     if args.keep_video && args.keep_audio {
         bail!("--keep-video and --keep-audio together leave nothing to regenerate");
     }
@@ -729,8 +727,8 @@ pub fn run_retake(args: RetakeArgs, device: &Device, dtype: Option<DTypeChoice>)
         seed,
         regenerate_video: !args.keep_video,
         regenerate_audio: !args.keep_audio,
-        tiling: args.tiled_decode.then(TilingConfig::reference_default),
-        enhance_prompt: enhancement(&args.enhance)?,
+        tiling: args.run.tiled_decode.then(TilingConfig::reference_default),
+        enhance_prompt: enhancement(&args.run.enhance)?,
     };
     // the source's size, length and rate, and the window, are checked before any model loads
     let source = req.probe()?;
@@ -746,13 +744,13 @@ pub fn run_retake(args: RetakeArgs, device: &Device, dtype: Option<DTypeChoice>)
         w.checkpoint.clone(),
         Some(w.gemma_root),
         None,
-        parse_loras(&args.loras)?,
+        parse_loras(&args.run.loras)?,
     )?;
     apply_vae_backend(
         &args.vae,
         &mut ledger,
         output_latent(source.frames, source.height, source.width),
-        args.tiled_decode,
+        args.run.tiled_decode,
     )?;
     let mode = if args.distilled {
         RetakeMode::Distilled
@@ -851,10 +849,10 @@ fn run_pipeline(
     dtype: Option<DTypeChoice>,
 ) -> Result<()> {
     let start = Instant::now();
-    check_output(&args.output_path, args.force)?;
+    check_output(&args.output_path, args.run.force)?;
     let images = parse_images(&args.images)?;
-    let loras = parse_loras(&args.loras)?;
-    let enhance_prompt = enhancement(&args.enhance)?;
+    let loras = parse_loras(&args.run.loras)?;
+    let enhance_prompt = enhancement(&args.run.enhance)?;
     let dtype = ltx_core::device::resolve_dtype(dtype, device);
     let two_stage = kind.two_stage();
     // what can be checked without the model, before anything is loaded or generated
@@ -936,7 +934,7 @@ fn run_pipeline(
         num_frames: args.num_frames.unwrap_or(def_f),
         frame_rate: args.frame_rate.unwrap_or(params.frame_rate),
         images,
-        tiling: args.tiled_decode.then(TilingConfig::reference_default),
+        tiling: args.run.tiled_decode.then(TilingConfig::reference_default),
         enhance_prompt,
     };
     req.validate(two_stage)?;
@@ -963,7 +961,7 @@ fn run_pipeline(
         &args.vae,
         &mut ledger,
         output_latent(req.num_frames, out_h, out_w),
-        args.tiled_decode,
+        args.run.tiled_decode,
     )?;
     let pipeline_ic = match &kind {
         Kind::IcLora(_) => {
