@@ -17,20 +17,19 @@ use ltx_core::components::patchifiers::get_pixel_coords;
 use ltx_core::components::schedulers::Ltx2Scheduler;
 use ltx_core::conditioning::ConditioningItem;
 use ltx_core::model::video_vae::TilingConfig;
-use ltx_core::tools::{AudioLatentTools, LatentTools, VideoLatentTools};
+use ltx_core::tools::{AudioLatentTools, VideoLatentTools};
 use ltx_core::types::{Audio, AudioLatentParams, AudioLatentShape, LatentState, VideoPixelShape};
 
 use crate::media::{decode_audio_file, load_video_conditioning, probe_mp4};
 use crate::ti2vid_one_stage::GuidanceRequest;
 use crate::utils::constants::DISTILLED_SIGMA_VALUES;
 use crate::utils::helpers::{
-    create_noised_state, latent_tools, DenoisingFunc, MultiModalDenoiser, SimpleDenoiser,
+    denoise_conditioned_audio_video, DenoisingFunc, MultiModalDenoiser, SimpleDenoiser,
 };
 use crate::utils::model_ledger::ModelLedger;
-use crate::utils::samplers::euler_denoising_loop;
 use crate::utils::stages::{
-    decode_audio_latent, decode_video_chunks, encode_audio_waveform, encode_prompts, ProgressEvent,
-    PromptEnhancement,
+    decode_audio_latent, decode_video_chunks, encode_audio_waveform, encode_prompts, euler_stage,
+    ProgressEvent, PromptEnhancement,
 };
 use crate::{Error, Result};
 
@@ -359,43 +358,28 @@ impl RetakePipeline {
                     audio_context: a_pos,
                 }),
             };
-            let (vtools, atools) = latent_tools(&shape)?;
-            // video first, then audio: the reference draws the two noises in this order
-            let video = create_noised_state(
-                &vtools,
-                |s| Ok(video_mask.apply_to(&s, &vtools)?),
-                &mut noise,
-                dtype,
-                &device,
-                1.0,
-                Some(&video_latent),
-            )?;
-            let audio = create_noised_state(
-                &atools,
-                |s| match &audio_mask {
-                    Some(m) => m.apply_to_audio(&s, &atools),
-                    None => Ok(s),
-                },
-                &mut noise,
-                dtype,
-                &device,
-                1.0,
-                audio_latent.as_ref(),
-            )?;
             let steps = sigmas.dim(0)? - 1;
             progress(ProgressEvent::Stage {
                 name: "denoise",
                 total: steps,
             });
-            let (video, audio) = euler_denoising_loop(
-                &sigmas,
-                video,
-                audio,
-                denoiser.as_mut(),
-                &mut |done, total| progress(ProgressEvent::Step { done, total }),
+            let audio_conditioning = |s: LatentState, tools: &AudioLatentTools| match &audio_mask {
+                Some(m) => m.apply_to_audio(&s, tools),
+                None => Ok(s),
+            };
+            let video_conditionings: Vec<Box<dyn ConditioningItem>> = vec![Box::new(video_mask)];
+            // video first, then audio: the reference draws the two noises in this order
+            let (video, audio) = denoise_conditioned_audio_video(
+                &shape,
+                (&video_conditionings, Some(&audio_conditioning)),
+                &mut noise,
+                &mut euler_stage(&sigmas, denoiser.as_mut(), progress),
+                dtype,
+                &device,
+                1.0,
+                Some(&video_latent),
+                audio_latent.as_ref(),
             )?;
-            let video = vtools.unpatchify(&vtools.clear_conditioning(&video)?)?;
-            let audio = atools.unpatchify(&atools.clear_conditioning(&audio)?)?;
             (video.latent, audio.latent)
         };
         decode_video_chunks(ledger, &video, req.tiling.as_ref(), progress, sink)?;

@@ -406,12 +406,18 @@ where
     }
 }
 
+/// What conditions the audio state (the retake's time-region mask); the other pipelines leave
+/// it as built.
+pub type AudioConditioning<'a> = &'a dyn Fn(LatentState, &AudioLatentTools) -> Result<LatentState>;
+
 /// The noised states of both modalities (`noise_video_state` then `noise_audio_state`: the video
-/// draw comes first): the conditionings apply to the video only; `noise_scales` = (video, audio).
+/// draw comes first): `conditionings` apply to the video, `audio_conditioning` to the audio;
+/// `noise_scales` = (video, audio).
 #[allow(clippy::too_many_arguments)]
 fn noised_states(
     output_shape: &VideoPixelShape,
     conditionings: &[Box<dyn ConditioningItem + '_>],
+    audio_conditioning: Option<AudioConditioning<'_>>,
     noise: &mut dyn NoiseSource,
     dtype: DType,
     device: &Device,
@@ -436,7 +442,10 @@ fn noised_states(
     )?;
     let audio = create_noised_state(
         &atools,
-        Ok,
+        |s| match audio_conditioning {
+            Some(f) => f(s, &atools),
+            None => Ok(s),
+        },
         noise,
         dtype,
         device,
@@ -461,9 +470,40 @@ pub fn denoise_audio_video(
     initial_video_latent: Option<&Tensor>,
     initial_audio_latent: Option<&Tensor>,
 ) -> Result<(LatentState, LatentState)> {
+    denoise_conditioned_audio_video(
+        output_shape,
+        (conditionings, None),
+        noise,
+        denoising_loop,
+        dtype,
+        device,
+        noise_scale,
+        initial_video_latent,
+        initial_audio_latent,
+    )
+}
+
+/// [`denoise_audio_video`] with the audio state conditioned too (`conditionings` = video items,
+/// audio conditioning).
+#[allow(clippy::too_many_arguments)]
+pub fn denoise_conditioned_audio_video(
+    output_shape: &VideoPixelShape,
+    (conditionings, audio_conditioning): (
+        &[Box<dyn ConditioningItem + '_>],
+        Option<AudioConditioning<'_>>,
+    ),
+    noise: &mut dyn NoiseSource,
+    denoising_loop: &mut dyn DenoisingLoop,
+    dtype: DType,
+    device: &Device,
+    noise_scale: f64,
+    initial_video_latent: Option<&Tensor>,
+    initial_audio_latent: Option<&Tensor>,
+) -> Result<(LatentState, LatentState)> {
     let (vtools, video, atools, audio) = noised_states(
         output_shape,
         conditionings,
+        audio_conditioning,
         noise,
         dtype,
         device,
@@ -496,6 +536,7 @@ pub fn denoise_video_only(
     let (vtools, video, _, mut audio) = noised_states(
         output_shape,
         conditionings,
+        None,
         noise,
         dtype,
         device,
