@@ -18,6 +18,7 @@ use symphonia::core::io::MediaSourceStream;
 use symphonia::core::meta::MetadataOptions;
 use symphonia::core::probe::Hint;
 
+use super::media_err;
 use crate::{Error, Result};
 
 /// Decoded audio: planar f32 samples in [-1, 1] at the file's rate.
@@ -63,13 +64,6 @@ impl DecodedAudio {
             waveform: Tensor::from_vec(flat, (1, c, n), device)?,
             sampling_rate: self.sample_rate,
         })
-    }
-}
-
-fn media_err(path: &Path, reason: impl Into<String>) -> Error {
-    Error::Media {
-        path: path.to_path_buf(),
-        reason: reason.into(),
     }
 }
 
@@ -247,6 +241,11 @@ pub fn partial_path(path: &Path) -> PathBuf {
     path.with_file_name(format!(".{name}.partial"))
 }
 
+/// The reference's int16 conversion: clip to [-1, 1], scale by 32767, truncate.
+pub(super) fn to_i16(x: f32) -> i16 {
+    (x.clamp(-1.0, 1.0) * 32767.0) as i16
+}
+
 /// Writes `[C, N]` or `[1, C, N]` audio in [-1, 1] as 16-bit PCM WAV (samples clipped and scaled by
 /// 32767, like the reference's int16 conversion), atomically.
 pub fn write_wav(path: &Path, audio: &Audio) -> Result<()> {
@@ -288,8 +287,7 @@ pub fn write_wav(path: &Path, audio: &Audio) -> Result<()> {
         let mut w = hound::WavWriter::create(&tmp, spec).map_err(hound_err)?;
         for i in 0..n {
             for ch in &data {
-                let v = (ch[i].clamp(-1.0, 1.0) * 32767.0) as i16;
-                w.write_sample(v).map_err(hound_err)?;
+                w.write_sample(to_i16(ch[i])).map_err(hound_err)?;
             }
         }
         w.finalize().map_err(hound_err)?;
@@ -306,20 +304,7 @@ mod tests {
     use super::*;
 
     fn sine(rate: u32, seconds: f64, channels: usize) -> Audio {
-        let n = (rate as f64 * seconds) as usize;
-        let data: Vec<f32> = (0..channels)
-            .flat_map(|c| {
-                (0..n).map(move |i| {
-                    0.5 * (2.0 * std::f32::consts::PI * 440.0 * (c + 1) as f32 * i as f32
-                        / rate as f32)
-                        .sin()
-                })
-            })
-            .collect();
-        Audio {
-            waveform: Tensor::from_vec(data, (1, channels, n), &Device::Cpu).unwrap(),
-            sampling_rate: rate,
-        }
+        crate::media::test_support::sine(rate, seconds, channels, 440.0, 0.5)
     }
 
     #[test]

@@ -10,18 +10,12 @@ use std::path::Path;
 
 use candle_core::{DType, Device, Tensor};
 
-use crate::media::video::encode_single_frame_round_trip;
+use super::h264::encode_single_frame_round_trip;
+use super::media_err;
 use crate::{Error, Result};
 
 /// The reference's default H.264 CRF for conditioning images (`DEFAULT_IMAGE_CRF`).
 pub const DEFAULT_IMAGE_CRF: f64 = 33.0;
-
-fn media_err(path: &Path, reason: impl Into<String>) -> Error {
-    Error::Media {
-        path: path.to_path_buf(),
-        reason: reason.into(),
-    }
-}
 
 /// Decodes a PNG, JPEG or WebP file into `[H, W, 3]` u8 RGB on the CPU. Alpha is dropped without
 /// blending, as the reference's `np.array(image)[..., :3]` does; grey images are expanded to RGB
