@@ -30,6 +30,37 @@ pub enum Command {
     Vocoder(VocoderArgs),
 }
 
+/// The released vocoders.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum VocoderVariant {
+    Hifigan,
+    Bwe,
+}
+
+/// The latent upsampler kinds.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UpsamplerVariant {
+    Spatial,
+    Temporal,
+    Rational,
+}
+
+/// What a bench worker times.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Bench {
+    VaeDecode,
+    Upsampler,
+    TextEncoder,
+    Vocoder,
+}
+
+/// The value-enum spelling of a choice (as on the command line).
+fn value_name(v: impl clap::ValueEnum) -> String {
+    v.to_possible_value()
+        .map(|p| p.get_name().to_string())
+        .unwrap_or_default()
+}
+
 #[derive(clap::Args)]
 pub struct VocoderArgs {
     /// Mel frames (100 per second of audio).
@@ -37,8 +68,8 @@ pub struct VocoderArgs {
     frames: usize,
     /// `hifigan` (LTX-2, 24 kHz) or `bwe` (LTX-2.3: BigVGAN v2 at 16 kHz + bandwidth extension
     /// to 48 kHz).
-    #[arg(long, default_value = "hifigan")]
-    variant: String,
+    #[arg(long, value_enum, default_value_t = VocoderVariant::Hifigan)]
+    variant: VocoderVariant,
     #[command(flatten)]
     common: CommonArgs,
 }
@@ -85,8 +116,8 @@ pub struct CommonArgs {
 #[derive(clap::Args)]
 pub struct UpsamplerArgs {
     /// spatial (x2), temporal (x2) or rational (x1.5).
-    #[arg(long, default_value = "spatial")]
-    variant: String,
+    #[arg(long, value_enum, default_value_t = UpsamplerVariant::Spatial)]
+    variant: UpsamplerVariant,
     /// Middle width (the released x2 files: 1024).
     #[arg(long, default_value_t = 1024)]
     mid_channels: usize,
@@ -126,8 +157,9 @@ pub struct VaeDecodeArgs {
 
 #[derive(clap::Args)]
 pub struct WorkerArgs {
-    /// What to time (`vae-decode`).
-    what: String,
+    /// What to time.
+    #[arg(value_enum)]
+    what: Bench,
     file: PathBuf,
     #[arg(long, default_value_t = 3)]
     runs: usize,
@@ -166,9 +198,9 @@ fn vocoder(args: VocoderArgs, device: &Device, dtype: Option<DTypeChoice>) -> Re
             "resblock_dilation_sizes": [[1, 3, 5], [1, 3, 5], [1, 3, 5]],
             "use_tanh_at_final": false, "use_bias_at_final": false})
     };
-    let (config, hop, rate) = match args.variant.as_str() {
-        "hifigan" => (json!({ "vocoder": hifigan }), 240, 24),
-        "bwe" => {
+    let (config, hop, rate) = match args.variant {
+        VocoderVariant::Hifigan => (json!({ "vocoder": hifigan }), 240, 24),
+        VocoderVariant::Bwe => {
             let mut bwe = amp(512, json!([6, 5, 2, 2, 2]), json!([12, 11, 4, 4, 4]));
             for (k, v) in [
                 ("n_fft", 512),
@@ -182,12 +214,12 @@ fn vocoder(args: VocoderArgs, device: &Device, dtype: Option<DTypeChoice>) -> Re
             let voc = amp(1536, json!([5, 2, 2, 2, 2, 2]), json!([11, 4, 4, 4, 4, 4]));
             (json!({"vocoder": {"vocoder": voc, "bwe": bwe}}), 480, 48)
         }
-        other => bail!("--variant must be `hifigan` or `bwe`, not `{other}`"),
     };
     let cfg = VocoderModelConfig::from_checkpoint_config(&config)?;
     let file = workdir(&args.common)?.join(format!(
         "vocoder_{}_{}.safetensors",
-        args.variant, args.frames
+        value_name(args.variant),
+        args.frames
     ));
     if !file.exists() {
         eprintln!("writing weights and input to {}", file.display());
@@ -210,12 +242,12 @@ fn vocoder(args: VocoderArgs, device: &Device, dtype: Option<DTypeChoice>) -> Re
     }
     println!(
         "vocoder {} (released width) mel=[1, 2, {}, 64] -> {} samples at {rate} kHz, f32 cpu threads={}",
-        args.variant,
+        value_name(args.variant),
         args.frames,
         args.frames * hop,
         threads(&args.common)
     );
-    compare_sides("vocoder", &file, &args.common, "bench_component.py")
+    compare_sides(Bench::Vocoder, &file, &args.common, "bench_component.py")
 }
 
 fn text_encoder(args: TextEncoderArgs, device: &Device, dtype: Option<DTypeChoice>) -> Result<()> {
@@ -280,7 +312,12 @@ fn text_encoder(args: TextEncoderArgs, device: &Device, dtype: Option<DTypeChoic
         args.tokens,
         threads(&args.common)
     );
-    compare_sides("text-encoder", &file, &args.common, "bench_component.py")
+    compare_sides(
+        Bench::TextEncoder,
+        &file,
+        &args.common,
+        "bench_component.py",
+    )
 }
 
 fn workdir(common: &CommonArgs) -> Result<PathBuf> {
@@ -294,11 +331,11 @@ fn workdir(common: &CommonArgs) -> Result<PathBuf> {
 
 /// Times `what` on `file` in a Rust worker process and (with `--python`) in the reference's
 /// `script`, then prints both and the ratios.
-fn compare_sides(what: &str, file: &Path, common: &CommonArgs, script: &str) -> Result<()> {
+fn compare_sides(what: Bench, file: &Path, common: &CommonArgs, script: &str) -> Result<()> {
     let threads = threads(common);
     let (runs, warmup) = (common.runs.to_string(), common.warmup.to_string());
     let mut rust = Process::new(std::env::current_exe()?);
-    rust.args(["--device", "cpu", "bench-worker", what])
+    rust.args(["--device", "cpu", "bench-worker", &value_name(what)])
         .arg(file)
         .args(["--runs", &runs, "--warmup", &warmup]);
     if common.threads > 0 {
@@ -343,17 +380,16 @@ fn upsampler(args: UpsamplerArgs, device: &Device, dtype: Option<DTypeChoice>) -
         "spatial_upsample": true, "temporal_upsample": false, "spatial_scale": 2.0,
         "rational_resampler": false
     });
-    match args.variant.as_str() {
-        "spatial" => {}
-        "temporal" => {
+    match args.variant {
+        UpsamplerVariant::Spatial => {}
+        UpsamplerVariant::Temporal => {
             config["spatial_upsample"] = json!(false);
             config["temporal_upsample"] = json!(true);
         }
-        "rational" => {
+        UpsamplerVariant::Rational => {
             config["rational_resampler"] = json!(true);
             config["spatial_scale"] = json!(1.5);
         }
-        other => bail!("--variant must be spatial, temporal or rational, got `{other}`"),
     }
     let cfg = LatentUpsamplerConfig::from_checkpoint_config(&config)?;
     if args.frames == 0 || args.height == 0 || args.width == 0 {
@@ -362,7 +398,11 @@ fn upsampler(args: UpsamplerArgs, device: &Device, dtype: Option<DTypeChoice>) -
     let shape = [1, 128, args.frames, args.height, args.width];
     let name = format!(
         "upsampler_{}_{}_{}x{}x{}.safetensors",
-        args.variant, args.mid_channels, args.frames, args.height, args.width
+        value_name(args.variant),
+        args.mid_channels,
+        args.frames,
+        args.height,
+        args.width
     );
     let file = workdir(&args.common)?.join(name);
     if !file.exists() {
@@ -384,12 +424,12 @@ fn upsampler(args: UpsamplerArgs, device: &Device, dtype: Option<DTypeChoice>) -
     }
     println!(
         "upsampler variant={} mid_channels={} latent={:?} f32 cpu threads={}",
-        args.variant,
+        value_name(args.variant),
         args.mid_channels,
         shape,
         threads(&args.common)
     );
-    compare_sides("upsampler", &file, &args.common, "bench_component.py")
+    compare_sides(Bench::Upsampler, &file, &args.common, "bench_component.py")
 }
 
 /// A narrow variant of a released layout (same blocks, 1/8 of the widths) for quick runs.
@@ -449,7 +489,7 @@ fn vae_decode(args: VaeDecodeArgs, device: &Device, dtype: Option<DTypeChoice>) 
         args.width,
         threads(&args.common)
     );
-    compare_sides("vae-decode", &file, &args.common, "bench_vae_decode.py")
+    compare_sides(Bench::VaeDecode, &file, &args.common, "bench_vae_decode.py")
 }
 
 /// Benchmarks compare f32 on the CPU (the reference's CPU path).
@@ -675,11 +715,10 @@ fn worker_vocoder(args: &WorkerArgs, device: &Device, dtype: DType) -> Result<()
 
 pub fn worker(args: WorkerArgs, device: &Device, dtype: Option<DTypeChoice>) -> Result<()> {
     let dt = ltx_core::device::resolve_dtype(dtype, device);
-    match args.what.as_str() {
-        "vae-decode" => worker_vae_decode(&args, device, dt),
-        "upsampler" => worker_upsampler(&args, device, dt),
-        "text-encoder" => worker_text_encoder(&args, device, dt),
-        "vocoder" => worker_vocoder(&args, device, dt),
-        other => bail!("unknown bench worker `{other}`"),
+    match args.what {
+        Bench::VaeDecode => worker_vae_decode(&args, device, dt),
+        Bench::Upsampler => worker_upsampler(&args, device, dt),
+        Bench::TextEncoder => worker_text_encoder(&args, device, dt),
+        Bench::Vocoder => worker_vocoder(&args, device, dt),
     }
 }

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use candle_core::Device;
-use ltx_pipelines::parity::{collect_fixtures, run_fixture};
+use ltx_parity::{collect_fixtures, run_fixture};
 
 #[derive(clap::Args)]
 pub struct Args {

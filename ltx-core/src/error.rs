@@ -35,6 +35,17 @@ pub enum Error {
     #[error("weight `{key}` has dtype {dtype}, which cannot be used as a weight")]
     UnsupportedWeightDtype { key: String, dtype: String },
 
+    #[error(
+        "weight `{key}` ({megabytes} MB) could not be loaded onto {device}, most likely for lack of \
+         memory (a smaller --dtype, another device, or a smaller model helps): {reason}"
+    )]
+    WeightLoad {
+        key: String,
+        megabytes: usize,
+        device: String,
+        reason: String,
+    },
+
     #[error("weight `{key}` is stored in {shards} shards; each key must be stored once")]
     DuplicateWeight { key: String, shards: usize },
 

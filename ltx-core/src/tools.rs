@@ -63,6 +63,45 @@ fn map_state(
     })
 }
 
+/// The grid-layout initial state: `initial` (checked against `dims.0`) or zeros, an all-ones
+/// f32 denoise mask of `dims.1`, and `positions`.
+fn initial_state(
+    what: &str,
+    dims: (Vec<usize>, Vec<usize>),
+    initial: Option<&Tensor>,
+    positions: Tensor,
+    (dtype, device): (DType, &Device),
+) -> Result<LatentState> {
+    let latent = match initial {
+        Some(t) => {
+            check_dims(&format!("initial {what} latent"), t, &dims.0)?;
+            t.clone()
+        }
+        None => Tensor::zeros(dims.0.as_slice(), dtype, device)?,
+    };
+    Ok(LatentState {
+        clean_latent: latent.clone(),
+        latent,
+        denoise_mask: Tensor::ones(dims.1.as_slice(), DType::F32, device)?,
+        positions,
+        attention_mask: None,
+    })
+}
+
+/// A patchified state back in grid layout: the latents unpatchified to `shapes.0`, the denoise
+/// mask to `shapes.1`.
+fn unpatchify_with<S>(
+    state: &LatentState,
+    shapes: (S, S),
+    unpatchify: impl Fn(&Tensor, &S) -> Result<Tensor>,
+) -> Result<LatentState> {
+    map_state(
+        state,
+        |t| unpatchify(t, &shapes.0),
+        |t| unpatchify(t, &shapes.1),
+    )
+}
+
 fn check_dims(what: &str, t: &Tensor, want: &[usize]) -> Result<()> {
     if t.dims() != want {
         return Err(bad_shape(what, t.dims(), format!("{want:?}")));
@@ -135,25 +174,13 @@ impl LatentTools for VideoLatentTools {
         initial_latent: Option<&Tensor>,
     ) -> Result<LatentState> {
         let shape = self.target_shape;
-        let latent = match initial_latent {
-            Some(t) => {
-                check_dims("initial video latent", t, &shape.dims())?;
-                t.clone()
-            }
-            None => Tensor::zeros(&shape.dims(), dtype, device)?,
-        };
-        let denoise_mask = Tensor::ones(&shape.mask_shape().dims(), DType::F32, device)?;
         // The reference rounds the positions to the model dtype.
         let positions = self
             .positions_for(&shape, self.causal_fix, 0, device)?
             .to_dtype(dtype)?;
-        self.patchify(&LatentState {
-            clean_latent: latent.clone(),
-            latent,
-            denoise_mask,
-            positions,
-            attention_mask: None,
-        })
+        let dims = (shape.dims().to_vec(), shape.mask_shape().dims().to_vec());
+        let state = initial_state("video", dims, initial_latent, positions, (dtype, device))?;
+        self.patchify(&state)
     }
 
     fn patchify(&self, state: &LatentState) -> Result<LatentState> {
@@ -163,12 +190,8 @@ impl LatentTools for VideoLatentTools {
     }
 
     fn unpatchify(&self, state: &LatentState) -> Result<LatentState> {
-        let shape = &self.target_shape;
-        map_state(
-            state,
-            |t| self.patchifier.unpatchify(t, shape),
-            |t| self.patchifier.unpatchify(t, &shape.mask_shape()),
-        )
+        let shapes = (self.target_shape, self.target_shape.mask_shape());
+        unpatchify_with(state, shapes, |t, s| self.patchifier.unpatchify(t, s))
     }
 }
 
@@ -195,23 +218,11 @@ impl LatentTools for AudioLatentTools {
         initial_latent: Option<&Tensor>,
     ) -> Result<LatentState> {
         let shape = self.target_shape;
-        let latent = match initial_latent {
-            Some(t) => {
-                check_dims("initial audio latent", t, &shape.dims())?;
-                t.clone()
-            }
-            None => Tensor::zeros(&shape.dims(), dtype, device)?,
-        };
-        let denoise_mask = Tensor::ones(&shape.mask_shape().dims(), DType::F32, device)?;
         // Audio positions stay f32 (seconds), unlike the video ones.
         let positions = self.patchifier.get_patch_grid_bounds(&shape, device)?;
-        self.patchify(&LatentState {
-            clean_latent: latent.clone(),
-            latent,
-            denoise_mask,
-            positions,
-            attention_mask: None,
-        })
+        let dims = (shape.dims().to_vec(), shape.mask_shape().dims().to_vec());
+        let state = initial_state("audio", dims, initial_latent, positions, (dtype, device))?;
+        self.patchify(&state)
     }
 
     fn patchify(&self, state: &LatentState) -> Result<LatentState> {
@@ -221,12 +232,8 @@ impl LatentTools for AudioLatentTools {
     }
 
     fn unpatchify(&self, state: &LatentState) -> Result<LatentState> {
-        let shape = &self.target_shape;
-        map_state(
-            state,
-            |t| self.patchifier.unpatchify(t, shape),
-            |t| self.patchifier.unpatchify(t, &shape.mask_shape()),
-        )
+        let shapes = (self.target_shape, self.target_shape.mask_shape());
+        unpatchify_with(state, shapes, |t, s| self.patchifier.unpatchify(t, s))
     }
 }
 

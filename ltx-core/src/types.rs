@@ -16,6 +16,11 @@ pub struct VideoPixelShape {
 }
 
 impl VideoPixelShape {
+    /// `(height, width)` in pixels.
+    pub fn size(&self) -> (usize, usize) {
+        (self.height, self.width)
+    }
+
     /// Checks that the video maps onto a whole latent grid: `frames = 8k + 1`, height and width
     /// multiples of 32 (for the default scale factors), a positive batch and frame rate.
     pub fn validate(&self, scale: SpatioTemporalScaleFactors) -> Result<()> {

@@ -311,13 +311,10 @@ fn tempfile_dir() -> Result<PathBuf> {
 }
 
 fn main() -> Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
+    let logs = tracing_subscriber::fmt().with_env_filter(filter);
+    logs.with_writer(std::io::stderr).init();
     match Cli::parse().command {
         Command::Export(a) => run_export(a),
         Command::Bench(a) => run_bench(a),

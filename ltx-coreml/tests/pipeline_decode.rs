@@ -9,17 +9,19 @@ use candle_core::{DType, Device, Tensor};
 use ltx_coreml::{
     export, Component, ConvForm, ExportOptions, InterpretedVideoDecoder, Precision, ShapeSpec,
 };
-use ltx_pipelines::distilled::{DistilledPipeline, GenerationRequest};
+use ltx_pipelines::distilled::{DistilledPipeline, GenerationRequest, RunIo};
 use ltx_pipelines::utils::model_ledger::{ModelLedger, VideoDecoderBackend};
 
 fn frames(ledger: ModelLedger, req: &GenerationRequest) -> Tensor {
     let mut chunks = Vec::new();
-    DistilledPipeline::new(ledger)
-        .run(req, &mut |_| {}, &mut |c| {
+    let io = RunIo {
+        progress: &mut |_| {},
+        sink: &mut |c| {
             chunks.push(c);
             Ok(())
-        })
-        .unwrap();
+        },
+    };
+    DistilledPipeline::new(ledger).run(req, io).unwrap();
     Tensor::cat(&chunks, 0).unwrap()
 }
 

@@ -11,16 +11,15 @@ use ltx_core::model::transformer::{
     ltxv_model_comfy_renaming_map, LtxModel, LtxModelConfig, LtxModelType, X0Model,
 };
 use ltx_core::types::VideoPixelShape;
+use ltx_pipelines::utils::denoisers::{DenoisingFunc, GuiderDenoiser, MultiModalDenoiser};
+use ltx_pipelines::utils::helpers::{denoise_audio_video, StageAudio, StageInputs};
+use ltx_pipelines::utils::samplers::{
+    euler_denoising_loop, res2s_audio_video_denoising_loop, Res2sOptions, SingleStreamSde,
+};
+use ltx_pipelines::utils::types::{NoiseSource, ReplayNoise};
 use serde_json::Value;
 
 use super::{Fixture, Outputs};
-use crate::utils::helpers::{
-    denoise_audio_video, DenoisingFunc, GuiderDenoiser, MultiModalDenoiser, NoiseSource,
-    ReplayNoise,
-};
-use crate::utils::samplers::{
-    euler_denoising_loop, res2s_audio_video_denoising_loop, Res2sOptions, SingleStreamSde,
-};
 use crate::Result;
 
 fn guider_params(fx: &Fixture, v: &Value) -> Result<MultiModalGuiderParams> {
@@ -100,8 +99,7 @@ pub(super) fn run(fx: &Fixture, inputs: &Arc<StateDict>, device: &Device) -> Res
                 guider_params(fx, &guidance["audio"])?,
                 Some(an),
             )?),
-            vc,
-            ac,
+            (vc, ac),
         )),
         other => return Err(fx.bad(format!("unknown guidance kind {other:?}"))),
     };
@@ -135,17 +133,16 @@ pub(super) fn run(fx: &Fixture, inputs: &Arc<StateDict>, device: &Device) -> Res
             euler_denoising_loop(&sigmas, v, a, denoiser.as_mut(), &mut |_, _| {})
         }
     };
-    let (video, audio) = denoise_audio_video(
-        &shape,
-        &conditionings,
-        &mut noise,
-        &mut run_loop,
-        DType::F32,
-        device,
+    let inputs = StageInputs {
+        shape: &shape,
+        conditionings: &conditionings,
         noise_scale,
-        None,
-        None,
-    )?;
+        initial_video: None,
+        audio: StageAudio::FRESH,
+        dtype: DType::F32,
+        device,
+    };
+    let (video, audio) = denoise_audio_video(&inputs, &mut noise, &mut run_loop)?;
     if noise.remaining() != 0 {
         return Err(fx.bad(format!(
             "{} recorded noise draws left unused",

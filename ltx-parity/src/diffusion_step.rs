@@ -12,12 +12,12 @@ use ltx_core::types::LatentState;
 use ltx_core::utils::{to_denoised, to_velocity, Sigma};
 
 use super::{Fixture, Outputs};
-use crate::utils::res2s::{get_res2s_coefficients, phi, PhiCache};
-use crate::utils::samplers::{
-    inject_sde_noise, normalize_sde_noise, post_process_latent, timesteps_from_mask,
-    update_velocity_and_sample,
-};
 use crate::Result;
+use ltx_pipelines::utils::helpers::{post_process_latent, timesteps_from_mask};
+use ltx_pipelines::utils::res2s::{get_res2s_coefficients, phi, PhiCache};
+use ltx_pipelines::utils::samplers::{
+    inject_sde_noise, normalize_sde_noise, update_velocity_and_sample,
+};
 
 /// Stored inputs of one fixture, in their stored dtypes.
 struct Inputs<'a> {

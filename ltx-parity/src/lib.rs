@@ -13,7 +13,8 @@ use ltx_core::loader::{SDOps, SafetensorsFiles, StateDict};
 use ltx_core::model::video_vae::TilingConfig;
 use serde_json::Value;
 
-use crate::{Error, Result};
+mod error;
+pub use error::{Error, Result};
 
 mod audio_filters;
 mod audio_processor;
@@ -326,7 +327,7 @@ pub fn collect_fixtures(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
     let mut out = Vec::new();
     for p in paths {
         if p.is_dir() {
-            let rd = std::fs::read_dir(p).map_err(|source| Error::Io {
+            let rd = std::fs::read_dir(p).map_err(|source| ltx_pipelines::Error::Io {
                 path: p.clone(),
                 source,
             })?;

@@ -7,8 +7,8 @@ use candle_core::Device;
 use ltx_core::loader::StateDict;
 
 use super::{Fixture, Outputs};
-use crate::media::{resize_and_center_crop, resize_aspect_ratio_preserving};
 use crate::Result;
+use ltx_pipelines::media::{resize_and_center_crop, resize_aspect_ratio_preserving};
 
 pub(super) fn run(fx: &Fixture, inputs: &Arc<StateDict>, device: &Device) -> Result<Outputs> {
     let height = fx.call_usize("height")?;

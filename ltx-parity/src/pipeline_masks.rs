@@ -10,10 +10,10 @@ use ltx_core::tools::LatentTools;
 use ltx_core::types::VideoPixelShape;
 
 use super::{Fixture, Outputs};
-use crate::ic_lora::{downsample_mask_to_latent, mask_from_pixels};
-use crate::retake::TemporalRegionMask;
-use crate::utils::helpers::latent_tools;
 use crate::Result;
+use ltx_core::conditioning::TemporalRegionMask;
+use ltx_pipelines::iclora_utils::{downsample_mask_to_latent, mask_from_pixels};
+use ltx_pipelines::utils::helpers::latent_tools;
 
 pub(super) fn run_ic_lora(
     fx: &Fixture,

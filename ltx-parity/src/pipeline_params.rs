@@ -6,11 +6,11 @@ use ltx_core::components::guiders::MultiModalGuiderParams;
 use serde_json::Value;
 
 use super::{Fixture, Outputs};
-use crate::utils::constants::{
+use crate::Result;
+use ltx_pipelines::utils::constants::{
     detect_params, PipelineParams, DEFAULT_IMAGE_CRF, DEFAULT_LORA_STRENGTH,
     DEFAULT_NEGATIVE_PROMPT, VIDEO_LATENT_CHANNELS,
 };
-use crate::Result;
 
 fn params_outputs(
     out: &mut Outputs,

@@ -19,7 +19,9 @@ pub(super) fn run(fx: &Fixture, device: &Device) -> Result<Outputs> {
         .unwrap_or_default();
     let vec1 = |v: &[f32]| Tensor::from_slice(v, v.len(), device);
     if kind == "constants" {
-        use crate::utils::constants::{DISTILLED_SIGMA_VALUES, STAGE_2_DISTILLED_SIGMA_VALUES};
+        use ltx_pipelines::utils::constants::{
+            DISTILLED_SIGMA_VALUES, STAGE_2_DISTILLED_SIGMA_VALUES,
+        };
         return Ok(vec![
             ("distilled".to_string(), vec1(&DISTILLED_SIGMA_VALUES)?),
             (

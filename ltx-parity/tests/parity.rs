@@ -10,8 +10,8 @@ use ltx_core::loader::SafetensorsFiles;
 use ltx_core::model::video_vae::{
     vae_decoder_keys_filter, DecodeInputs, VideoDecoder, VideoEncoder, VideoVaeConfig,
 };
-use ltx_pipelines::parity::{collect_fixtures, run_fixture};
-use ltx_pipelines::Error;
+use ltx_parity::Error;
+use ltx_parity::{collect_fixtures, run_fixture};
 
 fn fixtures_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures")

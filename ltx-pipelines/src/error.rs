@@ -7,12 +7,6 @@ pub enum Error {
     #[error(transparent)]
     Core(#[from] ltx_core::Error),
 
-    #[error("fixture `{path}`: {reason}")]
-    BadFixture { path: PathBuf, reason: String },
-
-    #[error("fixture `{path}`: unknown component `{component}`")]
-    UnknownComponent { path: PathBuf, component: String },
-
     #[error("`{path}`: {reason}")]
     Media { path: PathBuf, reason: String },
 

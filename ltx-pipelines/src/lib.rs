@@ -1,16 +1,19 @@
 #![recursion_limit = "256"]
-//! Port of `ltx_pipelines`: generation pipelines, model ledger and media IO (in progress), plus
-//! the parity harness that checks every component against PyTorch-reference fixtures.
+//! Port of `ltx_pipelines`: the generation pipelines, the model ledger and media IO. The cargo
+//! feature `tiny-model` adds the built-in tiny checkpoint (`tiny`) the CLI runs offline.
 
 pub mod a2vid_two_stage;
 pub mod distilled;
 pub mod error;
 pub mod ic_lora;
+pub mod iclora_utils;
+pub mod keyframe_interpolation;
 pub mod media;
-pub mod parity;
 pub mod retake;
 pub mod ti2vid_one_stage;
 pub mod ti2vid_two_stages;
+pub mod ti2vid_two_stages_hq;
+#[cfg(feature = "tiny-model")]
 pub mod tiny;
 pub mod utils;
 

@@ -10,142 +10,27 @@
 
 use std::path::PathBuf;
 
-use candle_core::{DType, Device, Tensor};
-use ltx_core::components::guiders::MultiModalGuiderFactory;
+use candle_core::{DType, Tensor};
 use ltx_core::components::noisers::NoiseGenerator;
-use ltx_core::components::patchifiers::get_pixel_coords;
 use ltx_core::components::schedulers::Ltx2Scheduler;
 use ltx_core::conditioning::ConditioningItem;
+pub use ltx_core::conditioning::TemporalRegionMask;
 use ltx_core::model::video_vae::TilingConfig;
-use ltx_core::tools::{AudioLatentTools, VideoLatentTools};
+use ltx_core::tools::AudioLatentTools;
 use ltx_core::types::{Audio, AudioLatentParams, AudioLatentShape, LatentState, VideoPixelShape};
 
 use crate::media::{decode_audio_file, load_video_conditioning, probe_mp4};
-use crate::ti2vid_one_stage::GuidanceRequest;
+use crate::utils::blocks::{
+    decode_outputs, encode_audio_waveform, encode_prompts, ConditioningEncoder,
+};
 use crate::utils::constants::DISTILLED_SIGMA_VALUES;
-use crate::utils::helpers::{
-    denoise_conditioned_audio_video, DenoisingFunc, MultiModalDenoiser, SimpleDenoiser,
-};
+use crate::utils::denoisers::{DenoisingFunc, MultiModalDenoiser, SimpleDenoiser};
+use crate::utils::helpers::{StageAudio, StageInputs};
 use crate::utils::model_ledger::ModelLedger;
-use crate::utils::stages::{
-    decode_audio_latent, decode_video_chunks, encode_audio_waveform, encode_prompts, euler_stage,
-    ProgressEvent, PromptEnhancement,
-};
+use crate::utils::request::{GuidanceRequest, PromptEnhancement};
+use crate::utils::stages::{run_stage, Sampler, Stage};
+use crate::utils::types::{ProgressEvent, RunIo};
 use crate::{Error, Result};
-
-/// Marks the tokens whose time span overlaps `[start_time, end_time)` (seconds) for denoising
-/// (mask 1) and every other token as kept (mask 0). Video tokens are timed by their pixel-frame
-/// bounds over `fps` (the causal VAE's first latent frame covers pixel frame 0 only); audio tokens
-/// by the audio patchifier's own timestamps. The comparisons are made in f32, as the reference's.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct TemporalRegionMask {
-    pub start_time: f64,
-    pub end_time: f64,
-    pub fps: f64,
-}
-
-impl TemporalRegionMask {
-    fn overlaps(&self, start: f32, end: f32) -> bool {
-        end > self.start_time as f32 && start < self.end_time as f32
-    }
-
-    /// `[N]` f32 flags (1 inside the window) of the video grid's tokens.
-    pub fn video_region(&self, tools: &VideoLatentTools, device: &Device) -> Result<Tensor> {
-        let bounds = tools
-            .patchifier
-            .get_patch_grid_bounds(&tools.target_shape, &Device::Cpu)?;
-        let pixel = get_pixel_coords(&bounds, tools.scale_factors, tools.causal_fix)?;
-        // batch 0, frame axis: [N, 2] pixel-frame bounds
-        let frames = pixel.get(0)?.get(0)?.to_dtype(DType::I64)?;
-        let frames: Vec<Vec<i64>> = frames.to_vec2()?;
-        let fps = self.fps as f32;
-        let flags: Vec<f32> = frames
-            .iter()
-            .map(|b| {
-                let inside = self.overlaps(b[0] as f32 / fps, b[1] as f32 / fps);
-                f32::from(u8::from(inside))
-            })
-            .collect();
-        let n = flags.len();
-        Ok(Tensor::from_vec(flags, n, device)?)
-    }
-
-    /// `[B, N]` f32 flags (1 inside the window) of the audio grid's tokens.
-    pub fn audio_region(&self, tools: &AudioLatentTools, device: &Device) -> Result<Tensor> {
-        let bounds = tools
-            .patchifier
-            .get_patch_grid_bounds(&tools.target_shape, &Device::Cpu)?;
-        let (b, _, n, _) = bounds.dims4()?;
-        let times: Vec<f32> = bounds.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
-        let flags: Vec<f32> = times
-            .chunks_exact(2)
-            .map(|t| f32::from(u8::from(self.overlaps(t[0], t[1]))))
-            .collect();
-        Ok(Tensor::from_vec(flags, (b, n), device)?)
-    }
-
-    /// The state with its first `N` tokens' denoise mask replaced by `flags` (`[N]` or `[B, N]`).
-    fn write(state: &LatentState, flags: &Tensor) -> Result<LatentState> {
-        let mask = &state.denoise_mask;
-        let dims = mask.dims().to_vec();
-        if dims.len() < 2 {
-            return Err(Error::InvalidArgument(format!(
-                "denoise mask of shape {dims:?} has no token axis"
-            )));
-        }
-        let n = *flags.dims().last().unwrap_or(&0);
-        if n > dims[1] {
-            return Err(Error::InvalidArgument(format!(
-                "the time-region mask covers {n} tokens, the latent state has {}",
-                dims[1]
-            )));
-        }
-        let mut target = dims.clone();
-        target[1] = n;
-        let flags = match flags.rank() {
-            1 => flags.reshape((1, n))?,
-            _ => flags.clone(),
-        };
-        let mut shape = vec![flags.dim(0)?, n];
-        shape.extend(std::iter::repeat_n(1, dims.len() - 2));
-        let values = flags
-            .reshape(shape)?
-            .broadcast_as(target.as_slice())?
-            .to_dtype(mask.dtype())?
-            .contiguous()?;
-        let ranges: Vec<std::ops::Range<usize>> = target.iter().map(|&d| 0..d).collect();
-        let mut out = state.clone();
-        out.denoise_mask = mask.slice_assign(&ranges, &values)?;
-        Ok(out)
-    }
-
-    /// Applies the mask to a patchified audio state.
-    pub fn apply_to_audio(
-        &self,
-        state: &LatentState,
-        tools: &AudioLatentTools,
-    ) -> Result<LatentState> {
-        let flags = self.audio_region(tools, state.denoise_mask.device())?;
-        Self::write(state, &flags)
-    }
-}
-
-impl ConditioningItem for TemporalRegionMask {
-    fn apply_to(
-        &self,
-        latent_state: &LatentState,
-        tools: &VideoLatentTools,
-    ) -> ltx_core::Result<LatentState> {
-        let run = || -> Result<LatentState> {
-            let flags = self.video_region(tools, latent_state.denoise_mask.device())?;
-            Self::write(latent_state, &flags)
-        };
-        run().map_err(|e| match e {
-            Error::Core(c) => c,
-            other => ltx_core::Error::Conditioning(other.to_string()),
-        })
-    }
-}
 
 /// What a retake regenerates.
 #[derive(Clone, Debug)]
@@ -247,6 +132,9 @@ pub fn fit_audio_latent(latent: &Tensor, frames: usize) -> Result<Tensor> {
     })
 }
 
+/// What a retake returns: the audio, and the source facts the output keeps.
+pub type Retaken = (Audio, RetakeSource);
+
 /// The retake pipeline.
 pub struct RetakePipeline {
     pub ledger: ModelLedger,
@@ -259,13 +147,8 @@ impl RetakePipeline {
 
     /// Runs the retake; decoded video chunks (`[f, H, W, 3]` u8, the source's size) go to `sink`,
     /// the audio is returned with the source's facts.
-    pub fn run(
-        &self,
-        req: &RetakeRequest,
-        mode: &RetakeMode,
-        progress: &mut dyn FnMut(ProgressEvent),
-        sink: &mut dyn FnMut(Tensor) -> Result<()>,
-    ) -> Result<(Audio, RetakeSource)> {
+    pub fn run(&self, req: &RetakeRequest, mode: &RetakeMode, io: RunIo) -> Result<Retaken> {
+        let RunIo { progress, sink } = io;
         let src = req.probe()?;
         if let RetakeMode::Dev(g) = mode {
             g.validate()?;
@@ -285,14 +168,12 @@ impl RetakePipeline {
             name: "encode source",
             total: 0,
         });
-        let video_latent = {
-            let encoder = ledger.video_encoder()?;
-            let pixels =
-                load_video_conditioning(&req.video_path, src.height, src.width, src.frames)?
-                    .to_dtype(dtype)?
-                    .to_device(&device)?;
-            encoder.forward(&pixels)?
-        };
+        let video_latent = ConditioningEncoder::new(ledger)?.encode(&load_video_conditioning(
+            &req.video_path,
+            src.height,
+            src.width,
+            src.frames,
+        )?)?;
         let window = |regenerate: bool| TemporalRegionMask {
             start_time: if regenerate { req.start_time } else { 0.0 },
             end_time: if regenerate { req.end_time } else { 0.0 },
@@ -330,60 +211,52 @@ impl RetakePipeline {
             progress,
         )?;
         let negative = if distilled { None } else { contexts.pop() };
-        let (v_pos, a_pos) = contexts.pop().expect("the positive prompt");
+        let positive = contexts.pop().expect("the positive prompt");
 
-        let (video, audio) = {
-            let transformer = ledger.transformer()?;
-            let sigmas: Vec<f32> = match mode {
-                RetakeMode::Distilled => DISTILLED_SIGMA_VALUES.to_vec(),
-                RetakeMode::Dev(g) => {
-                    Ltx2Scheduler::default().sigmas(g.num_inference_steps, None)?
-                }
-            };
-            let sigmas = Tensor::new(sigmas.as_slice(), &device)?;
-            let mut denoiser: Box<dyn DenoisingFunc + '_> = match (mode, negative) {
-                (RetakeMode::Dev(g), Some((v_neg, a_neg))) => Box::new(MultiModalDenoiser::new(
+        let transformer = ledger.transformer()?;
+        let (sigmas, mut denoiser): (Vec<f32>, Box<dyn DenoisingFunc + '_>) = match (mode, negative)
+        {
+            (RetakeMode::Dev(g), Some(negative)) => (
+                Ltx2Scheduler::default().sigmas(g.num_inference_steps, None)?,
+                Box::new(MultiModalDenoiser::from_guidance(
                     &transformer,
-                    MultiModalGuiderFactory::constant(g.video_guider.clone(), Some(v_neg))?,
-                    Some(MultiModalGuiderFactory::constant(
-                        g.audio_guider.clone(),
-                        Some(a_neg),
-                    )?),
-                    v_pos,
-                    a_pos,
-                )),
-                _ => Box::new(SimpleDenoiser {
-                    transformer: &transformer,
-                    video_context: v_pos,
-                    audio_context: a_pos,
-                }),
-            };
-            let steps = sigmas.dim(0)? - 1;
-            progress(ProgressEvent::Stage {
-                name: "denoise",
-                total: steps,
-            });
-            let audio_conditioning = |s: LatentState, tools: &AudioLatentTools| match &audio_mask {
-                Some(m) => m.apply_to_audio(&s, tools),
-                None => Ok(s),
-            };
-            let video_conditionings: Vec<Box<dyn ConditioningItem>> = vec![Box::new(video_mask)];
-            // video first, then audio: the reference draws the two noises in this order
-            let (video, audio) = denoise_conditioned_audio_video(
-                &shape,
-                (&video_conditionings, Some(&audio_conditioning)),
-                &mut noise,
-                &mut euler_stage(&sigmas, denoiser.as_mut(), progress),
-                dtype,
-                &device,
-                1.0,
-                Some(&video_latent),
-                audio_latent.as_ref(),
-            )?;
-            (video.latent, audio.latent)
+                    g,
+                    positive,
+                    negative,
+                )?),
+            ),
+            _ => (
+                DISTILLED_SIGMA_VALUES.to_vec(),
+                Box::new(SimpleDenoiser::new(&transformer, positive)),
+            ),
         };
-        decode_video_chunks(ledger, &video, req.tiling.as_ref(), progress, sink)?;
-        let audio = decode_audio_latent(ledger, &audio, progress)?;
+        let audio_conditioning = |s: LatentState, tools: &AudioLatentTools| match &audio_mask {
+            Some(m) => Ok(m.apply_to_audio(&s, tools)?),
+            None => Ok(s),
+        };
+        let video_conditionings: Vec<Box<dyn ConditioningItem>> = vec![Box::new(video_mask)];
+        let stage = Stage {
+            name: "denoise",
+            sampler: Sampler::Euler,
+            sigmas: &sigmas,
+            inputs: StageInputs {
+                shape: &shape,
+                conditionings: &video_conditionings,
+                noise_scale: 1.0,
+                initial_video: Some(&video_latent),
+                audio: StageAudio::Generate {
+                    initial: audio_latent.as_ref(),
+                    conditioning: Some(&audio_conditioning),
+                },
+                dtype,
+                device: &device,
+            },
+        };
+        let (video, audio) = run_stage(&stage, denoiser.as_mut(), &mut noise, progress)?;
+        drop(denoiser);
+        drop(transformer);
+        let latents = (&video.latent, &audio.latent);
+        let audio = decode_outputs(ledger, latents, req.tiling.as_ref(), progress, sink)?;
         Ok((audio, src))
     }
 }

@@ -22,7 +22,10 @@ use serde_json::{json, Value};
 use crate::{Error, Result};
 
 /// Bumped whenever the generated files change, so stale caches are not reused.
-const VERSION: &str = "tiny-v1";
+const VERSION: &str = "tiny-v2";
+
+/// The tiny checkpoint's `model_version` metadata (an LTX-2 layout: the LTX-2 presets apply).
+pub const TINY_MODEL_VERSION: &str = "tiny-ltx-2";
 const STORAGE: DType = DType::BF16;
 
 /// Paths of the built-in tiny model.
@@ -259,7 +262,10 @@ fn build_checkpoint(path: &Path) -> Result<()> {
         }
         None
     }));
-    let metadata = HashMap::from([("config".to_string(), config.to_string())]);
+    let metadata = HashMap::from([
+        ("config".to_string(), config.to_string()),
+        ("model_version".to_string(), TINY_MODEL_VERSION.to_string()),
+    ]);
     save_safetensors(path, &all, metadata)?;
     Ok(())
 }

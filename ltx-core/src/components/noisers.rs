@@ -111,6 +111,16 @@ impl NoiseGenerator {
     }
 }
 
+/// A NaN or infinite noise scale is an error.
+fn check_noise_scale(noise_scale: f64) -> Result<()> {
+    if !noise_scale.is_finite() {
+        return Err(Error::InvalidInput(format!(
+            "noise scale {noise_scale} must be a finite number"
+        )));
+    }
+    Ok(())
+}
+
 /// Mixes Gaussian noise into a latent state where its denoise mask says so (the reference's
 /// `GaussianNoiser`, with the noise passed in or drawn from a [`NoiseGenerator`]).
 #[derive(Clone, Copy, Debug, Default)]
@@ -128,11 +138,7 @@ impl GaussianNoiser {
         noise: &Tensor,
         noise_scale: f64,
     ) -> Result<LatentState> {
-        if !noise_scale.is_finite() {
-            return Err(Error::InvalidInput(format!(
-                "noise scale {noise_scale} must be a finite number"
-            )));
-        }
+        check_noise_scale(noise_scale)?;
         let latent = &state.latent;
         check_same_shape("noise", noise.dims(), latent.dims())?;
         check_broadcasts_to("denoise mask", state.denoise_mask.dims(), latent.dims())?;
@@ -158,11 +164,7 @@ impl GaussianNoiser {
         generator: &mut NoiseGenerator,
         noise_scale: f64,
     ) -> Result<LatentState> {
-        if !noise_scale.is_finite() {
-            return Err(Error::InvalidInput(format!(
-                "noise scale {noise_scale} must be a finite number"
-            )));
-        }
+        check_noise_scale(noise_scale)?;
         let latent = &state.latent;
         let noise = generator.randn(latent.shape().clone(), latent.dtype(), latent.device())?;
         self.apply(state, &noise, noise_scale)

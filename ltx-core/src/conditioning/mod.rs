@@ -18,15 +18,14 @@ pub mod types;
 
 pub use mask_utils::AttentionStrength;
 pub use types::{
-    ConditioningItemAttentionStrengthWrapper, VideoConditionByKeyframeIndex,
+    ConditioningItemAttentionStrengthWrapper, TemporalRegionMask, VideoConditionByKeyframeIndex,
     VideoConditionByLatentIndex, VideoConditionByReferenceLatent,
 };
 
 /// An edit of a patchified latent state before denoising.
 pub trait ConditioningItem {
-    /// Applies the conditioning to a patchified `latent_state` of the video modality.
-    fn apply_to(&self, latent_state: &LatentState, tools: &VideoLatentTools)
-        -> Result<LatentState>;
+    /// Applies the conditioning to a patchified `state` of the video modality.
+    fn apply_to(&self, state: &LatentState, tools: &VideoLatentTools) -> Result<LatentState>;
 }
 
 /// The dtype torch promotes two floating tensors to.

@@ -50,17 +50,31 @@ impl TensorSource {
                         }
                         .into_candle()
                     })?;
-                let tensor = view.load(device).map_err(|_| {
-                    Error::UnsupportedWeightDtype {
-                        key: key.to_string(),
-                        dtype: format!("{:?}", info.dtype),
-                    }
-                    .into_candle()
-                })?;
+                let tensor = view
+                    .load(device)
+                    .map_err(|e| load_error(key, info, device, &e).into_candle())?;
                 shard.release(info);
                 Ok(tensor)
             }
         }
+    }
+}
+
+/// Why a stored tensor could not be loaded: a dtype Candle has no type for, or (any other
+/// failure) the device could not take it, which is a lack of memory in practice.
+fn load_error(key: &str, info: &TensorInfo, device: &Device, err: &candle_core::Error) -> Error {
+    if DType::try_from(info.dtype).is_err() {
+        return Error::UnsupportedWeightDtype {
+            key: key.to_string(),
+            dtype: format!("{:?}", info.dtype),
+        };
+    }
+    let bytes = info.data_offsets.1 - info.data_offsets.0;
+    Error::WeightLoad {
+        key: key.to_string(),
+        megabytes: bytes.div_ceil(1 << 20),
+        device: format!("{:?}", device.location()),
+        reason: err.to_string(),
     }
 }
 
@@ -282,6 +296,18 @@ mod tests {
             other => panic!("unexpected {other}"),
         }
         let dtype: Error = vb.get(4, "ids").unwrap_err().into();
+        // a failure for another reason than the dtype says what was being loaded, where, and why
+        let info = TensorInfo {
+            dtype: safetensors::Dtype::F32,
+            shape: vec![1024, 1024],
+            data_offsets: (0, 4 << 20),
+        };
+        let oom = candle_core::Error::Msg("CUDA_ERROR_OUT_OF_MEMORY".into());
+        let e = super::load_error("w", &info, &Device::Cpu, &oom).to_string();
+        assert!(
+            e.contains("memory") && e.contains("4 MB") && e.contains("CUDA_ERROR_OUT_OF_MEMORY"),
+            "{e}"
+        );
         assert!(
             matches!(dtype, Error::UnsupportedWeightDtype { .. }),
             "{dtype}"

@@ -99,19 +99,21 @@ pub const LTX_2_3_MODEL_VERSION_PREFIX: &str = "2.3";
 /// Default parameters for a checkpoint: [`PipelineParams::ltx_2_3`] when its `model_version`
 /// metadata starts with "2.3", else [`PipelineParams::ltx_2`].
 pub fn detect_params(checkpoint: &SafetensorsFiles) -> PipelineParams {
-    let version = checkpoint.metadata_entry("model_version").unwrap_or("");
-    if version.starts_with(LTX_2_3_MODEL_VERSION_PREFIX) {
-        return PipelineParams::ltx_2_3();
+    match checkpoint.metadata_entry("model_version") {
+        Some(v) if v.starts_with(LTX_2_3_MODEL_VERSION_PREFIX) => PipelineParams::ltx_2_3(),
+        Some(v) => {
+            tracing::info!(version = v, "using the LTX-2 pipeline defaults");
+            PipelineParams::ltx_2()
+        }
+        None => {
+            tracing::warn!(
+                "the checkpoint has no `model_version` metadata: assuming LTX-2 and its pipeline \
+                 defaults (steps, STG blocks, frame rate); pass the flags explicitly if it is \
+                 another model"
+            );
+            PipelineParams::ltx_2()
+        }
     }
-    tracing::info!(
-        version = if version.is_empty() {
-            "unknown"
-        } else {
-            version
-        },
-        "using the LTX-2 pipeline defaults"
-    );
-    PipelineParams::ltx_2()
 }
 
 /// [`detect_params`] for a checkpoint file. Unlike the reference, which falls back to the LTX-2

@@ -1,28 +1,27 @@
-//! Port of the denoising half of `ltx_pipelines/utils/helpers.py`: input checks, the initial
-//! noised states, the denoising functions (plain, CFG-style guider, multimodal guider with sigma
-//! bins) and `denoise_audio_video`.
-
-use std::collections::VecDeque;
+//! Port of `ltx_pipelines/utils/helpers.py`: the input checks, image conditionings, the
+//! modality a latent state feeds the transformer, the initial noised states and
+//! `denoise_audio_video` (noised states → a denoising loop → grid-layout latents).
 
 use candle_core::{DType, Device, Tensor};
-use ltx_core::components::guiders::{Guider, MultiModalGuiderFactory, Uncond};
-use ltx_core::components::noisers::{GaussianNoiser, NoiseGenerator};
+use ltx_core::components::noisers::GaussianNoiser;
 use ltx_core::components::patchifiers::{AudioPatchifier, VideoLatentPatchifier};
-use ltx_core::conditioning::ConditioningItem;
-use ltx_core::guidance::perturbations::{
-    BatchedPerturbationConfig, Perturbation, PerturbationConfig, PerturbationType,
+use ltx_core::conditioning::{
+    ConditioningItem, VideoConditionByKeyframeIndex, VideoConditionByLatentIndex,
 };
 use ltx_core::model::transformer::modality::Modality;
-use ltx_core::model::transformer::model::X0Model;
+use ltx_core::model::video_vae::VideoEncoder;
 use ltx_core::tools::{AudioLatentTools, LatentTools, VideoLatentTools};
 use ltx_core::types::{
     AudioLatentParams, AudioLatentShape, LatentState, SpatioTemporalScaleFactors, VideoLatentShape,
     VideoPixelShape,
 };
-use ltx_core::utils::Sigma;
+use ltx_core::utils::{
+    check_broadcasts_to, check_same_shape, mul_scalar, rsub_scalar, torch_binary, Sigma,
+};
 
 use super::constants::VIDEO_LATENT_CHANNELS;
-use super::samplers::timesteps_from_mask;
+use super::request::ImageConditioningInput;
+use super::types::{DenoisingLoop, NoiseSource};
 use crate::{Error, Result};
 
 /// The reference's `assert_resolution`: height and width multiples of 32 (one-stage) or 64
@@ -51,48 +50,48 @@ pub fn assert_num_frames(num_frames: usize) -> Result<()> {
     Ok(())
 }
 
-/// A source of Gaussian noise for the noiser and the SDE samplers.
-pub trait NoiseSource {
-    fn randn(&mut self, shape: &[usize], dtype: DType, device: &Device) -> Result<Tensor>;
+/// How images condition a stage.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ImageConditioningMode {
+    /// `combined_image_conditionings`: frame 0 replaces latent frame 0, other frames are keyframes.
+    Combined,
+    /// `image_conditionings_by_adding_guiding_latent`: every image is an appended keyframe (the
+    /// keyframe-interpolation pipeline).
+    Keyframes,
 }
 
-impl NoiseSource for NoiseGenerator {
-    fn randn(&mut self, shape: &[usize], dtype: DType, device: &Device) -> Result<Tensor> {
-        Ok(NoiseGenerator::randn(self, shape, dtype, device)?)
-    }
-}
-
-/// Replays recorded noise tensors in order (fixtures, or noise chosen by the caller).
-#[derive(Debug, Default)]
-pub struct ReplayNoise {
-    queue: VecDeque<Tensor>,
-}
-
-impl ReplayNoise {
-    pub fn new(tensors: impl IntoIterator<Item = Tensor>) -> Self {
-        Self {
-            queue: tensors.into_iter().collect(),
+/// Image conditionings of a stage in `mode`: each image loaded at `height` x `width` (after its
+/// CRF round trip), encoded by `encoder` and cast to `dtype` on `device`.
+pub fn image_conditionings(
+    mode: ImageConditioningMode,
+    images: &[ImageConditioningInput],
+    (height, width): (usize, usize),
+    encoder: &VideoEncoder,
+    dtype: DType,
+    device: &Device,
+) -> Result<Vec<Box<dyn ConditioningItem>>> {
+    let mut out: Vec<Box<dyn ConditioningItem>> = Vec::new();
+    for img in images {
+        let pixels =
+            crate::media::image::load_image_conditioning(&img.path, height, width, img.crf as f64)?
+                .to_dtype(dtype)?
+                .to_device(device)?;
+        let latent = encoder.forward(&pixels)?;
+        if img.frame_idx == 0 && mode == ImageConditioningMode::Combined {
+            out.push(Box::new(VideoConditionByLatentIndex::new(
+                latent,
+                img.strength,
+                0,
+            )?));
+        } else {
+            out.push(Box::new(VideoConditionByKeyframeIndex::new(
+                latent,
+                img.frame_idx,
+                img.strength,
+            )?));
         }
     }
-
-    pub fn remaining(&self) -> usize {
-        self.queue.len()
-    }
-}
-
-impl NoiseSource for ReplayNoise {
-    fn randn(&mut self, shape: &[usize], dtype: DType, device: &Device) -> Result<Tensor> {
-        let t = self.queue.pop_front().ok_or_else(|| {
-            Error::InvalidArgument(format!("no recorded noise left for a draw of {shape:?}"))
-        })?;
-        if t.dims() != shape {
-            return Err(Error::InvalidArgument(format!(
-                "recorded noise has shape {:?}, the draw wants {shape:?}",
-                t.dims()
-            )));
-        }
-        Ok(t.to_dtype(dtype)?.to_device(device)?)
-    }
+    Ok(out)
 }
 
 /// A modality of the transformer from a latent state (`modality_from_latent_state`): the state's
@@ -115,235 +114,35 @@ pub fn modality_from_latent_state(
     })
 }
 
-/// `denoise_fn(video_state, audio_state, sigmas, step_index) -> (denoised video, denoised audio)`.
-pub trait DenoisingFunc {
-    fn denoise(
-        &mut self,
-        video: &LatentState,
-        audio: &LatentState,
-        sigmas: &Tensor,
-        step: usize,
-    ) -> Result<(Tensor, Tensor)>;
+/// `denoised·m + clean·(1 − m)` (the reference's `post_process_latent`): conditioned tokens
+/// (mask 0) keep their clean values. As in the reference `clean` is taken in f32, each product in
+/// its promoted dtype (`denoised·m`: e.g. f32 for bf16 × f32, f64 for f64 × f32), the sum in the
+/// wider of the two, and the result is cast to `denoised`'s dtype. `clean` has `denoised`'s shape,
+/// the mask broadcasts to it (`[B, T, 1]` for `[B, T, C]`).
+pub fn post_process_latent(
+    denoised: &Tensor,
+    denoise_mask: &Tensor,
+    clean: &Tensor,
+) -> Result<Tensor> {
+    check_same_shape("clean latent", clean.dims(), denoised.dims())?;
+    check_broadcasts_to("denoise mask", denoise_mask.dims(), denoised.dims())?;
+    let kept = torch_binary(denoised, denoise_mask, Tensor::broadcast_mul)?;
+    let clean = clean.to_dtype(DType::F32)?;
+    let restored = torch_binary(
+        &clean,
+        &rsub_scalar(1.0, denoise_mask)?,
+        Tensor::broadcast_mul,
+    )?;
+    Ok(torch_binary(&kept, &restored, Tensor::broadcast_add)?.to_dtype(denoised.dtype())?)
 }
 
-fn both(out: (Option<Tensor>, Option<Tensor>)) -> Result<(Tensor, Tensor)> {
-    match out {
-        (Some(v), Some(a)) => Ok((v, a)),
-        _ => Err(Error::InvalidArgument(
-            "the transformer did not return both modalities (is it an audio-video model?)".into(),
-        )),
-    }
-}
-
-/// `simple_denoising_func`: one conditional pass.
-pub struct SimpleDenoiser<'a> {
-    pub transformer: &'a X0Model,
-    pub video_context: Tensor,
-    pub audio_context: Tensor,
-}
-
-impl DenoisingFunc for SimpleDenoiser<'_> {
-    fn denoise(
-        &mut self,
-        video: &LatentState,
-        audio: &LatentState,
-        sigmas: &Tensor,
-        step: usize,
-    ) -> Result<(Tensor, Tensor)> {
-        let sigma = sigmas.get(step)?;
-        let v = modality_from_latent_state(video, &self.video_context, &sigma, true)?;
-        let a = modality_from_latent_state(audio, &self.audio_context, &sigma, true)?;
-        both(self.transformer.forward(Some(&v), Some(&a), None)?)
-    }
-}
-
-/// `guider_denoising_func`: a positive pass, and a negative-prompt pass combined by `guider`
-/// when it is enabled.
-pub struct GuiderDenoiser<'a, G: Guider> {
-    pub transformer: &'a X0Model,
-    pub guider: G,
-    pub video_context: (Tensor, Tensor),
-    pub audio_context: (Tensor, Tensor),
-}
-
-impl<G: Guider> DenoisingFunc for GuiderDenoiser<'_, G> {
-    fn denoise(
-        &mut self,
-        video: &LatentState,
-        audio: &LatentState,
-        sigmas: &Tensor,
-        step: usize,
-    ) -> Result<(Tensor, Tensor)> {
-        let sigma = sigmas.get(step)?;
-        let pv = modality_from_latent_state(video, &self.video_context.0, &sigma, true)?;
-        let pa = modality_from_latent_state(audio, &self.audio_context.0, &sigma, true)?;
-        let (mut dv, mut da) = both(self.transformer.forward(Some(&pv), Some(&pa), None)?)?;
-        if self.guider.enabled() {
-            let nv = modality_from_latent_state(video, &self.video_context.1, &sigma, true)?;
-            let na = modality_from_latent_state(audio, &self.audio_context.1, &sigma, true)?;
-            let (ndv, nda) = both(self.transformer.forward(Some(&nv), Some(&na), None)?)?;
-            dv = (&dv + self.guider.delta(&dv, &ndv)?)?;
-            da = (&da + self.guider.delta(&da, &nda)?)?;
-        }
-        Ok((dv, da))
-    }
-}
-
-/// `multi_modal_guider_factory_denoising_func`: per step, each modality's guider parameters are
-/// looked up by sigma; up to four transformer passes (conditional, negative prompt, STG-perturbed,
-/// isolated modalities) are combined by `MultiModalGuider::calculate`. Steps a guider skips reuse
-/// that modality's previous prediction.
-pub struct MultiModalDenoiser<'a> {
-    pub transformer: &'a X0Model,
-    pub video_guider: MultiModalGuiderFactory,
-    /// `None`: the video factory serves both modalities.
-    pub audio_guider: Option<MultiModalGuiderFactory>,
-    pub video_context: Tensor,
-    pub audio_context: Tensor,
-    last: Option<(Tensor, Tensor)>,
-}
-
-impl<'a> MultiModalDenoiser<'a> {
-    pub fn new(
-        transformer: &'a X0Model,
-        video_guider: MultiModalGuiderFactory,
-        audio_guider: Option<MultiModalGuiderFactory>,
-        video_context: Tensor,
-        audio_context: Tensor,
-    ) -> Self {
-        Self {
-            transformer,
-            video_guider,
-            audio_guider,
-            video_context,
-            audio_context,
-            last: None,
-        }
-    }
-}
-
-impl DenoisingFunc for MultiModalDenoiser<'_> {
-    fn denoise(
-        &mut self,
-        video: &LatentState,
-        audio: &LatentState,
-        sigmas: &Tensor,
-        step: usize,
-    ) -> Result<(Tensor, Tensor)> {
-        let sigma_t = sigmas.get(step)?;
-        let sigma_val = sigma_t.to_dtype(DType::F64)?.to_scalar::<f64>()?;
-        let vg = self.video_guider.build_from_sigma(sigma_val);
-        let ag = self
-            .audio_guider
-            .as_ref()
-            .unwrap_or(&self.video_guider)
-            .build_from_sigma(sigma_val);
-        let (skip_v, skip_a) = (vg.should_skip_step(step), ag.should_skip_step(step));
-        let missing_last = || {
-            Error::InvalidArgument(format!(
-                "guidance skips step {step} but no earlier step produced a prediction"
-            ))
-        };
-        if skip_v && skip_a {
-            return self.last.clone().ok_or_else(missing_last);
-        }
-        let pv = modality_from_latent_state(video, &self.video_context, &sigma_t, !skip_v)?;
-        let pa = modality_from_latent_state(audio, &self.audio_context, &sigma_t, !skip_a)?;
-        let (cond_v, cond_a) = both(self.transformer.forward(Some(&pv), Some(&pa), None)?)?;
-
-        let mut neg: Option<(Tensor, Tensor)> = None;
-        if vg.do_unconditional_generation() || ag.do_unconditional_generation() {
-            let need = |g: &ltx_core::components::guiders::MultiModalGuider| {
-                g.do_unconditional_generation() && g.negative_context.is_none()
-            };
-            if need(&vg) || need(&ag) {
-                return Err(Error::InvalidArgument(
-                    "classifier-free guidance needs a negative prompt context".into(),
-                ));
-            }
-            let nv_ctx = vg.negative_context.as_ref().unwrap_or(&pv.context);
-            let na_ctx = ag.negative_context.as_ref().unwrap_or(&pa.context);
-            let nv = modality_from_latent_state(video, nv_ctx, &sigma_t, true)?;
-            let na = modality_from_latent_state(audio, na_ctx, &sigma_t, true)?;
-            neg = Some(both(self.transformer.forward(
-                Some(&nv),
-                Some(&na),
-                None,
-            )?)?);
-        }
-
-        let mut ptb: Option<(Tensor, Tensor)> = None;
-        if vg.do_perturbed_generation() || ag.do_perturbed_generation() {
-            let mut list = Vec::new();
-            if vg.do_perturbed_generation() {
-                list.push(Perturbation {
-                    kind: PerturbationType::SkipVideoSelfAttn,
-                    blocks: vg.params.stg_blocks.clone(),
-                });
-            }
-            if ag.do_perturbed_generation() {
-                list.push(Perturbation {
-                    kind: PerturbationType::SkipAudioSelfAttn,
-                    blocks: ag.params.stg_blocks.clone(),
-                });
-            }
-            let cfg = BatchedPerturbationConfig::new(vec![PerturbationConfig::new(list)]);
-            ptb = Some(both(self.transformer.forward(
-                Some(&pv),
-                Some(&pa),
-                Some(&cfg),
-            )?)?);
-        }
-
-        let mut iso: Option<(Tensor, Tensor)> = None;
-        if vg.do_isolated_modality_generation() || ag.do_isolated_modality_generation() {
-            let list = vec![
-                Perturbation {
-                    kind: PerturbationType::SkipA2vCrossAttn,
-                    blocks: None,
-                },
-                Perturbation {
-                    kind: PerturbationType::SkipV2aCrossAttn,
-                    blocks: None,
-                },
-            ];
-            let cfg = BatchedPerturbationConfig::new(vec![PerturbationConfig::new(list)]);
-            iso = Some(both(self.transformer.forward(
-                Some(&pv),
-                Some(&pa),
-                Some(&cfg),
-            )?)?);
-        }
-
-        fn pick(o: &Option<(Tensor, Tensor)>, video: bool) -> Uncond<'_> {
-            match o {
-                Some((v, a)) => Uncond::Tensor(if video { v } else { a }),
-                None => Uncond::Scalar(0.0),
-            }
-        }
-        let dv = if skip_v {
-            self.last.as_ref().ok_or_else(missing_last)?.0.clone()
-        } else {
-            vg.calculate(
-                &cond_v,
-                pick(&neg, true),
-                pick(&ptb, true),
-                pick(&iso, true),
-            )?
-        };
-        let da = if skip_a {
-            self.last.as_ref().ok_or_else(missing_last)?.1.clone()
-        } else {
-            ag.calculate(
-                &cond_a,
-                pick(&neg, false),
-                pick(&ptb, false),
-                pick(&iso, false),
-            )?
-        };
-        self.last = Some((dv.clone(), da.clone()));
-        Ok((dv, da))
-    }
+/// Per-token timesteps `denoise_mask · σ` (the reference's `timesteps_from_mask`): in the mask's
+/// dtype for a float or 0-d sigma, else in the promoted dtype.
+pub fn timesteps_from_mask(denoise_mask: &Tensor, sigma: Sigma) -> Result<Tensor> {
+    Ok(match sigma {
+        Sigma::Value(v) => mul_scalar(denoise_mask, v)?,
+        Sigma::Tensor(t) => torch_binary(denoise_mask, t, Tensor::broadcast_mul)?,
+    })
 }
 
 /// Tools of both modalities for an output shape (`PipelineComponents`: patch size 1, the default
@@ -365,7 +164,6 @@ pub fn latent_tools(shape: &VideoPixelShape) -> Result<(VideoLatentTools, AudioL
 
 /// `create_noised_state`: an initial state (zeros or `initial_latent`), the conditionings
 /// applied, then noise mixed in where the denoise mask says so, scaled by `noise_scale`.
-#[allow(clippy::too_many_arguments)]
 pub fn create_noised_state<T: LatentTools>(
     tools: &T,
     apply: impl Fn(LatentState) -> Result<LatentState>,
@@ -381,172 +179,98 @@ pub fn create_noised_state<T: LatentTools>(
     Ok(GaussianNoiser.apply(&state, &n, noise_scale)?)
 }
 
-/// The loop [`denoise_audio_video`] runs on the noised states. It is handed the noise source the
-/// initial states were drawn from (a stochastic loop may keep drawing from it, or use its own).
-pub trait DenoisingLoop {
-    fn run(
-        &mut self,
-        video: LatentState,
-        audio: LatentState,
-        noise: &mut dyn NoiseSource,
-    ) -> Result<(LatentState, LatentState)>;
-}
-
-impl<F> DenoisingLoop for F
-where
-    F: FnMut(LatentState, LatentState, &mut dyn NoiseSource) -> Result<(LatentState, LatentState)>,
-{
-    fn run(
-        &mut self,
-        video: LatentState,
-        audio: LatentState,
-        noise: &mut dyn NoiseSource,
-    ) -> Result<(LatentState, LatentState)> {
-        self(video, audio, noise)
-    }
-}
-
-/// What conditions the audio state (the retake's time-region mask); the other pipelines leave
-/// it as built.
+/// What conditions the audio state (the retake's time-region mask).
 pub type AudioConditioning<'a> = &'a dyn Fn(LatentState, &AudioLatentTools) -> Result<LatentState>;
 
-/// The noised states of both modalities (`noise_video_state` then `noise_audio_state`: the video
-/// draw comes first): `conditionings` apply to the video, `audio_conditioning` to the audio;
-/// `noise_scales` = (video, audio).
-#[allow(clippy::too_many_arguments)]
-fn noised_states(
-    output_shape: &VideoPixelShape,
-    conditionings: &[Box<dyn ConditioningItem + '_>],
-    audio_conditioning: Option<AudioConditioning<'_>>,
+/// How a stage builds its audio state.
+#[derive(Clone, Copy)]
+pub enum StageAudio<'a> {
+    /// Generated: zeros, or `initial` (e.g. the stage-1 audio) noised at the stage's noise scale,
+    /// after `conditioning` (when given) has set its denoise mask.
+    Generate {
+        initial: Option<&'a Tensor>,
+        conditioning: Option<AudioConditioning<'a>>,
+    },
+    /// Given and kept clean (`denoise_video_only`, audio-to-video): the state is built with noise
+    /// scale 0 (the draw still happens, as in the reference) and a zero denoise mask, so the
+    /// transformer sees it unchanged at every step.
+    Keep(&'a Tensor),
+}
+
+impl StageAudio<'_> {
+    /// Generated from zeros, unconditioned.
+    pub const FRESH: StageAudio<'static> = StageAudio::Generate {
+        initial: None,
+        conditioning: None,
+    };
+}
+
+/// The noised states a stage starts from: `conditionings` apply to the video, `audio` says how
+/// the audio state is made.
+#[derive(Clone, Copy)]
+pub struct StageInputs<'a> {
+    pub shape: &'a VideoPixelShape,
+    pub conditionings: &'a [Box<dyn ConditioningItem + 'a>],
+    /// Scales the noise mixed into the states (1 for a stage from pure noise, the first sigma
+    /// for a refinement stage).
+    pub noise_scale: f64,
+    /// `None`: start from zeros.
+    pub initial_video: Option<&'a Tensor>,
+    pub audio: StageAudio<'a>,
+    pub dtype: DType,
+    pub device: &'a Device,
+}
+
+/// `denoise_audio_video`: the noised video state (conditioned) and audio state, drawn in that
+/// order from `noise` (`noise_video_state` then `noise_audio_state`), the loop, then the
+/// conditioning tokens dropped and both states back in grid layout (`[B, C, F, H, W]` video,
+/// `[B, C, T, mels]` audio).
+pub fn denoise_audio_video(
+    inputs: &StageInputs<'_>,
     noise: &mut dyn NoiseSource,
-    dtype: DType,
-    device: &Device,
-    noise_scales: (f64, f64),
-    initial_video_latent: Option<&Tensor>,
-    initial_audio_latent: Option<&Tensor>,
-) -> Result<(VideoLatentTools, LatentState, AudioLatentTools, LatentState)> {
-    let (vtools, atools) = latent_tools(output_shape)?;
+    denoising_loop: &mut dyn DenoisingLoop,
+) -> Result<(LatentState, LatentState)> {
+    let (vtools, atools) = latent_tools(inputs.shape)?;
     let video = create_noised_state(
         &vtools,
         |mut s| {
-            for c in conditionings {
+            for c in inputs.conditionings {
                 s = c.apply_to(&s, &vtools)?;
             }
             Ok(s)
         },
         noise,
-        dtype,
-        device,
-        noise_scales.0,
-        initial_video_latent,
+        inputs.dtype,
+        inputs.device,
+        inputs.noise_scale,
+        inputs.initial_video,
     )?;
-    let audio = create_noised_state(
+    let (initial_audio, conditioning, audio_scale) = match inputs.audio {
+        StageAudio::Generate {
+            initial,
+            conditioning,
+        } => (initial, conditioning, inputs.noise_scale),
+        StageAudio::Keep(latent) => (Some(latent), None, 0.0),
+    };
+    let mut audio = create_noised_state(
         &atools,
-        |s| match audio_conditioning {
+        |s| match conditioning {
             Some(f) => f(s, &atools),
             None => Ok(s),
         },
         noise,
-        dtype,
-        device,
-        noise_scales.1,
-        initial_audio_latent,
+        inputs.dtype,
+        inputs.device,
+        audio_scale,
+        initial_audio,
     )?;
-    Ok((vtools, video, atools, audio))
-}
-
-/// `denoise_audio_video`: noised video state (with the conditionings) and audio state (none),
-/// the loop, then conditioning tokens dropped and both states back in grid layout
-/// (`[B, C, F, H, W]` video, `[B, C, T, mels]` audio).
-#[allow(clippy::too_many_arguments)]
-pub fn denoise_audio_video(
-    output_shape: &VideoPixelShape,
-    conditionings: &[Box<dyn ConditioningItem + '_>],
-    noise: &mut dyn NoiseSource,
-    denoising_loop: &mut dyn DenoisingLoop,
-    dtype: DType,
-    device: &Device,
-    noise_scale: f64,
-    initial_video_latent: Option<&Tensor>,
-    initial_audio_latent: Option<&Tensor>,
-) -> Result<(LatentState, LatentState)> {
-    denoise_conditioned_audio_video(
-        output_shape,
-        (conditionings, None),
-        noise,
-        denoising_loop,
-        dtype,
-        device,
-        noise_scale,
-        initial_video_latent,
-        initial_audio_latent,
-    )
-}
-
-/// [`denoise_audio_video`] with the audio state conditioned too (`conditionings` = video items,
-/// audio conditioning).
-#[allow(clippy::too_many_arguments)]
-pub fn denoise_conditioned_audio_video(
-    output_shape: &VideoPixelShape,
-    (conditionings, audio_conditioning): (
-        &[Box<dyn ConditioningItem + '_>],
-        Option<AudioConditioning<'_>>,
-    ),
-    noise: &mut dyn NoiseSource,
-    denoising_loop: &mut dyn DenoisingLoop,
-    dtype: DType,
-    device: &Device,
-    noise_scale: f64,
-    initial_video_latent: Option<&Tensor>,
-    initial_audio_latent: Option<&Tensor>,
-) -> Result<(LatentState, LatentState)> {
-    let (vtools, video, atools, audio) = noised_states(
-        output_shape,
-        conditionings,
-        audio_conditioning,
-        noise,
-        dtype,
-        device,
-        (noise_scale, noise_scale),
-        initial_video_latent,
-        initial_audio_latent,
-    )?;
+    if let StageAudio::Keep(_) = inputs.audio {
+        audio.denoise_mask = audio.denoise_mask.zeros_like()?;
+    }
     let (video, audio) = denoising_loop.run(video, audio, noise)?;
     let video = vtools.unpatchify(&vtools.clear_conditioning(&video)?)?;
     let audio = atools.unpatchify(&atools.clear_conditioning(&audio)?)?;
     Ok((video, audio))
-}
-
-/// `denoise_video_only`: like [`denoise_audio_video`], but the audio is given (`initial_audio_latent`,
-/// e.g. an encoded soundtrack) and kept: its state is built with noise scale 0 (the draw still
-/// happens, as in the reference) and a zero denoise mask, so the transformer sees it clean at every
-/// step. Returns the video state in grid layout.
-#[allow(clippy::too_many_arguments)]
-pub fn denoise_video_only(
-    output_shape: &VideoPixelShape,
-    conditionings: &[Box<dyn ConditioningItem + '_>],
-    noise: &mut dyn NoiseSource,
-    denoising_loop: &mut dyn DenoisingLoop,
-    dtype: DType,
-    device: &Device,
-    noise_scale: f64,
-    initial_video_latent: Option<&Tensor>,
-    initial_audio_latent: Option<&Tensor>,
-) -> Result<LatentState> {
-    let (vtools, video, _, mut audio) = noised_states(
-        output_shape,
-        conditionings,
-        None,
-        noise,
-        dtype,
-        device,
-        (noise_scale, 0.0),
-        initial_video_latent,
-        initial_audio_latent,
-    )?;
-    audio.denoise_mask = audio.denoise_mask.zeros_like()?;
-    let (video, _) = denoising_loop.run(video, audio, noise)?;
-    Ok(vtools.unpatchify(&vtools.clear_conditioning(&video)?)?)
 }
 
 #[cfg(test)]
@@ -568,13 +292,5 @@ mod tests {
             "{e}"
         );
         assert!(assert_num_frames(0).is_err());
-    }
-
-    #[test]
-    fn replay_noise_checks_shapes() {
-        let mut r = ReplayNoise::new([Tensor::zeros((2, 3), DType::F32, &Device::Cpu).unwrap()]);
-        assert!(r.randn(&[3, 2], DType::F32, &Device::Cpu).is_err());
-        assert_eq!(r.remaining(), 0);
-        assert!(r.randn(&[2, 3], DType::F32, &Device::Cpu).is_err());
     }
 }

@@ -1,8 +1,12 @@
 //! Port of `ltx_pipelines/utils/`.
 
+pub mod blocks;
 pub mod constants;
+pub mod denoisers;
 pub mod helpers;
 pub mod model_ledger;
+pub mod request;
 pub mod res2s;
 pub mod samplers;
 pub mod stages;
+pub mod types;

@@ -1,6 +1,5 @@
-//! The per-step math of `ltx_pipelines/utils/samplers.py` and `helpers.py` (the loops themselves,
-//! which call the transformer, come with the pipelines): blending with the clean latent,
-//! per-token timesteps, SDE noise normalisation and injection, the gradient-estimation update.
+//! Port of `ltx_pipelines/utils/samplers.py`: the denoising loops (Euler, res_2s) and their
+//! per-step math — SDE noise normalisation and injection, the gradient-estimation update.
 //! Dtypes follow the reference's torch promotion rules (see `ltx_core::utils`).
 
 use candle_core::{DType, Device, Tensor};
@@ -9,45 +8,14 @@ use ltx_core::components::noisers::NoiseGenerator;
 use ltx_core::error::bad_shape;
 use ltx_core::types::LatentState;
 use ltx_core::utils::{
-    check_broadcasts_to, check_same_shape, mul_scalar, rsub_scalar, to_denoised, to_velocity,
-    torch_binary, Sigma,
+    check_same_shape, mul_scalar, to_denoised, to_velocity, torch_binary, Sigma,
 };
 use ltx_core::Error as CoreError;
 
-use super::helpers::{DenoisingFunc, NoiseSource};
+use super::helpers::{post_process_latent, timesteps_from_mask};
 use super::res2s::{get_res2s_coefficients, PhiCache};
+use super::types::{DenoisingFunc, NoiseSource};
 use crate::Result;
-
-/// `denoised·m + clean·(1 − m)` (the reference's `post_process_latent`): conditioned tokens
-/// (mask 0) keep their clean values. As in the reference `clean` is taken in f32, each product in
-/// its promoted dtype (`denoised·m`: e.g. f32 for bf16 × f32, f64 for f64 × f32), the sum in the
-/// wider of the two, and the result is cast to `denoised`'s dtype. `clean` has `denoised`'s shape,
-/// the mask broadcasts to it (`[B, T, 1]` for `[B, T, C]`).
-pub fn post_process_latent(
-    denoised: &Tensor,
-    denoise_mask: &Tensor,
-    clean: &Tensor,
-) -> Result<Tensor> {
-    check_same_shape("clean latent", clean.dims(), denoised.dims())?;
-    check_broadcasts_to("denoise mask", denoise_mask.dims(), denoised.dims())?;
-    let kept = torch_binary(denoised, denoise_mask, Tensor::broadcast_mul)?;
-    let clean = clean.to_dtype(DType::F32)?;
-    let restored = torch_binary(
-        &clean,
-        &rsub_scalar(1.0, denoise_mask)?,
-        Tensor::broadcast_mul,
-    )?;
-    Ok(torch_binary(&kept, &restored, Tensor::broadcast_add)?.to_dtype(denoised.dtype())?)
-}
-
-/// Per-token timesteps `denoise_mask · σ` (the reference's `timesteps_from_mask`): in the mask's
-/// dtype for a float or 0-d sigma, else in the promoted dtype.
-pub fn timesteps_from_mask(denoise_mask: &Tensor, sigma: Sigma) -> Result<Tensor> {
-    Ok(match sigma {
-        Sigma::Value(v) => mul_scalar(denoise_mask, v)?,
-        Sigma::Tensor(t) => torch_binary(denoise_mask, t, Tensor::broadcast_mul)?,
-    })
-}
 
 /// `(x − mean) / std` over `dims` (keepdim, unbiased std), with true divisions as torch.
 fn standardize(x: &Tensor, dims: &[usize]) -> Result<Tensor> {
@@ -162,7 +130,7 @@ pub fn euler_denoising_loop(
     let stepper = EulerDiffusionStep;
     let total = s.len() - 1;
     for step in 0..total {
-        let (dv, da) = denoise.denoise(&video, &audio, sigmas, step)?;
+        let (dv, da) = denoise.denoise((&video, &audio), sigmas, step)?;
         let dv = post_process_latent(&dv, &video.denoise_mask, &video.clean_latent)?;
         let da = post_process_latent(&da, &audio.denoise_mask, &audio.clean_latent)?;
         video.latent = stepper.step(&video.latent, &dv, &s, step)?;
@@ -290,7 +258,7 @@ pub fn res2s_audio_video_denoising_loop(
         let mut anchor_v = f64_of(&video.latent)?;
         let mut anchor_a = f64_of(&audio.latent)?;
 
-        let (d1v, d1a) = denoise.denoise(&video, &audio, &sig, step)?;
+        let (d1v, d1a) = denoise.denoise((&video, &audio), &sig, step)?;
         let d1v = post_process_latent(&d1v, &video.denoise_mask, &video.clean_latent)?;
         let d1a = post_process_latent(&d1a, &audio.denoise_mask, &audio.clean_latent)?;
         let h = hs[step];
@@ -358,7 +326,7 @@ pub fn res2s_audio_video_denoising_loop(
             ..audio.clone()
         };
         let sub_only = sub_sigma.unsqueeze(0)?;
-        let (d2v, d2a) = denoise.denoise(&mid_video, &mid_audio, &sub_only, 0)?;
+        let (d2v, d2a) = denoise.denoise((&mid_video, &mid_audio), &sub_only, 0)?;
         let d2v = post_process_latent(&d2v, &video.denoise_mask, &video.clean_latent)?;
         let d2a = post_process_latent(&d2a, &audio.denoise_mask, &audio.clean_latent)?;
         let eps2_v = (f64_of(&d2v)? - &anchor_v)?;
@@ -373,7 +341,7 @@ pub fn res2s_audio_video_denoising_loop(
         progress(step + 1, n_full);
     }
     if ends_at_zero {
-        let (dv, da) = denoise.denoise(&video, &audio, &sig, n_full)?;
+        let (dv, da) = denoise.denoise((&video, &audio), &sig, n_full)?;
         let dv = post_process_latent(&dv, &video.denoise_mask, &video.clean_latent)?;
         let da = post_process_latent(&da, &audio.denoise_mask, &audio.clean_latent)?;
         video.latent = dv.to_dtype(opts.model_dtype)?;
@@ -459,48 +427,33 @@ mod tests {
         let partial = Tensor::new(&[[[1f32], [0.0]]], &dev)?;
         let st = state(&partial, &x.to_dtype(DType::F32)?);
         // per-token mode with a conditioned token (mask 0 → σ_next 0 there) returns `denoised`
-        let y = inject_sde_noise(&st, &x, &d, &noise, &Res2sDiffusionStep, &sigmas, 0, false)?;
+        let inject = |st: &LatentState, noise: &Tensor, step: usize, legacy: bool| {
+            inject_sde_noise(
+                st,
+                &x,
+                &d,
+                noise,
+                &Res2sDiffusionStep,
+                &sigmas,
+                step,
+                legacy,
+            )
+        };
+        let y = inject(&st, &noise, 0, false)?;
         assert_eq!(y.to_vec3::<f64>()?, d.to_vec3::<f64>()?);
         // legacy mode steps, then restores the clean (zero) latent where the mask is 0
-        let y = inject_sde_noise(&st, &x, &d, &noise, &Res2sDiffusionStep, &sigmas, 0, true)?;
+        let y = inject(&st, &noise, 0, true)?;
         assert_eq!(y.get(0)?.get(1)?.to_vec1::<f64>()?, [0.0, 0.0]);
         // with a full mask the per-token step is the plain step on f64 sigmas
         let full = state(&Tensor::ones((1, 2, 1), DType::F32, &dev)?, &x);
-        let a = inject_sde_noise(
-            &full,
-            &x,
-            &d,
-            &noise,
-            &Res2sDiffusionStep,
-            &sigmas,
-            0,
-            false,
-        )?;
+        let a = inject(&full, &noise, 0, false)?;
         let sigmas64 = sigmas.to_dtype(DType::F64)?;
         let b = Res2sDiffusionStep.step(&x, &d, &sigmas64, 0, &noise)?;
         assert_eq!(a.to_vec3::<f64>()?, b.to_vec3::<f64>()?);
         for legacy in [true, false] {
-            let r = inject_sde_noise(
-                &full,
-                &x,
-                &d,
-                &noise,
-                &Res2sDiffusionStep,
-                &sigmas,
-                2,
-                legacy,
-            );
+            let r = inject(&full, &noise, 2, legacy);
             assert!(matches!(r, Err(Error::Core(CoreError::InvalidInput(_)))));
-            let r = inject_sde_noise(
-                &full,
-                &x,
-                &d,
-                &noise.get(0)?,
-                &Res2sDiffusionStep,
-                &sigmas,
-                0,
-                legacy,
-            );
+            let r = inject(&full, &noise.get(0)?, 0, legacy);
             assert!(is_shape_error(r));
         }
         Ok(())

@@ -26,16 +26,12 @@ impl ConditioningItemAttentionStrengthWrapper {
 }
 
 impl ConditioningItem for ConditioningItemAttentionStrengthWrapper {
-    fn apply_to(
-        &self,
-        latent_state: &LatentState,
-        tools: &VideoLatentTools,
-    ) -> Result<LatentState> {
-        let new_state = self.conditioning.apply_to(latent_state, tools)?;
+    fn apply_to(&self, state: &LatentState, tools: &VideoLatentTools) -> Result<LatentState> {
+        let new_state = self.conditioning.apply_to(state, tools)?;
         let added = new_state
             .latent
             .dim(1)?
-            .checked_sub(latent_state.latent.dim(1)?)
+            .checked_sub(state.latent.dim(1)?)
             .ok_or_else(|| {
                 crate::Error::Conditioning(
                     "the wrapped item removed tokens; it may only append".into(),
@@ -46,7 +42,7 @@ impl ConditioningItem for ConditioningItemAttentionStrengthWrapper {
         }
         // The block structure is laid out relative to the state before the inner item ran.
         let attention_mask = update_attention_mask(
-            latent_state,
+            state,
             Some(&self.attention_mask),
             tools.token_count(),
             added,

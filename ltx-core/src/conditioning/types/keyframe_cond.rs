@@ -34,11 +34,7 @@ impl VideoConditionByKeyframeIndex {
 }
 
 impl ConditioningItem for VideoConditionByKeyframeIndex {
-    fn apply_to(
-        &self,
-        latent_state: &LatentState,
-        tools: &VideoLatentTools,
-    ) -> Result<LatentState> {
+    fn apply_to(&self, state: &LatentState, tools: &VideoLatentTools) -> Result<LatentState> {
         check_strength(self.strength)?;
         let shape = check_latent("keyframe latent", &self.keyframes, tools)?;
         let pixel_frames = tools.target_shape.upscale(tools.scale_factors).frames;
@@ -56,12 +52,6 @@ impl ConditioningItem for VideoConditionByKeyframeIndex {
             self.frame_idx as i64,
             self.keyframes.device(),
         )?;
-        append_tokens(
-            latent_state,
-            tools,
-            &self.keyframes,
-            &positions,
-            self.strength,
-        )
+        append_tokens(state, tools, &self.keyframes, &positions, self.strength)
     }
 }

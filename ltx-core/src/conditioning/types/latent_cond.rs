@@ -28,11 +28,7 @@ impl VideoConditionByLatentIndex {
 }
 
 impl ConditioningItem for VideoConditionByLatentIndex {
-    fn apply_to(
-        &self,
-        latent_state: &LatentState,
-        tools: &VideoLatentTools,
-    ) -> Result<LatentState> {
+    fn apply_to(&self, state: &LatentState, tools: &VideoLatentTools) -> Result<LatentState> {
         check_strength(self.strength)?;
         let tgt = tools.target_shape;
         let dims = self.latent.dims();
@@ -64,10 +60,10 @@ impl ConditioningItem for VideoConditionByLatentIndex {
                 ..tgt
             });
         let stop = start + tokens.dim(1)?;
-        if stop > latent_state.latent.dim(1)? {
+        if stop > state.latent.dim(1)? {
             return Err(Error::Conditioning(format!(
                 "tokens {start}..{stop} are outside the latent state's {} tokens",
-                latent_state.latent.dim(1)?
+                state.latent.dim(1)?
             )));
         }
         let write = |dst: &Tensor, src: &Tensor| -> Result<Tensor> {
@@ -76,18 +72,18 @@ impl ConditioningItem for VideoConditionByLatentIndex {
                 &src.to_dtype(dst.dtype())?,
             )?)
         };
-        let mask = &latent_state.denoise_mask;
+        let mask = &state.denoise_mask;
         let fill = Tensor::full(
             1.0 - self.strength,
             (b, stop - start, mask.dim(2)?),
             mask.device(),
         )?;
         Ok(LatentState {
-            latent: write(&latent_state.latent, &tokens)?,
-            clean_latent: write(&latent_state.clean_latent, &tokens)?,
+            latent: write(&state.latent, &tokens)?,
+            clean_latent: write(&state.clean_latent, &tokens)?,
             denoise_mask: write(mask, &fill)?,
-            positions: latent_state.positions.clone(),
-            attention_mask: latent_state.attention_mask.clone(),
+            positions: state.positions.clone(),
+            attention_mask: state.attention_mask.clone(),
         })
     }
 }

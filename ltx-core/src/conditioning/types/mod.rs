@@ -3,11 +3,13 @@
 mod attention_strength_wrapper;
 mod keyframe_cond;
 mod latent_cond;
+mod noise_mask_cond;
 mod reference_video_cond;
 
 pub use attention_strength_wrapper::ConditioningItemAttentionStrengthWrapper;
 pub use keyframe_cond::VideoConditionByKeyframeIndex;
 pub use latent_cond::VideoConditionByLatentIndex;
+pub use noise_mask_cond::TemporalRegionMask;
 pub use reference_video_cond::VideoConditionByReferenceLatent;
 
 use candle_core::Tensor;

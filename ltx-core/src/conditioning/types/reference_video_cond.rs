@@ -37,11 +37,7 @@ impl VideoConditionByReferenceLatent {
 }
 
 impl ConditioningItem for VideoConditionByReferenceLatent {
-    fn apply_to(
-        &self,
-        latent_state: &LatentState,
-        tools: &VideoLatentTools,
-    ) -> Result<LatentState> {
+    fn apply_to(&self, state: &LatentState, tools: &VideoLatentTools) -> Result<LatentState> {
         check_strength(self.strength)?;
         let shape = check_latent("reference latent", &self.latent, tools)?;
         let device = self.latent.device();
@@ -58,6 +54,6 @@ impl ConditioningItem for VideoConditionByReferenceLatent {
             .reshape((1, 3, 1, 1))?;
             positions = positions.broadcast_mul(&scale)?;
         }
-        append_tokens(latent_state, tools, &self.latent, &positions, self.strength)
+        append_tokens(state, tools, &self.latent, &positions, self.strength)
     }
 }

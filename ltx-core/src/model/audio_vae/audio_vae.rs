@@ -67,6 +67,41 @@ struct Level {
 }
 
 impl Level {
+    /// The `count` ResNet blocks of a level from `channels.0` to `channels.1` channels, each
+    /// followed by self-attention when `with_attn` (the level's resolution is listed in
+    /// `attn_resolutions`).
+    fn blocks(
+        cfg: &AudioVaeConfig,
+        count: usize,
+        (mut block_in, block_out): (usize, usize),
+        with_attn: bool,
+        vb: &VarBuilder,
+    ) -> Result<(Vec<ResnetBlock>, Vec<AttnBlock>)> {
+        let (n, a) = (cfg.norm_type, cfg.causality_axis);
+        let (mut blocks, mut attn) = (Vec::new(), Vec::new());
+        for j in 0..count {
+            blocks.push(ResnetBlock::new(
+                block_in,
+                block_out,
+                n,
+                a,
+                vb.pp("block").pp(j),
+            )?);
+            block_in = block_out;
+            if with_attn {
+                let vb_a = vb.pp("attn").pp(attn.len());
+                attn.push(AttnBlock::new(
+                    block_in,
+                    Norm::new(n, block_in, vb_a.pp("norm"))?,
+                    vb_a,
+                )?);
+            }
+        }
+        Ok((blocks, attn))
+    }
+}
+
+impl Level {
     fn run(&self, mut h: Tensor) -> Result<Tensor> {
         for (i, block) in self.blocks.iter().enumerate() {
             h = block.forward(&h)?;
@@ -134,24 +169,16 @@ impl AudioEncoder {
             let vb_l = vb.pp("down").pp(i);
             block_in = cfg.ch * if i == 0 { 1 } else { cfg.ch_mult[i - 1] };
             let block_out = cfg.ch * mult;
-            let (mut blocks, mut attn) = (Vec::new(), Vec::new());
-            for j in 0..cfg.num_res_blocks {
-                blocks.push(ResnetBlock::new(
-                    block_in,
-                    block_out,
-                    n,
-                    a,
-                    vb_l.pp("block").pp(j),
-                )?);
+            let with_attn = cfg.attn_resolutions.contains(&res);
+            let (blocks, attn) = Level::blocks(
+                cfg,
+                cfg.num_res_blocks,
+                (block_in, block_out),
+                with_attn,
+                &vb_l,
+            )?;
+            if !blocks.is_empty() {
                 block_in = block_out;
-                if cfg.attn_resolutions.contains(&res) {
-                    let vb_a = vb_l.pp("attn").pp(attn.len());
-                    attn.push(AttnBlock::new(
-                        block_in,
-                        Norm::new(n, block_in, vb_a.pp("norm"))?,
-                        vb_a,
-                    )?);
-                }
             }
             let ds = if i + 1 != levels {
                 res /= 2;
@@ -234,25 +261,15 @@ impl AudioDecoder {
         for level in (0..levels).rev() {
             let vb_l = vb.pp("up").pp(level);
             let block_out = cfg.ch * cfg.ch_mult[level];
-            let (mut blocks, mut attn) = (Vec::new(), Vec::new());
-            for j in 0..=cfg.num_res_blocks {
-                blocks.push(ResnetBlock::new(
-                    block_in,
-                    block_out,
-                    n,
-                    a,
-                    vb_l.pp("block").pp(j),
-                )?);
-                block_in = block_out;
-                if cfg.attn_resolutions.contains(&res) {
-                    let vb_a = vb_l.pp("attn").pp(attn.len());
-                    attn.push(AttnBlock::new(
-                        block_in,
-                        Norm::new(n, block_in, vb_a.pp("norm"))?,
-                        vb_a,
-                    )?);
-                }
-            }
+            let with_attn = cfg.attn_resolutions.contains(&res);
+            let (blocks, attn) = Level::blocks(
+                cfg,
+                cfg.num_res_blocks + 1,
+                (block_in, block_out),
+                with_attn,
+                &vb_l,
+            )?;
+            block_in = block_out;
             let us = if level != 0 {
                 res *= 2;
                 Some(Upsample::new(block_in, a, vb_l.pp("upsample"))?)

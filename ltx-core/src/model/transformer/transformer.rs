@@ -256,6 +256,32 @@ impl BasicAvTransformerBlock {
     }
 
     /// Scale and shift rows `rows..rows+2` of an exchange table plus the gate (row 4).
+    /// One cross-modal attention of the AV block: the query stream (its AV table, args, normed
+    /// and current tokens) attends to the source stream, both modulated by their tables' rows
+    /// from `rows`; the result is `current + out · gate · mask`.
+    fn cross_modal(
+        attn: &Attention,
+        (q_table, q_args, q_norm, q_now): (&Tensor, &TransformerArgs, &Tensor, &Tensor),
+        (kv_table, kv_args, kv_norm): (&Tensor, &TransformerArgs, &Tensor),
+        rows: usize,
+        mask: &Tensor,
+    ) -> Result<Tensor> {
+        let (sc_q, sh_q, gate) = Self::av_values(q_table, q_args, rows)?;
+        let (sc_kv, sh_kv, _) = Self::av_values(kv_table, kv_args, rows)?;
+        let q = modulate(q_norm, &sc_q, &sh_q)?;
+        let kv = modulate(kv_norm, &sc_kv, &sh_kv)?;
+        let out = attn.forward(
+            &q,
+            AttentionInputs {
+                context: Some(&kv),
+                pe: q_args.cross_positional_embeddings.as_ref(),
+                k_pe: kv_args.cross_positional_embeddings.as_ref(),
+                ..Default::default()
+            },
+        )?;
+        q_now + out.broadcast_mul(&gate)?.broadcast_mul(mask)?
+    }
+
     fn av_values(
         table: &Tensor,
         args: &TransformerArgs,
@@ -327,38 +353,28 @@ impl BasicAvTransformerBlock {
                 PerturbationType::SkipV2aCrossAttn,
             );
             if run_a2v && !perturbations.all_in_batch(a2v, self.idx) {
-                let (sc_v, sh_v, gate_v) = Self::av_values(&cross.table_video, va, 0)?;
-                let (sc_a, sh_a, _) = Self::av_values(&cross.table_audio, aa, 0)?;
-                let q = modulate(&v_norm, &sc_v, &sh_v)?;
-                let kv = modulate(&a_norm, &sc_a, &sh_a)?;
                 let mask = perturbations.mask_like(a2v, self.idx, &v_now)?;
-                let out = cross.audio_to_video_attn.forward(
-                    &q,
-                    AttentionInputs {
-                        context: Some(&kv),
-                        pe: va.cross_positional_embeddings.as_ref(),
-                        k_pe: aa.cross_positional_embeddings.as_ref(),
-                        ..Default::default()
-                    },
-                )?;
-                vx = Some((&v_now + out.broadcast_mul(&gate_v)?.broadcast_mul(&mask)?)?);
+                let query = (&cross.table_video, va, &v_norm, &v_now);
+                let source = (&cross.table_audio, aa, &a_norm);
+                vx = Some(Self::cross_modal(
+                    &cross.audio_to_video_attn,
+                    query,
+                    source,
+                    0,
+                    &mask,
+                )?);
             }
             if run_v2a && !perturbations.all_in_batch(v2a, self.idx) {
-                let (sc_a, sh_a, gate_a) = Self::av_values(&cross.table_audio, aa, 2)?;
-                let (sc_v, sh_v, _) = Self::av_values(&cross.table_video, va, 2)?;
-                let q = modulate(&a_norm, &sc_a, &sh_a)?;
-                let kv = modulate(&v_norm, &sc_v, &sh_v)?;
                 let mask = perturbations.mask_like(v2a, self.idx, &a_now)?;
-                let out = cross.video_to_audio_attn.forward(
-                    &q,
-                    AttentionInputs {
-                        context: Some(&kv),
-                        pe: aa.cross_positional_embeddings.as_ref(),
-                        k_pe: va.cross_positional_embeddings.as_ref(),
-                        ..Default::default()
-                    },
-                )?;
-                ax = Some((&a_now + out.broadcast_mul(&gate_a)?.broadcast_mul(&mask)?)?);
+                let query = (&cross.table_audio, aa, &a_norm, &a_now);
+                let source = (&cross.table_video, va, &v_norm);
+                ax = Some(Self::cross_modal(
+                    &cross.video_to_audio_attn,
+                    query,
+                    source,
+                    2,
+                    &mask,
+                )?);
             }
         }
         if run_v {

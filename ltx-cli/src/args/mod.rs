@@ -1,0 +1,229 @@
+//! The flags of the generation commands: the groups every pipeline shares (prompt and size,
+//! weights, decoding backend, LoRAs and run options, guidance) and the closed sets of choices as
+//! `clap::ValueEnum`s. One struct per pipeline lives in [`pipelines`]; [`inputs`] turns the raw
+//! values into checked, typed inputs.
+
+pub mod inputs;
+pub mod pipelines;
+
+use std::path::PathBuf;
+
+use ltx_core::device::{DTypeChoice, DeviceChoice};
+
+/// `--device`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum DeviceArg {
+    /// CUDA when present, then Metal, then the CPU.
+    #[default]
+    Auto,
+    Cpu,
+    Cuda,
+    Metal,
+}
+
+impl From<DeviceArg> for DeviceChoice {
+    fn from(d: DeviceArg) -> Self {
+        match d {
+            DeviceArg::Auto => DeviceChoice::Auto,
+            DeviceArg::Cpu => DeviceChoice::Cpu,
+            DeviceArg::Cuda => DeviceChoice::Cuda,
+            DeviceArg::Metal => DeviceChoice::Metal,
+        }
+    }
+}
+
+/// `--dtype`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DTypeArg {
+    F32,
+    F16,
+    Bf16,
+}
+
+impl From<DTypeArg> for DTypeChoice {
+    fn from(d: DTypeArg) -> Self {
+        match d {
+            DTypeArg::F32 => DTypeChoice::F32,
+            DTypeArg::F16 => DTypeChoice::F16,
+            DTypeArg::Bf16 => DTypeChoice::BF16,
+        }
+    }
+}
+
+/// `--vae-backend`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum VaeBackend {
+    /// The checkpoint's decoder on Candle.
+    #[default]
+    Candle,
+    /// An exported Core ML package (`ltx-coreml export`); macOS builds with the `coreml` feature.
+    Coreml,
+}
+
+/// `--coreml-compute-units`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[value(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ComputeUnitsArg {
+    #[default]
+    All,
+    CpuAndNe,
+    CpuAndGpu,
+    CpuOnly,
+}
+
+/// The prompt, the output and its size, the seed and the conditioning images: what every
+/// text/image-to-video command takes.
+#[derive(clap::Args, Debug)]
+pub struct CommonArgs {
+    /// Text prompt describing the video.
+    #[arg(long)]
+    pub prompt: String,
+    /// Output MP4 (H.264 + AAC); written to a temporary file and renamed at the end.
+    #[arg(long, default_value = "output.mp4")]
+    pub output_path: PathBuf,
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Random seed (default: the model's preset).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Height in pixels, a multiple of 64 for the two-stage pipelines, 32 otherwise (default:
+    /// the model's preset; 512 for the tiny model).
+    #[arg(long)]
+    pub height: Option<usize>,
+    /// Width in pixels, a multiple of 64 for the two-stage pipelines, 32 otherwise (default: the
+    /// model's preset; 768 for the tiny model).
+    #[arg(long)]
+    pub width: Option<usize>,
+    /// Number of frames, 8k + 1 (default: the model's preset; 121 for the tiny model).
+    #[arg(long)]
+    pub num_frames: Option<usize>,
+    /// Frames per second (default: the model's preset).
+    #[arg(long)]
+    pub frame_rate: Option<f64>,
+    /// Image conditioning: PATH FRAME_IDX STRENGTH [CRF] (repeatable).
+    #[arg(long = "image", num_args = 3..=4, value_names = ["PATH", "FRAME_IDX", "STRENGTH", "CRF"], action = clap::ArgAction::Append)]
+    pub images: Vec<String>,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+/// The weights and the decoding backend.
+#[derive(clap::Args, Debug)]
+pub struct ModelArgs {
+    #[command(flatten)]
+    pub weights: WeightArgs,
+    #[command(flatten)]
+    pub vae: VaeBackendArgs,
+}
+
+/// What the guided (full-model) pipelines take: the common flags and the guidance.
+#[derive(clap::Args, Debug)]
+pub struct GuidedArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    #[command(flatten)]
+    pub guidance: GuidanceArgs,
+}
+
+/// LoRAs, prompt enhancement, decoding and overwriting: what every generation command takes.
+#[derive(clap::Args, Debug)]
+pub struct RunArgs {
+    /// LoRA: PATH [STRENGTH] (repeatable).
+    #[arg(long = "lora", num_args = 1..=2, value_names = ["PATH", "STRENGTH"], action = clap::ArgAction::Append)]
+    pub loras: Vec<String>,
+    /// Let Gemma rewrite the prompt into a detailed one first (sampled with --seed).
+    #[arg(long)]
+    pub enhance_prompt: bool,
+    /// Instructions for Gemma's rewrite (a text file; default: the built-in ones).
+    #[arg(long, value_name = "FILE", requires = "enhance_prompt")]
+    pub enhance_system_prompt: Option<PathBuf>,
+    /// Decode the video in tiles (512 px / 64 frames, the reference's defaults) to bound memory.
+    #[arg(long)]
+    pub tiled_decode: bool,
+    /// Overwrite an existing output file.
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// Where the weights come from: local files, the Hugging Face Hub, or the built-in tiny model.
+#[derive(clap::Args, Debug)]
+pub struct WeightArgs {
+    /// LTX-2 / LTX-2.3 checkpoint (.safetensors). Without it (and without --model) the built-in
+    /// tiny model runs (noise-like output; every stage exercised).
+    #[arg(long, alias = "distilled-checkpoint-path")]
+    pub checkpoint_path: Option<PathBuf>,
+    /// Take the weights from the Hugging Face Hub: `Lightricks/LTX-2` or `Lightricks/LTX-2.3`
+    /// (downloaded once into the HF cache; files given by path take precedence).
+    #[arg(long, value_name = "REPO")]
+    pub model: Option<String>,
+    /// Gemma text encoder repository on the Hub (default with --model:
+    /// google/gemma-3-12b-it-qat-q4_0-unquantized).
+    #[arg(long, value_name = "REPO")]
+    pub gemma: Option<String>,
+    /// Resolve Hub files from the local cache only (also `HF_HUB_OFFLINE=1`).
+    #[arg(long)]
+    pub offline: bool,
+    /// Folder with the Gemma-3 text encoder (tokenizer.json + safetensors).
+    #[arg(long)]
+    pub gemma_root: Option<PathBuf>,
+    /// Spatial x2 latent upsampler (.safetensors); two-stage pipelines.
+    #[arg(long)]
+    pub spatial_upsampler_path: Option<PathBuf>,
+    /// Where the built-in tiny model is cached (default: $LTX_CACHE, $XDG_CACHE_HOME/ltx-rs or
+    /// ~/.cache/ltx-rs).
+    #[arg(long)]
+    pub cache_dir: Option<PathBuf>,
+}
+
+/// Which runtime decodes the video latents.
+#[derive(clap::Args, Debug)]
+pub struct VaeBackendArgs {
+    /// Decode with Candle, or with an exported Core ML package (macOS; see `ltx-coreml export`).
+    #[arg(long, value_enum, default_value_t)]
+    pub vae_backend: VaeBackend,
+    /// The `video-decoder` package for `--vae-backend coreml`, exported for this output size.
+    #[arg(long, value_name = "PACKAGE")]
+    pub coreml_decoder: Option<PathBuf>,
+    /// Core ML compute units.
+    #[arg(long, value_enum, default_value_t)]
+    pub coreml_compute_units: ComputeUnitsArg,
+}
+
+/// Guidance flags of the full-model pipelines (defaults: the checkpoint's preset).
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct GuidanceArgs {
+    /// Negative prompt (default: the reference's).
+    #[arg(long)]
+    pub negative_prompt: Option<String>,
+    /// Denoising steps of stage 1 (default: the preset's, 40 for LTX-2; at least 2).
+    #[arg(long)]
+    pub num_inference_steps: Option<usize>,
+    #[arg(long)]
+    pub video_cfg_guidance_scale: Option<f64>,
+    #[arg(long)]
+    pub video_stg_guidance_scale: Option<f64>,
+    #[arg(long)]
+    pub video_rescale_scale: Option<f64>,
+    /// Audio-to-video modality guidance scale.
+    #[arg(long)]
+    pub a2v_guidance_scale: Option<f64>,
+    #[arg(long)]
+    pub video_skip_step: Option<usize>,
+    /// Blocks whose video self-attention STG skips (indices into the transformer's blocks).
+    #[arg(long, num_args = 0..)]
+    pub video_stg_blocks: Option<Vec<usize>>,
+    #[arg(long)]
+    pub audio_cfg_guidance_scale: Option<f64>,
+    #[arg(long)]
+    pub audio_stg_guidance_scale: Option<f64>,
+    #[arg(long)]
+    pub audio_rescale_scale: Option<f64>,
+    /// Video-to-audio modality guidance scale.
+    #[arg(long)]
+    pub v2a_guidance_scale: Option<f64>,
+    #[arg(long)]
+    pub audio_skip_step: Option<usize>,
+    /// Blocks whose audio self-attention STG skips (indices into the transformer's blocks).
+    #[arg(long, num_args = 0..)]
+    pub audio_stg_blocks: Option<Vec<usize>>,
+}

@@ -1,0 +1,264 @@
+//! Every refused input is refused before any download or model load: each case runs with the
+//! network off against an empty Hugging Face cache, so an input that was not checked first would
+//! fail on the missing weights instead of on itself.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn ltx(hf_cache: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_ltx"));
+    c.env("RUST_BACKTRACE", "0")
+        .env("HF_HUB_CACHE", hf_cache)
+        .env("HF_HUB_OFFLINE", "1")
+        .args(["--device", "cpu"]);
+    c
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// A small valid PNG.
+fn png(path: &Path) {
+    image::RgbImage::from_fn(64, 64, |x, y| image::Rgb([x as u8, y as u8, 7]))
+        .save(path)
+        .unwrap();
+}
+
+struct Files {
+    dir: tempfile::TempDir,
+}
+
+impl Files {
+    fn new() -> Self {
+        let f = Self {
+            dir: tempfile::tempdir().unwrap(),
+        };
+        png(&f.path("ok.png"));
+        std::fs::write(f.path("junk.png"), b"not an image").unwrap();
+        std::fs::write(f.path("junk.safetensors"), b"not safetensors").unwrap();
+        f
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn s(&self, name: &str) -> String {
+        self.path(name).display().to_string()
+    }
+}
+
+/// Runs `cmd` on the Hub model with `extra` and checks it fails on `expect`, not on the weights.
+fn refused(files: &Files, cmd: &str, extra: &[String], expect: &str) {
+    let out = files.path("out.mp4");
+    let mut c = ltx(&files.path("hf-cache"));
+    c.arg(cmd);
+    if cmd != "retake" {
+        c.args(["--prompt", "a cat"]);
+    }
+    let o = c
+        .args(["--model", "Lightricks/LTX-2", "--offline"])
+        .arg("--output-path")
+        .arg(&out)
+        .args(extra)
+        .output()
+        .unwrap();
+    let e = stderr(&o);
+    assert!(!o.status.success(), "{cmd} {extra:?} succeeded");
+    assert!(
+        e.contains(expect),
+        "{cmd} {extra:?}: expected `{expect}` in: {e}"
+    );
+    assert!(
+        !e.contains("Hugging Face cache"),
+        "{cmd} {extra:?}: reached the weights before refusing: {e}"
+    );
+    assert!(!out.exists());
+}
+
+fn args(list: &[&str]) -> Vec<String> {
+    list.iter().map(|s| s.to_string()).collect()
+}
+
+#[test]
+fn bad_inputs_are_refused_before_the_weights() {
+    let f = Files::new();
+    let ok_png = f.s("ok.png");
+    let lora_missing = f.s("missing.safetensors");
+    let cases: Vec<(&str, Vec<String>, String)> = vec![
+        (
+            "generate",
+            args(&["--image", "/nonexistent.png", "0", "1.0"]),
+            "does not exist".into(),
+        ),
+        (
+            "generate",
+            args(&["--image", &f.s("junk.png"), "0", "1.0"]),
+            "junk.png".into(),
+        ),
+        (
+            "generate",
+            args(&["--image", &ok_png, "0", "1.5"]),
+            "outside [0, 1]".into(),
+        ),
+        (
+            "generate",
+            args(&["--image", &ok_png, "0", "nan"]),
+            "not a finite number".into(),
+        ),
+        (
+            "generate",
+            args(&["--lora", &lora_missing]),
+            "does not exist".into(),
+        ),
+        (
+            "generate",
+            args(&["--lora", &f.s("junk.safetensors")]),
+            "not a readable safetensors file".into(),
+        ),
+        (
+            "generate",
+            args(&["--lora", &ok_png, "inf"]),
+            "not a finite number".into(),
+        ),
+        ("generate", args(&["--num-frames", "120"]), "8k + 1".into()),
+        (
+            "generate",
+            args(&["--width", "700"]),
+            "divisible by 64".into(),
+        ),
+        (
+            "generate",
+            args(&[
+                "--enhance-prompt",
+                "--enhance-system-prompt",
+                "/nonexistent.txt",
+            ]),
+            "nonexistent.txt".into(),
+        ),
+        (
+            "one-stage",
+            args(&["--num-inference-steps", "1"]),
+            "at least 2 steps".into(),
+        ),
+        (
+            "one-stage",
+            args(&["--video-cfg-guidance-scale", "nan"]),
+            "cfg_scale".into(),
+        ),
+        (
+            "two-stage",
+            args(&["--distilled-lora", &lora_missing]),
+            "does not exist".into(),
+        ),
+        (
+            "a2vid",
+            args(&["--audio-path", "/nonexistent.wav"]),
+            "does not exist".into(),
+        ),
+        (
+            "ic-lora",
+            args(&["--video-conditioning", "/nonexistent.mp4", "1.0"]),
+            "does not exist".into(),
+        ),
+        (
+            "ic-lora",
+            args(&[
+                "--video-conditioning",
+                &ok_png,
+                "1.0",
+                "--conditioning-attention-mask",
+                "/nonexistent.mp4",
+                "0.5",
+            ]),
+            "does not exist".into(),
+        ),
+        (
+            "retake",
+            args(&[
+                "--video-path",
+                "/nonexistent.mp4",
+                "--prompt",
+                "a cat",
+                "--start-time",
+                "0",
+                "--end-time",
+                "1",
+            ]),
+            "does not exist".into(),
+        ),
+    ];
+    for (cmd, extra, expect) in &cases {
+        refused(&f, cmd, extra, expect);
+    }
+    // an output folder that does not exist
+    let o = ltx(&f.path("hf-cache"))
+        .args([
+            "generate",
+            "--prompt",
+            "a cat",
+            "--model",
+            "Lightricks/LTX-2",
+        ])
+        .arg("--output-path")
+        .arg(f.path("no/such/dir/out.mp4"))
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    let e = stderr(&o);
+    assert!(
+        e.contains("does not exist") && !e.contains("Hugging Face cache"),
+        "{e}"
+    );
+}
+
+/// A copy of the tiny checkpoint without its `model_version` metadata.
+fn unversioned_tiny(dir: &Path) -> (PathBuf, PathBuf) {
+    let cache = std::env::temp_dir().join("ltx-rs-test-cache");
+    let tiny = ltx_pipelines::tiny::ensure_tiny_model(&cache).unwrap();
+    let tensors =
+        candle_core::safetensors::load(&tiny.checkpoint, &candle_core::Device::Cpu).unwrap();
+    let files = ltx_core::loader::SafetensorsFiles::open(&[&tiny.checkpoint]).unwrap();
+    let config = files.metadata_entry("config").unwrap().to_string();
+    let path = dir.join("unversioned.safetensors");
+    let meta = std::collections::HashMap::from([("config".to_string(), config)]);
+    ltx_core::loader::synthetic::save_safetensors(&path, &tensors, meta).unwrap();
+    (path, tiny.gemma_root)
+}
+
+#[test]
+fn stg_blocks_are_checked_against_the_model_and_a_missing_version_warns() {
+    let dir = tempfile::tempdir().unwrap();
+    let (checkpoint, gemma) = unversioned_tiny(dir.path());
+    let out = dir.path().join("out.mp4");
+    // the tiny transformer has 2 blocks: block 2 does not exist
+    let o = ltx(&dir.path().join("hf"))
+        .args([
+            "one-stage",
+            "--prompt",
+            "a cat",
+            "--video-stg-blocks",
+            "0",
+            "2",
+        ])
+        .arg("--checkpoint-path")
+        .arg(&checkpoint)
+        .arg("--gemma-root")
+        .arg(&gemma)
+        .arg("--output-path")
+        .arg(&out)
+        .output()
+        .unwrap();
+    let e = stderr(&o);
+    assert!(!o.status.success(), "{e}");
+    assert!(
+        e.contains("--video-stg-blocks: block 2 does not exist") && e.contains("2 blocks"),
+        "{e}"
+    );
+    assert!(
+        e.contains("no `model_version`") && e.contains("assuming LTX-2"),
+        "{e}"
+    );
+    assert!(!out.exists());
+}

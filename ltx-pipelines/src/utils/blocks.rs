@@ -1,0 +1,255 @@
+//! The model blocks around the diffusion stages (the non-diffusion half of
+//! `ltx_pipelines/utils/blocks.py`): prompt encoding (Gemma, optional prompt enhancement, the
+//! embeddings processor), streamed video decoding, audio encoding and decoding. Each block builds
+//! its components from the ledger and drops them when it returns.
+
+use candle_core::{DType, Tensor};
+use ltx_core::conditioning::ConditioningItem;
+use ltx_core::model::audio_vae::decode_audio;
+use ltx_core::model::video_vae::decoder::to_uint8_frames;
+use ltx_core::model::video_vae::{DecodeInputs, TilingConfig, VideoEncoder};
+use ltx_core::text_encoders::gemma::PaddingSide;
+use ltx_core::types::Audio;
+
+use super::helpers::{image_conditionings, ImageConditioningMode};
+use super::model_ledger::ModelLedger;
+use super::request::{GenerationRequest, ImageConditioningInput, PromptEnhancement};
+use super::types::ProgressEvent;
+use crate::{Error, Result};
+
+/// Video and audio contexts of each prompt (`encode_prompts`): Gemma encodes every prompt and is
+/// freed, then the embeddings processor runs and is freed. With `enhance`, Gemma first rewrites
+/// the first prompt (sampling seeded with `seed`), reported as [`ProgressEvent::EnhancedPrompt`].
+pub fn encode_prompts(
+    ledger: &ModelLedger,
+    prompts: &[&str],
+    enhance: Option<&PromptEnhancement>,
+    seed: u64,
+    progress: &mut dyn FnMut(ProgressEvent),
+) -> Result<Vec<(Tensor, Tensor)>> {
+    let hidden = {
+        let encoder = ledger.text_encoder()?;
+        let mut prompts: Vec<String> = prompts.iter().map(|p| p.to_string()).collect();
+        if let (Some(e), Some(first)) = (enhance, prompts.first_mut()) {
+            if let Some(img) = &e.image {
+                tracing::warn!(
+                    image = %img.display(),
+                    "Gemma's vision tower is not ported: the prompt is enhanced from its text only"
+                );
+            }
+            let cfg = ltx_core::text_encoders::gemma::SamplingConfig::for_enhancement(&encoder);
+            progress(ProgressEvent::Stage {
+                name: "enhance prompt",
+                total: cfg.max_new_tokens,
+            });
+            let total = cfg.max_new_tokens;
+            let text = encoder.enhance_t2v(first, e.system_prompt.as_deref(), seed, |done| {
+                progress(ProgressEvent::Step { done, total })
+            })?;
+            progress(ProgressEvent::EnhancedPrompt(text.clone()));
+            *first = text;
+        }
+        progress(ProgressEvent::Stage {
+            name: "text encoder",
+            total: prompts.len(),
+        });
+        let mut out = Vec::with_capacity(prompts.len());
+        for (i, p) in prompts.iter().enumerate() {
+            out.push(encoder.encode_stacked(p)?);
+            progress(ProgressEvent::Step {
+                done: i + 1,
+                total: prompts.len(),
+            });
+        }
+        out
+    };
+    let processor = ledger.embeddings_processor()?;
+    hidden
+        .iter()
+        .map(|(h, m)| {
+            let out = processor.process_hidden_states(h, m, PaddingSide::Left)?;
+            let audio = out.audio_encoding.ok_or_else(|| {
+                Error::InvalidArgument("the checkpoint has no audio text connector".into())
+            })?;
+            Ok((
+                out.video_encoding.to_dtype(ledger.dtype)?,
+                audio.to_dtype(ledger.dtype)?,
+            ))
+        })
+        .collect()
+}
+
+/// [`encode_prompts`] for a request's prompt alone (the distilled pipelines: no negative prompt).
+pub fn encode_prompt(
+    ledger: &ModelLedger,
+    req: &GenerationRequest,
+    progress: &mut dyn FnMut(ProgressEvent),
+) -> Result<(Tensor, Tensor)> {
+    let enhance = req.enhancement();
+    let mut v = encode_prompts(
+        ledger,
+        &[req.prompt.as_str()],
+        enhance.as_ref(),
+        req.seed,
+        progress,
+    )?;
+    Ok(v.remove(0))
+}
+
+/// A ledger's video encoder, for what conditions a stage: images and control videos encoded in
+/// the ledger's dtype on its device.
+pub struct ConditioningEncoder<'a> {
+    pub ledger: &'a ModelLedger,
+    pub encoder: VideoEncoder,
+}
+
+impl<'a> ConditioningEncoder<'a> {
+    pub fn new(ledger: &'a ModelLedger) -> Result<Self> {
+        Ok(Self {
+            ledger,
+            encoder: ledger.video_encoder()?,
+        })
+    }
+
+    /// The image conditionings of a stage at `(height, width)`.
+    pub fn images(
+        &self,
+        mode: ImageConditioningMode,
+        images: &[ImageConditioningInput],
+        size: (usize, usize),
+    ) -> Result<Vec<Box<dyn ConditioningItem>>> {
+        let (dtype, device) = (self.ledger.dtype, &self.ledger.device);
+        image_conditionings(mode, images, size, &self.encoder, dtype, device)
+    }
+
+    /// Pixels `[B, 3, F, H, W]` in [-1, 1] → their latent.
+    pub fn encode(&self, pixels: &Tensor) -> Result<Tensor> {
+        let pixels = pixels
+            .to_dtype(self.ledger.dtype)?
+            .to_device(&self.ledger.device)?;
+        Ok(self.encoder.forward(&pixels)?)
+    }
+}
+
+/// Decodes a video latent `[1, 128, F', H', W']` into `[f, H, W, 3]` u8 chunks handed to `sink`.
+pub fn decode_video_chunks(
+    ledger: &ModelLedger,
+    latent: &Tensor,
+    tiling: Option<&TilingConfig>,
+    progress: &mut dyn FnMut(ProgressEvent),
+    sink: &mut dyn FnMut(Tensor) -> Result<()>,
+) -> Result<()> {
+    if let Some(backend) = &ledger.video_decoder_backend {
+        if tiling.is_some() {
+            return Err(Error::InvalidArgument(format!(
+                "tiled decoding is not available with the {} video decoder (it decodes one fixed \
+                 shape)",
+                backend.0.name()
+            )));
+        }
+        progress(ProgressEvent::Stage {
+            name: "video decode",
+            total: 1,
+        });
+        let video = backend.0.decode(&latent.to_dtype(DType::F32)?)?;
+        sink(to_uint8_frames(&video)?)?;
+        progress(ProgressEvent::Step { done: 1, total: 1 });
+        return Ok(());
+    }
+    let decoder = ledger.video_decoder()?;
+    let latent = latent.to_dtype(ledger.dtype)?;
+    match tiling {
+        Some(cfg) => {
+            let frames = 1 + (latent.dim(2)? - 1) * 8;
+            let total = cfg.video_chunks(frames);
+            progress(ProgressEvent::Stage {
+                name: "video decode",
+                total,
+            });
+            let mut done = 0;
+            let mut err: Option<Error> = None;
+            decoder
+                .tiled_decode(&latent, cfg, None, None, |chunk| {
+                    done += 1;
+                    progress(ProgressEvent::Step { done, total });
+                    match to_uint8_frames(&chunk)
+                        .map_err(Error::from)
+                        .and_then(&mut *sink)
+                    {
+                        Ok(()) => Ok(()),
+                        Err(e) => {
+                            err = Some(e);
+                            Err(ltx_core::Error::InvalidInput("output sink failed".into()))
+                        }
+                    }
+                })
+                .map_err(|e| err.take().unwrap_or(Error::Core(e)))?;
+        }
+        None => {
+            progress(ProgressEvent::Stage {
+                name: "video decode",
+                total: 1,
+            });
+            let video = decoder.forward(&latent, DecodeInputs::default())?;
+            sink(to_uint8_frames(&video)?)?;
+            progress(ProgressEvent::Step { done: 1, total: 1 });
+        }
+    }
+    Ok(())
+}
+
+/// Waveform -> audio latent `[1, 8, T, 16]` in the ledger's dtype: the checkpoint's audio
+/// processor (resampling + log-mel) then the audio VAE encoder (`encode_audio`).
+pub fn encode_audio_waveform(ledger: &ModelLedger, audio: &Audio) -> Result<Tensor> {
+    use ltx_core::model::audio_vae::ops::AudioProcessor;
+    use ltx_core::model::audio_vae::{encode_audio, AudioVaeConfig};
+    let cfg = AudioVaeConfig::from_checkpoint_config(&ledger.config()?)?;
+    let encoder = ledger.audio_encoder()?;
+    let mel_bins = cfg
+        .mel_bins
+        .ok_or_else(|| Error::InvalidArgument("the audio VAE config has no mel_bins".into()))?;
+    let processor = AudioProcessor::new(
+        cfg.sample_rate,
+        mel_bins,
+        cfg.mel_hop_length,
+        cfg.n_fft,
+        &ledger.device,
+    )?;
+    let audio = Audio {
+        waveform: audio.waveform.to_device(&ledger.device)?,
+        sampling_rate: audio.sampling_rate,
+    };
+    Ok(encode_audio(&audio, &encoder, &processor)?.to_dtype(ledger.dtype)?)
+}
+
+/// Audio latent `[1, 8, T, 16]` -> stereo waveform at the vocoder's rate.
+pub fn decode_audio_latent(
+    ledger: &ModelLedger,
+    latent: &Tensor,
+    progress: &mut dyn FnMut(ProgressEvent),
+) -> Result<Audio> {
+    progress(ProgressEvent::Stage {
+        name: "audio decode",
+        total: 0,
+    });
+    let decoder = ledger.audio_decoder()?;
+    let vocoder = ledger.vocoder()?;
+    Ok(decode_audio(
+        &latent.to_dtype(ledger.dtype)?,
+        &decoder,
+        &vocoder,
+    )?)
+}
+
+/// The end of every pipeline: the video latent decoded into `sink`, then the audio latent into
+/// the returned waveform.
+pub fn decode_outputs(
+    ledger: &ModelLedger,
+    (video, audio): (&Tensor, &Tensor),
+    tiling: Option<&TilingConfig>,
+    progress: &mut dyn FnMut(ProgressEvent),
+    sink: &mut dyn FnMut(Tensor) -> Result<()>,
+) -> Result<Audio> {
+    decode_video_chunks(ledger, video, tiling, progress, sink)?;
+    decode_audio_latent(ledger, audio, progress)
+}
