@@ -88,12 +88,67 @@ def bench_gemma(args: argparse.Namespace, f, meta: dict, t0: float) -> int:  # n
     return 0
 
 
+def bench_transformer(args: argparse.Namespace, meta: dict, tensors: dict, t0: float) -> int:
+    """One LTXModel velocity forward of both streams (`ltx bench dit-block`), on `--device` in `--dtype`
+    (bf16 on CUDA as the pipelines run it; sigma and timesteps stay float32)."""
+    from ltx_core.guidance.perturbations import BatchedPerturbationConfig
+    from ltx_core.model.transformer import Modality
+
+    component = generate.COMPONENTS["transformer"]
+    config = json.loads(meta["config"])
+    call = json.loads(meta.get("call") or "{}")
+    device = torch.device(args.device)
+    dtype = {"f32": torch.float32, "bf16": torch.bfloat16}[args.dtype]
+    model = generate.build_from_checkpoint(
+        generate.configurator_for(component, call), component.sd_ops, config, tensors
+    )
+    model = model.to(device=device, dtype=dtype).eval()
+    inputs = generate.split_io(tensors, "input")
+    del tensors
+    gc.collect()
+
+    def modality(name: str) -> Modality:
+        get = lambda k: inputs[f"{name}_{k}"].to(device)  # noqa: E731
+        return Modality(
+            latent=get("latent").to(dtype),
+            sigma=get("sigma").float(),
+            timesteps=get("timesteps").float(),
+            positions=get("positions").to(dtype),
+            context=get("context").to(dtype),
+            enabled=True,
+            context_mask=None,
+            attention_mask=None,
+        )
+
+    video, audio = modality("video"), modality("audio")
+    perturbations = BatchedPerturbationConfig.empty(1)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    model_rss = current_rss_mb()
+    LOG.info("built the transformer in %.1f s, RSS %.0f MB", time.perf_counter() - t0, model_rss)
+    times = []
+    with torch.inference_mode():
+        for i in range(args.warmup + args.runs):
+            sync()
+            start = time.perf_counter()
+            out = model(video, audio, perturbations)
+            sync()
+            elapsed = time.perf_counter() - start
+            LOG.info("%s %d: %.3f s", "warm-up" if i < args.warmup else "run", i, elapsed)
+            if i >= args.warmup:
+                times.append(elapsed)
+            del out
+    _report(times, model_rss)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("file", help="fixture-format .safetensors file")
     parser.add_argument("--runs", type=int, required=True)
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--device", default="cpu", help="transformer only: cpu or cuda")
+    parser.add_argument("--dtype", default="f32", choices=["f32", "bf16"], help="transformer only")
     args = parser.parse_args(argv)
     if args.runs < 1:
         parser.error("--runs must be >= 1")
@@ -105,6 +160,10 @@ def main(argv: list[str] | None = None) -> int:
         meta = f.metadata() or {}
         if meta.get("component") == "gemma_text_encoder":
             return bench_gemma(args, f, meta, t0)
+        if meta.get("component") == "transformer":
+            return bench_transformer(args, meta, {k: f.get_tensor(k) for k in f.keys()}, t0)
+        if args.device != "cpu" or args.dtype != "f32":
+            parser.error("--device/--dtype apply to transformer files only")
         component = generate.COMPONENTS[meta["component"]]
         config = json.loads(meta["config"])
         call = json.loads(meta.get("call") or "{}")

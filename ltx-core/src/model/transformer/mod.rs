@@ -7,6 +7,7 @@ pub mod feed_forward;
 pub mod modality;
 pub mod model;
 pub mod model_configurator;
+pub mod presets;
 pub mod rope;
 pub mod text_projection;
 pub mod timestep_embedding;

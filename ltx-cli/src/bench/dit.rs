@@ -1,0 +1,231 @@
+//! `ltx bench dit-block`: one full-width audio-video transformer block of a released layout (with
+//! the model's embeddings and output projections: an `LTXModel` with one block), the same
+//! bf16-rounded random weights and inputs on both sides, one velocity forward timed per run. The
+//! defaults are stage 1 of a 768x512x121 generation: 1536 video tokens (16 x 8 x 12 latent
+//! grid), 126 audio tokens, 1024 context tokens.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use anyhow::{bail, Result};
+use candle_core::{DType, Device, Tensor};
+use ltx_core::components::patchifiers::{AudioPatchifier, VideoLatentPatchifier};
+use ltx_core::device::DTypeChoice;
+use ltx_core::loader::synthetic::{random_weights, save_safetensors, SplitMix64};
+use ltx_core::loader::SafetensorsFiles;
+use ltx_core::model::transformer::presets::{released_transformer_config, TransformerLayout};
+use ltx_core::model::transformer::{
+    ltxv_model_comfy_renaming_map, LtxModel, LtxModelConfig, LtxModelType, Modality,
+};
+use ltx_core::tools::{AudioLatentTools, LatentTools, VideoLatentTools};
+use ltx_core::types::{AudioLatentShape, VideoLatentShape};
+use serde_json::json;
+
+use super::{compare_sides, threads, time_runs, workdir, Bench, CommonArgs, Side, WorkerArgs};
+
+/// `--layout`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Layout {
+    /// LTX-2 (19B).
+    Ltx2,
+    /// LTX-2.3 (22B).
+    Ltx23,
+}
+
+impl From<Layout> for TransformerLayout {
+    fn from(l: Layout) -> Self {
+        match l {
+            Layout::Ltx2 => TransformerLayout::Ltx2,
+            Layout::Ltx23 => TransformerLayout::Ltx23,
+        }
+    }
+}
+
+#[derive(clap::Args)]
+pub struct DitBlockArgs {
+    /// Released layout.
+    #[arg(long, value_enum, default_value_t = Layout::Ltx23)]
+    layout: Layout,
+    /// Video tokens: a multiple of 96 makes an F x 8 x 12 latent grid, anything else a 1 x 1 x N
+    /// one.
+    #[arg(long, default_value_t = 1536)]
+    video_tokens: usize,
+    /// Audio tokens (latent frames: 25 a second).
+    #[arg(long, default_value_t = 126)]
+    audio_tokens: usize,
+    /// Text-context tokens of each modality.
+    #[arg(long, default_value_t = 1024)]
+    context_tokens: usize,
+    #[command(flatten)]
+    common: CommonArgs,
+}
+
+/// The video latent grid `(F, H, W)` of `tokens` tokens.
+fn video_grid(tokens: usize) -> (usize, usize, usize) {
+    if tokens % 96 == 0 {
+        (tokens / 96, 8, 12)
+    } else {
+        (1, 1, tokens)
+    }
+}
+
+/// The `--device` / `--dtype` both sides run in: f32 by default on the CPU, bf16 on CUDA.
+fn side(device: &Device, dtype: Option<DTypeChoice>) -> Result<Side> {
+    let device_name = match device {
+        Device::Cpu => "cpu",
+        Device::Cuda(_) => "cuda",
+        Device::Metal(_) => {
+            bail!("bench dit-block: the reference has no Metal path to compare with")
+        }
+    };
+    let dtype = match ltx_core::device::resolve_dtype(dtype, device) {
+        DType::F32 => "f32",
+        DType::BF16 => "bf16",
+        other => bail!("bench dit-block compares f32 or bf16, not {other:?}"),
+    };
+    Ok(Side {
+        device: device_name,
+        dtype,
+    })
+}
+
+pub(super) fn dit_block(
+    args: DitBlockArgs,
+    device: &Device,
+    dtype: Option<DTypeChoice>,
+) -> Result<()> {
+    let side = side(device, dtype)?;
+    if args.video_tokens == 0 || args.audio_tokens == 0 || args.context_tokens == 0 {
+        bail!("--video-tokens, --audio-tokens and --context-tokens must be positive");
+    }
+    let name = format!(
+        "dit_block_{:?}_{}_{}_{}.safetensors",
+        args.layout, args.video_tokens, args.audio_tokens, args.context_tokens
+    )
+    .to_lowercase();
+    let file = workdir(&args.common)?.join(name);
+    if !file.exists() {
+        eprintln!("writing weights and inputs to {}", file.display());
+        write_input(&file, &args)?;
+    }
+    println!(
+        "dit-block layout={:?} video_tokens={} audio_tokens={} context_tokens={} {} {} threads={}",
+        args.layout,
+        args.video_tokens,
+        args.audio_tokens,
+        args.context_tokens,
+        side.dtype,
+        side.device,
+        threads(&args.common)
+    );
+    compare_sides(
+        Bench::DitBlock,
+        &file,
+        &args.common,
+        ("bench_component.py", side),
+    )
+}
+
+/// A fixture-format file: an `LTXModel` with one full-width block (bf16-rounded random weights
+/// under the checkpoint keys), the layout's config, and the `Modality` inputs of both streams
+/// (latents and contexts N(0, 1) rounded to bf16, positions from the latent tools, sigma 0.7).
+fn write_input(path: &std::path::Path, args: &DitBlockArgs) -> Result<()> {
+    let config = released_transformer_config(args.layout.into(), 1);
+    let cfg = LtxModelConfig::from_checkpoint_config(&config, LtxModelType::AudioVideo)?;
+    let mut tensors = random_weights(0, DType::BF16, "model.diffusion_model.", |vb| {
+        LtxModel::new(&cfg, LtxModelType::AudioVideo, vb).map_err(ltx_core::Error::from)
+    })?;
+    let mut rng = SplitMix64::new(7);
+    let mut normal = |dims: &[usize]| -> Result<Tensor> {
+        let n: usize = dims.iter().product();
+        let v: Vec<f32> = (0..n).map(|_| rng.normal()).collect();
+        Ok(Tensor::from_vec(v, dims, &Device::Cpu)?
+            .to_dtype(DType::BF16)?
+            .to_dtype(DType::F32)?)
+    };
+    let cpu = &Device::Cpu;
+    let (f, h, w) = video_grid(args.video_tokens);
+    let vshape = VideoLatentShape::from_dims(&[1, cfg.in_channels, f, h, w])?;
+    let vtools = VideoLatentTools::new(VideoLatentPatchifier::new(1)?, vshape, 24.0);
+    let video = vtools.create_initial_state(cpu, DType::F32, Some(&normal(&vshape.dims())?))?;
+    let ashape = AudioLatentShape {
+        batch: 1,
+        channels: 8,
+        frames: args.audio_tokens,
+        mel_bins: cfg.audio_in_channels / 8,
+    };
+    let atools = AudioLatentTools {
+        patchifier: AudioPatchifier::new(1),
+        target_shape: ashape,
+    };
+    let audio = atools.create_initial_state(cpu, DType::F32, Some(&normal(&ashape.dims())?))?;
+    let sigma = Tensor::new(&[0.7f32], cpu)?;
+    let contexts = match cfg.caption_channels {
+        Some(c) => (c, c),
+        None => (cfg.inner_dim(), cfg.audio_inner_dim()),
+    };
+    for (name, state, width) in [("video", &video, contexts.0), ("audio", &audio, contexts.1)] {
+        let input = |k: &str| format!("input.{name}_{k}");
+        tensors.insert(input("latent"), state.latent.clone());
+        tensors.insert(input("positions"), state.positions.clone());
+        tensors.insert(input("sigma"), sigma.clone());
+        tensors.insert(input("timesteps"), (&state.denoise_mask * 0.7)?);
+        tensors.insert(input("context"), normal(&[1, args.context_tokens, width])?);
+    }
+    let metadata = HashMap::from([
+        ("component".to_string(), "transformer".to_string()),
+        ("config".to_string(), config.to_string()),
+        (
+            "call".to_string(),
+            json!({"model_type": "audio_video", "output": "velocity"}).to_string(),
+        ),
+    ]);
+    save_safetensors(path, &tensors, metadata)?;
+    Ok(())
+}
+
+/// The `Modality` of `name` from a bench file's inputs.
+fn modality(
+    inputs: &Arc<ltx_core::loader::StateDict>,
+    name: &str,
+    dtype: DType,
+    device: &Device,
+) -> Result<Modality> {
+    let get = |k: &str| inputs.raw_tensor(&format!("{name}_{k}"), device);
+    Ok(Modality {
+        latent: get("latent")?.to_dtype(dtype)?,
+        sigma: get("sigma")?,
+        timesteps: get("timesteps")?,
+        positions: get("positions")?.to_dtype(dtype)?,
+        context: get("context")?.to_dtype(dtype)?,
+        enabled: true,
+        context_mask: None,
+        attention_mask: None,
+    })
+}
+
+/// Times one `LTXModel` velocity forward of both streams.
+pub(super) fn worker_dit_block(args: &WorkerArgs, device: &Device, dtype: DType) -> Result<()> {
+    let files = SafetensorsFiles::open(&[&args.file])?;
+    let cfg = LtxModelConfig::from_checkpoint_config(&files.config()?, LtxModelType::AudioVideo)?;
+    let sd = Arc::new(files.state_dict(&ltxv_model_comfy_renaming_map())?);
+    let model = LtxModel::new(
+        &cfg,
+        LtxModelType::AudioVideo,
+        sd.var_builder(dtype, device),
+    )?;
+    let inputs = Arc::new(
+        files.state_dict(
+            &ltx_core::loader::SDOps::new("INPUT")
+                .with_matching("input.", "")
+                .with_replacement("input.", ""),
+        )?,
+    );
+    let video = modality(&inputs, "video", dtype, device)?;
+    let audio = modality(&inputs, "audio", dtype, device)?;
+    drop((inputs, sd, files));
+    time_runs(args, device, || {
+        drop(model.forward(Some(&video), Some(&audio), None)?);
+        Ok(())
+    })
+}
