@@ -50,24 +50,76 @@ pub fn scaled_dot_product_attention_with_scale(
 ) -> Result<Tensor> {
     let (b, h, tq, d) = q.dims4()?;
     let tk = k.dim(2)?;
-    // Candle's fused SDPA exists on Metal only, for some head sizes, and rejects masks with more
-    // queries than keys.
-    if q.device().is_metal()
-        && matches!(d, 32 | 64 | 72 | 80 | 96 | 128 | 256)
-        && (mask.is_none() || tq <= tk)
-    {
+    if fused_sdpa_usable(q.device().is_metal(), d, tq, tk, mask.is_some()) {
         let mask = match mask {
-            Some(m) => Some(
-                m.to_dtype(q.dtype())?
-                    .broadcast_as((b, h, tq, tk))?
-                    .contiguous()?,
-            ),
+            Some(m) => Some(fused_sdpa_mask(m, q.dtype(), (b, h, tq, tk))?),
             None => None,
         };
         return candle_nn::ops::sdpa(q, k, v, mask.as_ref(), false, scale as f32, 1.0);
     }
     let rows = SCORE_BUDGET_BYTES / (b * h * tk.max(1) * 4);
     attention_in_chunks(q, k, v, mask, rows, scale)
+}
+
+/// `(torch.finfo(dtype).min, torch.finfo(dtype).tiny)`: the most negative finite value and the
+/// smallest positive normal of a float dtype (f32's for the others). Additive masks use `min`
+/// rather than `-inf`, which a fully masked row would turn into NaN.
+pub fn finfo(dtype: DType) -> (f64, f64) {
+    match dtype {
+        DType::F16 => (half::f16::MIN.to_f64(), half::f16::MIN_POSITIVE.to_f64()),
+        DType::BF16 => (half::bf16::MIN.to_f64(), half::bf16::MIN_POSITIVE.to_f64()),
+        DType::F64 => (f64::MIN, f64::MIN_POSITIVE),
+        _ => (f32::MIN as f64, f32::MIN_POSITIVE as f64),
+    }
+}
+
+/// Head sizes Candle's fused Metal SDPA has kernels for (512 only outside f32: left out).
+const FUSED_SDPA_HEAD_DIMS: [usize; 7] = [32, 64, 72, 80, 96, 128, 256];
+
+/// The lowest mask value handed to the fused Metal kernel. It adds `log2(e)·mask` to f32 scores,
+/// so a value below `f32::MIN / log2(e)` (a bf16 or f32 `finfo.min`) becomes `-inf` there and a
+/// fully masked row divides 0 by 0; from this floor on `exp` is 0 all the same.
+const FUSED_SDPA_MASK_FLOOR: f64 = -1e38;
+
+/// Whether Candle's fused Metal SDPA (`candle_nn::ops::sdpa`) computes this attention call
+/// exactly: on Metal, for its head sizes, with at least one key. A single query goes to its
+/// vector kernel, which ignores the mask; its full kernel rejects a mask with more queries than
+/// keys. Anything else takes the chunked softmax path.
+pub fn fused_sdpa_usable(
+    device_is_metal: bool,
+    head_dim: usize,
+    q_len: usize,
+    k_len: usize,
+    has_mask: bool,
+) -> bool {
+    let shape_ok = match (q_len, has_mask) {
+        (0, _) | (1, true) => false,
+        (1, false) => true,
+        (_, true) => q_len <= k_len,
+        (_, false) => true,
+    };
+    device_is_metal && FUSED_SDPA_HEAD_DIMS.contains(&head_dim) && k_len > 0 && shape_ok
+}
+
+/// An additive `mask` broadcastable to `shape` `[B, H, Tq, Tk]` as the fused kernel takes it: in
+/// `dtype`, no lower than [`FUSED_SDPA_MASK_FLOOR`] (nor than `dtype`'s minimum: no `-inf`), and a
+/// stride-0 view of `shape` over one copy of its distinct values (the kernel reads the batch,
+/// head and query strides; the copy is contiguous from offset 0, as the kernel needs).
+fn fused_sdpa_mask(
+    mask: &Tensor,
+    dtype: DType,
+    shape: (usize, usize, usize, usize),
+) -> Result<Tensor> {
+    // a mask that is itself a broadcast view is reduced to its distinct values first
+    let mut m = mask.clone();
+    for dim in 0..m.rank() {
+        if m.stride()[dim] == 0 && m.dim(dim)? > 1 {
+            m = m.narrow(dim, 0, 1)?;
+        }
+    }
+    let floor = finfo(dtype).0.max(FUSED_SDPA_MASK_FLOOR);
+    // `maximum` writes a fresh contiguous tensor
+    m.to_dtype(dtype)?.maximum(floor)?.broadcast_as(shape)
 }
 
 /// [`scaled_dot_product_attention`] with at most `rows` queries per chunk.
@@ -257,6 +309,106 @@ mod tests {
         }
         let got = scaled_dot_product_attention(&q, &k, &v, Some(&mask))?;
         assert!((got - &want)?.abs()?.max_all()?.to_scalar::<f32>()? < 1e-6);
+        Ok(())
+    }
+
+    #[test]
+    fn finfo_min_is_finite_in_its_dtype() -> Result<()> {
+        let dev = Device::Cpu;
+        for dtype in [DType::BF16, DType::F16, DType::F32] {
+            let (min, tiny) = finfo(dtype);
+            let back = Tensor::new(&[min, tiny], &dev)?
+                .to_dtype(dtype)?
+                .to_dtype(DType::F64)?
+                .to_vec1::<f64>()?;
+            assert_eq!(back, [min, tiny], "{dtype:?}");
+        }
+        // what the mask builders used before: -inf once cast to a half type
+        for dtype in [DType::BF16, DType::F16] {
+            let cast = Tensor::new(f32::MIN, &dev)?.to_dtype(dtype)?;
+            assert!(cast.to_dtype(DType::F32)?.to_scalar::<f32>()?.is_infinite());
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn fused_sdpa_routing() {
+        // off Metal, a head size without a kernel, no keys: never
+        assert!(!fused_sdpa_usable(false, 64, 16, 16, false));
+        assert!(!fused_sdpa_usable(true, 48, 16, 16, false));
+        assert!(!fused_sdpa_usable(true, 64, 16, 0, false));
+        assert!(!fused_sdpa_usable(true, 64, 0, 16, false));
+        // one query: the vector kernel, which ignores a mask (Gemma's sliding-window decoding)
+        assert!(fused_sdpa_usable(true, 256, 1, 900, false));
+        assert!(!fused_sdpa_usable(true, 256, 1, 900, true));
+        // several queries: a mask needs no more queries than keys
+        assert!(fused_sdpa_usable(true, 128, 64, 64, true));
+        assert!(fused_sdpa_usable(true, 128, 8, 64, true));
+        assert!(!fused_sdpa_usable(true, 128, 65, 64, true));
+        assert!(fused_sdpa_usable(true, 128, 65, 64, false));
+    }
+
+    /// `[2, 1, 2, 3]`: f32 minimums, one `-inf`, a fully masked row (batch 1, query 0).
+    fn test_mask(with_inf: bool) -> Result<Tensor> {
+        let (m, i) = (
+            f32::MIN,
+            if with_inf {
+                f32::NEG_INFINITY
+            } else {
+                f32::MIN
+            },
+        );
+        Tensor::new(
+            &[[[[0f32, m, i], [0.5, 0., m]]], [[[m, m, i], [0., -1., 0.]]]],
+            &Device::Cpu,
+        )
+    }
+
+    #[test]
+    fn fused_sdpa_mask_is_finite_and_a_broadcast_view() -> Result<()> {
+        let shape = (2, 4, 2, 3);
+        let raw = test_mask(true)?;
+        // also when the caller hands over an expanded view: never materialised
+        for mask in [raw.clone(), raw.broadcast_as(shape)?] {
+            for dtype in [DType::BF16, DType::F16, DType::F32] {
+                let m = fused_sdpa_mask(&mask, dtype, shape)?;
+                assert_eq!((m.dims(), m.dtype()), (&[2, 4, 2, 3][..], dtype));
+                assert_eq!(m.stride(), &[6, 0, 3, 1], "{dtype:?}");
+                assert_eq!(m.layout().start_offset(), 0);
+                // the kernel adds log2(e)·mask to f32 scores: that stays finite
+                let added = (m.to_dtype(DType::F32)? * std::f64::consts::LOG2_E)?
+                    .flatten_all()?
+                    .to_vec1::<f32>()?;
+                assert!(added.iter().all(|x| x.is_finite()), "{dtype:?}: {added:?}");
+                let kept = m.to_dtype(DType::F32)?.get(0)?.get(0)?.get(1)?;
+                assert_eq!(kept.narrow(0, 0, 2)?.to_vec1::<f32>()?, [0.5, 0.]);
+            }
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn fused_sdpa_mask_attends_like_the_original() -> Result<()> {
+        let dev = Device::Cpu;
+        let (q, k, v) = (
+            Tensor::randn(0f32, 1., (2, 4, 2, 8), &dev)?,
+            Tensor::randn(0f32, 1., (2, 4, 3, 8), &dev)?,
+            Tensor::randn(0f32, 1., (2, 4, 3, 8), &dev)?,
+        );
+        let raw = test_mask(false)?;
+        let want = attention_in_chunks(&q, &k, &v, Some(&raw), 2, 0.5)?;
+        let fused = fused_sdpa_mask(&raw, DType::F32, (2, 4, 2, 3))?;
+        let got = attention_in_chunks(&q, &k, &v, Some(&fused), 2, 0.5)?;
+        assert!(got
+            .flatten_all()?
+            .to_vec1::<f32>()?
+            .iter()
+            .all(|x| x.is_finite()));
+        assert_eq!(
+            (got - want)?.abs()?.max_all()?.to_scalar::<f32>()?,
+            0.0,
+            "the floor changes no probability"
+        );
         Ok(())
     }
 }

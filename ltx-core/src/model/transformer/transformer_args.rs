@@ -6,6 +6,7 @@ use candle_core::{DType, Module, Result, Tensor};
 use candle_nn::Linear;
 
 use super::adaln::AdaLayerNormSingle;
+use super::attention::finfo;
 use super::modality::Modality;
 use super::rope::{precompute_freqs_cis, RopeFreqs, RopeSpec};
 use super::text_projection::PixArtAlphaTextProjection;
@@ -61,16 +62,6 @@ pub struct CrossModalPreprocessor {
     /// Width of the audio-video attention (and of its RoPE).
     pub audio_cross_attention_dim: usize,
     pub av_ca_timestep_scale_multiplier: f64,
-}
-
-/// `(finfo.min, finfo.tiny)` of a float dtype.
-fn finfo(dtype: DType) -> (f64, f64) {
-    match dtype {
-        DType::F16 => (-65504.0, 6.103_515_625e-5),
-        DType::BF16 => (-3.389_531_389_251_535e38, 1.175_494_350_822_287_5e-38),
-        DType::F64 => (f64::MIN, f64::MIN_POSITIVE),
-        _ => (f32::MIN as f64, f32::MIN_POSITIVE as f64),
-    }
 }
 
 /// `sigma` (0-d, `[1]` or `[B]`) as `[B]` f32.

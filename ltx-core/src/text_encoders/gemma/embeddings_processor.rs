@@ -9,6 +9,7 @@ use super::embeddings_connector::{Embeddings1DConnector, Embeddings1DConnectorCo
 use super::feature_extractor::{FeatureExtractor, GemmaDims, PaddingSide};
 use crate::error::{bad_shape, Result};
 use crate::loader::SDOps;
+use crate::model::transformer::attention::finfo;
 
 /// The contexts of one prompt batch.
 #[derive(Clone, Debug)]
@@ -53,12 +54,7 @@ pub fn embeddings_processor_key_ops() -> SDOps {
 /// `(mask − 1)·finfo(dtype).max` as `[B, 1, 1, T]`: 0 for tokens, the most negative value for padding.
 pub fn convert_to_additive_mask(attention_mask: &Tensor, dtype: DType) -> Result<Tensor> {
     let (b, t) = attention_mask.dims2()?;
-    let max = match dtype {
-        DType::F16 => 65504.0,
-        DType::BF16 => 3.389_531_389_251_535e38,
-        DType::F64 => f64::MAX,
-        _ => f32::MAX as f64,
-    };
+    let max = -finfo(dtype).0;
     let m = attention_mask
         .to_dtype(DType::F64)?
         .affine(1.0, -1.0)?

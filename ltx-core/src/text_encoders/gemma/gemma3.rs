@@ -17,7 +17,7 @@ use candle_nn::{Embedding, Linear, VarBuilder};
 
 use super::config::Gemma3TextConfig;
 use crate::kernels::activations::gelu_tanh;
-use crate::model::transformer::attention::scaled_dot_product_attention_with_scale;
+use crate::model::transformer::attention::{finfo, scaled_dot_product_attention_with_scale};
 
 /// Gemma's RMSNorm: `x / √(mean(x²) + eps) · (1 + w)` in f32, cast back.
 #[derive(Clone, Debug)]
@@ -104,6 +104,36 @@ fn rotate_half(x: &Tensor) -> Result<Tensor> {
     let x1 = x.narrow(D::Minus1, 0, d / 2)?;
     let x2 = x.narrow(D::Minus1, d / 2, d - d / 2)?;
     Tensor::cat(&[&x2.neg()?, &x1], D::Minus1)
+}
+
+/// The additive bias of a masked key for a model in `dtype`: the reference's `finfo(dtype).min`
+/// (finite once the mask is cast to `dtype`, which `f32::MIN` is not in bf16 or f16), no lower
+/// than f32's since the scores are f32.
+fn masked_bias(dtype: DType) -> f32 {
+    finfo(dtype).0.max(f32::MIN as f64) as f32
+}
+
+/// Additive mask rows `[n, keep.len()]` of the queries at positions `start..start + n`, appended
+/// to `out`: 0 where key `j` is a token (`keep[j] != 0`), `j <= i` and, with a `window`,
+/// `j + window > i`; `masked` elsewhere.
+fn push_mask_rows(
+    out: &mut Vec<f32>,
+    keep: &[f32],
+    start: usize,
+    n: usize,
+    window: Option<usize>,
+    masked: f32,
+) {
+    for i in start..start + n {
+        out.extend(keep.iter().enumerate().map(|(j, &valid)| {
+            let ok = valid != 0.0 && j <= i && window.is_none_or(|w| j + w > i);
+            if ok {
+                0.0
+            } else {
+                masked
+            }
+        }));
+    }
 }
 
 impl Gemma3TextModel {
@@ -199,13 +229,13 @@ impl Gemma3TextModel {
 
     /// One decoder layer on `x` `[B, T, hidden]`. With `cache`, the new keys and values are
     /// appended to the layer's cached ones and the queries attend to all of them (`mask` then has
-    /// one column per cached + new position).
+    /// one column per cached + new position). `mask` `None`: every key is attended.
     fn layer_forward(
         &self,
         layer: &Layer,
         x: &Tensor,
         (cos, sin): (&Tensor, &Tensor),
-        mask: &Tensor,
+        mask: Option<&Tensor>,
         cache: Option<&mut Option<(Tensor, Tensor)>>,
     ) -> Result<Tensor> {
         let (b, t, _) = x.dims3()?;
@@ -252,13 +282,17 @@ impl Gemma3TextModel {
         };
         let (k, v) = (expand(k)?, expand(v)?);
         let attn = match self.cfg.attn_logit_softcapping {
-            None => scaled_dot_product_attention_with_scale(&q, &k, &v, Some(mask), scale)?,
+            None => scaled_dot_product_attention_with_scale(&q, &k, &v, mask, scale)?,
             Some(cap) => {
                 let s = (q
                     .to_dtype(DType::F32)?
                     .matmul(&k.to_dtype(DType::F32)?.t()?)?
                     * scale)?;
-                let s = ((s / cap)?.tanh()? * cap)?.broadcast_add(&mask.to_dtype(DType::F32)?)?;
+                let s = ((s / cap)?.tanh()? * cap)?;
+                let s = match mask {
+                    Some(m) => s.broadcast_add(&m.to_dtype(DType::F32)?)?,
+                    None => s,
+                };
                 candle_nn::ops::softmax_last_dim(&s)?
                     .matmul(&v.to_dtype(DType::F32)?)?
                     .to_dtype(dtype)?
@@ -305,19 +339,19 @@ impl Gemma3TextModel {
         let device = x.device().clone();
         let start = cache.len;
         let total = start + n;
-        let window = self.cfg.sliding_window;
-        let mask = |sliding: bool| -> Result<Tensor> {
-            let mut m = vec![0f32; n * total];
-            for i in 0..n {
-                let pos = start + i;
-                for j in 0..total {
-                    let ok = j <= pos && (!sliding || j + window > pos);
-                    m[i * total + j] = if ok { 0.0 } else { f32::MIN };
-                }
+        // every cached key is a token: only the causal and sliding limits mask, and a mask that
+        // masks nothing is dropped (a single query then takes the fused kernel on Metal)
+        let keep = vec![1f32; total];
+        let mask = |window: Option<usize>| -> Result<Option<Tensor>> {
+            let mut m = Vec::with_capacity(n * total);
+            push_mask_rows(&mut m, &keep, start, n, window, masked_bias(dtype));
+            if m.iter().all(|&x| x == 0.0) {
+                return Ok(None);
             }
-            Tensor::from_vec(m, (1, 1, n, total), &device)
+            Tensor::from_vec(m, (1, 1, n, total), &device).map(Some)
         };
-        let (full_mask, sliding_mask) = (mask(false)?, mask(true)?);
+        let full_mask = mask(None)?;
+        let sliding_mask = mask(Some(self.cfg.sliding_window))?;
         let rope_full = self.rope(start, n, false, dtype, &device)?;
         let rope_sliding = self.rope(start, n, true, dtype, &device)?;
         for (layer, slot) in self.layers.iter().zip(cache.layers.iter_mut()) {
@@ -326,7 +360,7 @@ impl Gemma3TextModel {
             } else {
                 (&rope_full, &full_mask)
             };
-            x = self.layer_forward(layer, &x, (&rope.0, &rope.1), mask, Some(slot))?;
+            x = self.layer_forward(layer, &x, (&rope.0, &rope.1), mask.as_ref(), Some(slot))?;
         }
         cache.len = total;
         Ok(self.norm.forward(&x)?)
@@ -373,23 +407,18 @@ impl Gemma3TextModel {
         }
     }
 
-    /// Additive masks `[B, 1, T, T]` (0 = attend, f32 minimum = masked) for full and sliding layers.
+    /// Additive masks `[B, 1, T, T]` (0 = attend, [`masked_bias`] = masked) for full and sliding
+    /// layers, in f32 (f64 for an f64 model).
     fn masks(&self, attention_mask: &Tensor, dtype: DType) -> Result<(Tensor, Tensor)> {
         let (b, t) = attention_mask.dims2()?;
         let keep: Vec<Vec<f32>> = attention_mask.to_dtype(DType::F32)?.to_vec2::<f32>()?;
-        let window = self.cfg.sliding_window;
-        let min = f32::MIN;
-        let mut full = vec![0f32; b * t * t];
-        let mut sliding = vec![0f32; b * t * t];
-        for (bi, row) in keep.iter().enumerate() {
-            for i in 0..t {
-                for (j, &valid) in row.iter().enumerate() {
-                    let ok = j <= i && valid != 0.0;
-                    let idx = (bi * t + i) * t + j;
-                    full[idx] = if ok { 0.0 } else { min };
-                    sliding[idx] = if ok && j + window > i { 0.0 } else { min };
-                }
-            }
+        let masked = masked_bias(dtype);
+        let window = Some(self.cfg.sliding_window);
+        let mut full = Vec::with_capacity(b * t * t);
+        let mut sliding = Vec::with_capacity(b * t * t);
+        for row in &keep {
+            push_mask_rows(&mut full, row, 0, t, None, masked);
+            push_mask_rows(&mut sliding, row, 0, t, window, masked);
         }
         let dev = attention_mask.device();
         let mk = |v: Vec<f32>| -> Result<Tensor> {
@@ -436,7 +465,7 @@ impl Gemma3TextModel {
             } else {
                 &full_mask
             };
-            x = self.layer_forward(layer, &x, (cos, sin), mask, None)?;
+            x = self.layer_forward(layer, &x, (cos, sin), Some(mask), None)?;
             states.push(x.clone());
         }
         // the last state is returned after the final norm
@@ -455,4 +484,60 @@ pub fn gemma_llm_key_ops() -> crate::loader::SDOps {
         .with_replacement("language_model.model.", "")
         .with_matching("model.language_model.", "")
         .with_replacement("model.language_model.", "")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A left-padded prompt: the first two of five positions are padding.
+    const KEEP: [f32; 5] = [0., 0., 1., 1., 1.];
+
+    #[test]
+    fn mask_rows_are_causal_padded_and_windowed() {
+        let x = -1.0;
+        let mut m = Vec::new();
+        push_mask_rows(&mut m, &KEEP, 0, 5, Some(2), x);
+        let want = [
+            [x, x, x, x, x],
+            [x, x, x, x, x],
+            [x, x, 0., x, x],
+            [x, x, 0., 0., x],
+            [x, x, x, 0., 0.],
+        ];
+        assert_eq!(m, want.concat());
+        // decoding positions 3 and 4 of an unpadded sequence
+        let mut m = Vec::new();
+        push_mask_rows(&mut m, &[1.; 5], 3, 2, None, x);
+        assert_eq!(m, [[0., 0., 0., 0., x], [0.; 5]].concat());
+    }
+
+    #[test]
+    fn masked_bias_is_the_dtype_minimum_within_f32() {
+        // f32 (and f64) models keep the bias they always had
+        assert_eq!(masked_bias(DType::F32), f32::MIN);
+        assert_eq!(masked_bias(DType::F64), f32::MIN);
+        assert_eq!(masked_bias(DType::F16), -65504.0);
+        assert_eq!(masked_bias(DType::BF16) as f64, finfo(DType::BF16).0);
+    }
+
+    /// The padding rows of a left-padded prompt mask every key; cast to a half dtype (as the
+    /// fused Metal path does) the mask stays finite and those rows stay finite through attention.
+    #[test]
+    fn fully_masked_padding_rows_stay_finite_in_half_dtypes() -> Result<()> {
+        let dev = Device::Cpu;
+        for dtype in [DType::BF16, DType::F16] {
+            let mut m = Vec::new();
+            push_mask_rows(&mut m, &KEEP, 0, 5, None, masked_bias(dtype));
+            let mask = Tensor::from_vec(m, (1, 1, 5, 5), &dev)?.to_dtype(dtype)?;
+            let values = mask.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+            assert!(values.iter().all(|x| x.is_finite()), "{dtype:?}");
+            let qkv = || Tensor::randn(0f32, 1., (1, 2, 5, 4), &dev)?.to_dtype(dtype);
+            let (q, k, v) = (qkv()?, qkv()?, qkv()?);
+            let out = scaled_dot_product_attention_with_scale(&q, &k, &v, Some(&mask), 0.5)?;
+            let out = out.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+            assert!(out.iter().all(|x| x.is_finite()), "{dtype:?}: {out:?}");
+        }
+        Ok(())
+    }
 }
