@@ -5,6 +5,7 @@ mod args;
 mod bench;
 mod hub;
 mod info;
+mod noise;
 mod parity;
 mod progress;
 mod run;
@@ -72,6 +73,9 @@ enum Command {
     Info(info::Args),
     /// Run reference fixtures (files or folders of .safetensors) and compare every output.
     Parity(parity::Args),
+    /// Print the standard normals a seed gives (torch's CPU or CUDA generator, or ltx-rs's own),
+    /// one value per line: the noise a run with --noise KIND --seed S draws.
+    Noise(noise::Args),
     /// Time a component against the PyTorch reference on this machine.
     #[command(subcommand)]
     Bench(bench::Command),
@@ -102,6 +106,7 @@ fn main() -> Result<()> {
             generate::distilled(args, &device, dtype)
         }
         Command::Info(args) => info::run(&args),
+        Command::Noise(args) => noise::run(&args),
         Command::OneStage(args) => generate::one_stage(args, &device, dtype),
         Command::TwoStage(args) => generate::two_stage(args, &device, dtype),
         Command::A2vid(args) => generate::a2vid(args, &device, dtype),

@@ -125,6 +125,16 @@ fn bad_inputs_are_refused_before_the_weights() {
         ("generate", args(&["--num-frames", "120"]), "8k + 1".into()),
         (
             "generate",
+            args(&["--max-memory", "0"]),
+            "not a positive number of gigabytes".into(),
+        ),
+        (
+            "distilled",
+            args(&["--offload", "ram"]),
+            "invalid value 'ram'".into(),
+        ),
+        (
+            "generate",
             args(&["--width", "700"]),
             "divisible by 64".into(),
         ),
@@ -261,4 +271,81 @@ fn stg_blocks_are_checked_against_the_model_and_a_missing_version_warns() {
         "{e}"
     );
     assert!(!out.exists());
+}
+
+/// Runs the tiny distilled pipeline with `extra` into `out`.
+fn tiny_distilled(dir: &Path, out: &Path, extra: &[&str]) -> Output {
+    let cache = std::env::temp_dir().join("ltx-rs-test-cache");
+    let tiny = ltx_pipelines::tiny::ensure_tiny_model(&cache).unwrap();
+    ltx(&dir.join("hf"))
+        .env("RUST_LOG", "ltx_pipelines=info")
+        .args(["distilled", "--prompt", "a cat", "--num-frames", "9"])
+        .args(["--height", "64", "--width", "64"])
+        .arg("--checkpoint-path")
+        .arg(&tiny.checkpoint)
+        .arg("--gemma-root")
+        .arg(&tiny.gemma_root)
+        .arg("--spatial-upsampler-path")
+        .arg(&tiny.spatial_upsampler)
+        .arg("--output-path")
+        .arg(out)
+        .args(extra)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn offloaded_runs_match_resident_ones_and_short_budgets_are_refused_first() {
+    use ltx_pipelines::utils::model_ledger::ModelLedger;
+    let dir = tempfile::tempdir().unwrap();
+    let cache = std::env::temp_dir().join("ltx-rs-test-cache");
+    let tiny = ltx_pipelines::tiny::ensure_tiny_model(&cache).unwrap();
+    let ledger = ModelLedger::new(
+        candle_core::DType::F32,
+        candle_core::Device::Cpu,
+        tiny.checkpoint.clone(),
+        None,
+        None,
+        vec![],
+    )
+    .unwrap();
+    let size = ledger.transformer_size().unwrap();
+    let gb = |bytes: u64| format!("{}", bytes as f64 / (1u64 << 30) as f64);
+    // every block streamed: what is outside the blocks plus the the block in use and the next one as stored
+    let floor = size.resident
+        + size.blocks.iter().max().unwrap()
+        + size.blocks_stored.iter().max().unwrap();
+    let resident = dir.path().join("resident.mp4");
+    let o = tiny_distilled(dir.path(), &resident, &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let streamed = dir.path().join("streamed.mp4");
+    let budget = gb(floor + 1024);
+    let o = tiny_distilled(
+        dir.path(),
+        &streamed,
+        &["--offload", "disk", "--max-memory", &budget],
+    );
+    let e = stderr(&o);
+    assert!(o.status.success(), "{e}");
+    assert!(e.contains("0 of 2 blocks resident"), "{e}");
+    assert_eq!(
+        std::fs::read(&resident).unwrap(),
+        std::fs::read(&streamed).unwrap()
+    );
+    // a budget under the floor, or under the whole model without offload: refused before the
+    // text encoder runs, naming the transformer
+    let short = dir.path().join("short.mp4");
+    for extra in [
+        vec!["--offload", "disk", "--max-memory", "0.0000001"],
+        vec!["--max-memory", "0.0000001"],
+    ] {
+        let o = tiny_distilled(dir.path(), &short, &extra);
+        let e = stderr(&o);
+        assert!(!o.status.success(), "{e}");
+        assert!(
+            e.contains("the transformer needs") && e.contains("over the budget"),
+            "{e}"
+        );
+        assert!(!e.contains("encoding") && !short.exists(), "{e}");
+    }
 }

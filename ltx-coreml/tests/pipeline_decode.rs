@@ -55,6 +55,7 @@ fn distilled_pipeline_decodes_through_an_exported_package() {
     let req = GenerationRequest {
         prompt: "a red kite over the sea".into(),
         seed: 7,
+        noise: Default::default(),
         height,
         width,
         num_frames: frames_n,

@@ -30,11 +30,13 @@ mod guider;
 mod latent_upsampler;
 mod lora_fuse;
 mod media_resize;
+mod noise;
 mod patchifier;
 mod pipeline_masks;
 mod pipeline_params;
 mod scheduler;
 mod transformer;
+pub use transformer::modality_from;
 mod video_vae;
 
 /// What a component runner returns: `(output name, actual tensor)` pairs.
@@ -266,6 +268,7 @@ pub fn run_fixture(path: &Path, device: &Device) -> Result<Vec<OutputCheck>> {
         "denoise_loop" => denoise_loop::run(&fx, &inputs, device)?,
         "lora_fuse" => lora_fuse::run(&fx, &inputs, device)?,
         "media_resize" => media_resize::run(&fx, &inputs, device)?,
+        "noise" => noise::run(&fx, device)?,
         "ic_lora_mask" => pipeline_masks::run_ic_lora(&fx, &inputs, device)?,
         "retake_mask" => pipeline_masks::run_retake(&fx, device)?,
         "vocoder" => audio_vae::run_vocoder(&fx, &inputs, device)?,

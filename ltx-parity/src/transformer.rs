@@ -78,26 +78,42 @@ fn modality(
     device: &Device,
 ) -> Result<Option<Modality>> {
     let key = |k: &str| format!("{name}_{k}");
-    if !inputs.contains(&key("latent")) {
+    modality_from(
+        &|k| {
+            if inputs.contains(&key(k)) {
+                Ok(Some(fx.input(inputs, &key(k), device)?))
+            } else {
+                Ok(None)
+            }
+        },
+        dtype,
+    )
+}
+
+/// One stream's [`Modality`] from its named tensors (`latent`, `sigma`, `timesteps`,
+/// `positions`, `context`, optional `context_mask` / `attention_mask`); `None` without a latent.
+/// Latent, positions, context and the attention mask are cast to `dtype`.
+pub fn modality_from(
+    get: &dyn Fn(&str) -> Result<Option<Tensor>>,
+    dtype: DType,
+) -> Result<Option<Modality>> {
+    let Some(latent) = get("latent")? else {
         return Ok(None);
-    }
-    let get = |k: &str| fx.input(inputs, &key(k), device);
-    let opt = |k: &str| -> Result<Option<Tensor>> {
-        if inputs.contains(&key(k)) {
-            Ok(Some(inputs.raw_tensor(&key(k), device)?))
-        } else {
-            Ok(None)
-        }
+    };
+    let need = |k: &str| -> Result<Tensor> {
+        get(k)?.ok_or_else(|| {
+            ltx_core::Error::InvalidInput(format!("a modality without `{k}`")).into()
+        })
     };
     Ok(Some(Modality {
-        latent: get("latent")?.to_dtype(dtype)?,
-        sigma: get("sigma")?,
-        timesteps: get("timesteps")?,
-        positions: get("positions")?.to_dtype(dtype)?,
-        context: get("context")?.to_dtype(dtype)?,
+        latent: latent.to_dtype(dtype)?,
+        sigma: need("sigma")?,
+        timesteps: need("timesteps")?,
+        positions: need("positions")?.to_dtype(dtype)?,
+        context: need("context")?.to_dtype(dtype)?,
         enabled: true,
-        context_mask: opt("context_mask")?,
-        attention_mask: match opt("attention_mask")? {
+        context_mask: get("context_mask")?,
+        attention_mask: match get("attention_mask")? {
             Some(m) => Some(m.to_dtype(DType::F32)?.to_dtype(dtype)?),
             None => None,
         },

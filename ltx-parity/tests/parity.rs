@@ -25,7 +25,7 @@ fn fixture(name: &str) -> PathBuf {
 fn every_committed_fixture_matches_the_reference() {
     let files = collect_fixtures(&[fixtures_dir()]).unwrap();
     assert!(
-        files.len() >= 93,
+        files.len() >= 94,
         "expected the committed fixtures, found {}",
         files.len()
     );
@@ -81,6 +81,7 @@ fn every_committed_fixture_matches_the_reference() {
         "ic_lora_mask",
         "retake_mask",
         "gemma_generate",
+        "noise",
     ] {
         assert!(components.contains(needed), "no fixture covers {needed}");
     }

@@ -6,7 +6,6 @@
 
 use std::path::PathBuf;
 
-use ltx_core::components::noisers::NoiseGenerator;
 use ltx_core::types::{Audio, AudioLatentParams, AudioLatentShape};
 
 use crate::media::audio::load_audio;
@@ -17,7 +16,7 @@ use crate::utils::request::GuidedRequest;
 use crate::utils::stages::{
     guided_stage, GuidedAudio, Sampler, StageTwo, TwoStageFlow, TwoStageLedgers,
 };
-use crate::utils::types::{ProgressEvent, RunIo};
+use crate::utils::types::{PipelineNoise, ProgressEvent, RunIo};
 use crate::{Error, Result};
 
 /// The soundtrack to generate a video for.
@@ -46,7 +45,7 @@ impl A2VidTwoStagePipeline {
         guidance.validate()?;
         let stage_1 = &self.ledgers.stage_1;
         let decoded = load_audio(&input.path, input.start_time, input.max_duration)?.into_stereo();
-        let mut noise = NoiseGenerator::new(req.seed);
+        let mut noise = PipelineNoise::new(req.noise, req.seed);
 
         progress(ProgressEvent::Stage {
             name: "audio encode",

@@ -6,7 +6,6 @@
 //! Each component is built from the ledger when its stage starts and dropped when it ends; the
 //! transformer serves both stages.
 
-use ltx_core::components::noisers::NoiseGenerator;
 use ltx_core::types::Audio;
 
 use crate::utils::blocks::{encode_prompt, ConditioningEncoder};
@@ -14,6 +13,7 @@ use crate::utils::helpers::ImageConditioningMode;
 use crate::utils::model_ledger::ModelLedger;
 pub use crate::utils::request::{GenerationRequest, ImageConditioningInput};
 use crate::utils::stages::{distilled_stage_1, Sampler, StageTwo, TwoStageFlow};
+use crate::utils::types::PipelineNoise;
 pub use crate::utils::types::{ProgressEvent, RunIo};
 use crate::Result;
 
@@ -35,7 +35,7 @@ impl DistilledPipeline {
         let RunIo { progress, sink } = io;
         req.validate(true)?;
         let ledger = &self.ledger;
-        let mut noise = NoiseGenerator::new(req.seed);
+        let mut noise = PipelineNoise::new(req.noise, req.seed);
         let contexts = encode_prompt(ledger, req, progress)?;
         let shape1 = req.pixel_shape(2);
         let conds1 = ConditioningEncoder::new(ledger)?.images(

@@ -13,6 +13,17 @@ pub enum Error {
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
 
+    #[error(
+        "the {component} needs {needed_mb} MB of weights in memory, over the budget of \
+         {budget_mb} MB: {hint}"
+    )]
+    MemoryBudget {
+        component: &'static str,
+        needed_mb: u64,
+        budget_mb: u64,
+        hint: &'static str,
+    },
+
     #[error("cannot read or write `{path}`: {source}")]
     Io {
         path: PathBuf,

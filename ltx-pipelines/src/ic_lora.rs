@@ -13,7 +13,6 @@
 use std::path::PathBuf;
 
 use candle_core::DType;
-use ltx_core::components::noisers::NoiseGenerator;
 use ltx_core::conditioning::{
     AttentionStrength, ConditioningItem, ConditioningItemAttentionStrengthWrapper,
     VideoConditionByReferenceLatent,
@@ -30,7 +29,7 @@ use crate::utils::helpers::ImageConditioningMode;
 use crate::utils::model_ledger::ModelLedger;
 use crate::utils::request::GenerationRequest;
 use crate::utils::stages::{distilled_stage_1, Sampler, StageTwo, TwoStageFlow};
-use crate::utils::types::{ProgressEvent, RunIo};
+use crate::utils::types::{PipelineNoise, ProgressEvent, RunIo};
 use crate::{Error, Result};
 
 /// A control video and its conditioning strength (`--video-conditioning PATH STRENGTH`).
@@ -219,7 +218,7 @@ impl ICLoraPipeline {
     pub fn run(&self, req: &GenerationRequest, ic: &IcLoraRequest, io: RunIo) -> Result<Audio> {
         let RunIo { progress, sink } = io;
         self.validate(req, ic)?;
-        let mut noise = NoiseGenerator::new(req.seed);
+        let mut noise = PipelineNoise::new(req.noise, req.seed);
         let contexts = encode_prompt(&self.stage_1, req, progress)?;
         progress(ProgressEvent::Stage {
             name: "encode conditionings",

@@ -11,7 +11,7 @@
 use std::path::PathBuf;
 
 use candle_core::{DType, Tensor};
-use ltx_core::components::noisers::NoiseGenerator;
+use ltx_core::components::noisers::NoiseKind;
 use ltx_core::components::schedulers::Ltx2Scheduler;
 use ltx_core::conditioning::ConditioningItem;
 pub use ltx_core::conditioning::TemporalRegionMask;
@@ -29,7 +29,7 @@ use crate::utils::helpers::{StageAudio, StageInputs};
 use crate::utils::model_ledger::ModelLedger;
 use crate::utils::request::{GuidanceRequest, PromptEnhancement};
 use crate::utils::stages::{run_stage, Sampler, Stage};
-use crate::utils::types::{ProgressEvent, RunIo};
+use crate::utils::types::{PipelineNoise, ProgressEvent, RunIo};
 use crate::{Error, Result};
 
 /// What a retake regenerates.
@@ -41,6 +41,8 @@ pub struct RetakeRequest {
     pub start_time: f64,
     pub end_time: f64,
     pub seed: u64,
+    /// The generator `seed` seeds.
+    pub noise: NoiseKind,
     /// `false`: the whole video is regenerated (the source still starts the denoising).
     pub regenerate_video: bool,
     /// `false`: the soundtrack is kept as it is.
@@ -155,7 +157,7 @@ impl RetakePipeline {
         }
         let ledger = &self.ledger;
         let (dtype, device) = (ledger.dtype, ledger.device.clone());
-        let mut noise = NoiseGenerator::new(req.seed);
+        let mut noise = PipelineNoise::new(req.noise, req.seed);
         let shape = VideoPixelShape {
             batch: 1,
             frames: src.frames,

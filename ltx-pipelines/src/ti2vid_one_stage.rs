@@ -2,7 +2,6 @@
 //! resolution with the full (non-distilled) model, the LTX-2 scheduler and multimodal guidance
 //! (CFG against the negative prompt, STG, modality guidance, rescale).
 
-use ltx_core::components::noisers::NoiseGenerator;
 use ltx_core::types::Audio;
 
 use crate::utils::blocks::decode_outputs;
@@ -10,7 +9,7 @@ use crate::utils::helpers::ImageConditioningMode;
 use crate::utils::model_ledger::ModelLedger;
 pub use crate::utils::request::{GenerationRequest, GuidanceRequest, GuidedRequest};
 use crate::utils::stages::{guided_stage, GuidedAudio, Sampler};
-use crate::utils::types::RunIo;
+use crate::utils::types::{PipelineNoise, RunIo};
 use crate::Result;
 
 /// The one-stage pipeline.
@@ -28,7 +27,7 @@ impl TI2VidOneStagePipeline {
         req.validate(false)?;
         guidance.validate()?;
         let shape = req.pixel_shape(1);
-        let mut noise = NoiseGenerator::new(req.seed);
+        let mut noise = PipelineNoise::new(req.noise, req.seed);
         let stage = guided_stage(
             &self.ledger,
             (req, guidance),

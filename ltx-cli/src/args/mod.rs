@@ -8,7 +8,10 @@ pub mod pipelines;
 
 use std::path::PathBuf;
 
+use ltx_core::components::noisers::NoiseKind;
+use ltx_core::components::torch_random::CudaLaunchLayout;
 use ltx_core::device::{DTypeChoice, DeviceChoice};
+use ltx_pipelines::utils::offload::{MemoryPolicy, Offload};
 
 /// `--device`.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -114,6 +117,54 @@ pub struct ModelArgs {
     pub weights: WeightArgs,
     #[command(flatten)]
     pub vae: VaeBackendArgs,
+    #[command(flatten)]
+    pub memory: MemoryArgs,
+}
+
+/// `--offload`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum OffloadArg {
+    /// Every transformer weight resident in the compute dtype.
+    #[default]
+    None,
+    /// Blocks over the budget kept in host memory as stored (e.g. bf16) and built per use.
+    Cpu,
+    /// Blocks over the budget read from the checkpoint file one block ahead of use.
+    Disk,
+}
+
+/// Where the transformer's weights live while it runs.
+#[derive(clap::Args, Debug)]
+pub struct MemoryArgs {
+    /// Stream the transformer blocks that `--max-memory` cannot hold (same results, bit for bit).
+    #[arg(long, value_enum, default_value_t = OffloadArg::None)]
+    pub offload: OffloadArg,
+    /// Budget for the transformer's weights in GB (default with `--offload`: the host's free
+    /// memory on the CPU, every block streamed on a GPU; without: no limit). Activations come on
+    /// top of it.
+    #[arg(long, value_name = "GB", value_parser = parse_gigabytes)]
+    pub max_memory: Option<u64>,
+}
+
+impl MemoryArgs {
+    pub fn policy(&self) -> MemoryPolicy {
+        MemoryPolicy {
+            offload: match self.offload {
+                OffloadArg::None => Offload::None,
+                OffloadArg::Cpu => Offload::Cpu,
+                OffloadArg::Disk => Offload::Disk,
+            },
+            max_memory: self.max_memory,
+        }
+    }
+}
+
+/// A positive, finite number of gigabytes (GiB) as bytes.
+fn parse_gigabytes(s: &str) -> std::result::Result<u64, String> {
+    match s.parse::<f64>() {
+        Ok(gb) if gb.is_finite() && gb > 0.0 => Ok((gb * (1u64 << 30) as f64) as u64),
+        _ => Err(format!("`{s}` is not a positive number of gigabytes")),
+    }
 }
 
 /// What the guided (full-model) pipelines take: the common flags and the guidance.
@@ -125,7 +176,8 @@ pub struct GuidedArgs {
     pub guidance: GuidanceArgs,
 }
 
-/// LoRAs, prompt enhancement, decoding and overwriting: what every generation command takes.
+/// LoRAs, prompt enhancement, decoding, overwriting and the noise generator: what every
+/// generation command takes.
 #[derive(clap::Args, Debug)]
 pub struct RunArgs {
     /// LoRA: PATH [STRENGTH] (repeatable).
@@ -143,6 +195,53 @@ pub struct RunArgs {
     /// Overwrite an existing output file.
     #[arg(long)]
     pub force: bool,
+    #[command(flatten)]
+    pub noise: NoiseArgs,
+}
+
+/// `--noise`: which random generator the seed drives.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum NoiseArg {
+    /// torch's CPU generator: the reference's noise, bit for bit, for the reference run on a CPU.
+    #[default]
+    TorchCpu,
+    /// torch's CUDA generator on a GPU with --noise-sms multiprocessors (the reference run on
+    /// that GPU; values within ~1e-6 of it).
+    TorchCuda,
+    /// ltx-rs's own Philox stream (matches no torch generator).
+    Ltx,
+}
+
+/// The noise generator and, for torch's CUDA generator, the GPU whose launch grid it follows.
+#[derive(clap::Args, Debug, Clone, Copy)]
+pub struct NoiseArgs {
+    /// Random generator the seed drives (the initial noise and the res_2s SDE noise, drawn as the
+    /// reference draws them).
+    #[arg(long = "noise", value_enum, default_value_t)]
+    pub kind: NoiseArg,
+    /// Multiprocessor count of the GPU to reproduce with --noise torch-cuda (H100 / H200: 132,
+    /// A100: 108); 2048 threads per multiprocessor are assumed.
+    #[arg(long, value_name = "N", default_value_t = 132, value_parser = clap::value_parser!(u32).range(1..))]
+    pub noise_sms: u32,
+}
+
+impl NoiseArgs {
+    pub fn kind(&self) -> NoiseKind {
+        self.kind.with_multiprocessors(self.noise_sms)
+    }
+}
+
+impl NoiseArg {
+    /// The generator, with `multiprocessors` for torch's CUDA generator.
+    pub fn with_multiprocessors(self, multiprocessors: u32) -> NoiseKind {
+        match self {
+            Self::TorchCpu => NoiseKind::TorchCpu,
+            Self::TorchCuda => {
+                NoiseKind::TorchCuda(CudaLaunchLayout::with_multiprocessors(multiprocessors))
+            }
+            Self::Ltx => NoiseKind::Ltx,
+        }
+    }
 }
 
 /// Where the weights come from: local files, the Hugging Face Hub, or the built-in tiny model.

@@ -16,8 +16,8 @@ use ltx_core::model::video_vae::{
 use serde_json::{json, Value};
 
 use super::{
-    compare_sides, read_input, require_cpu_f32, threads, time_runs, value_name, workdir, Bench,
-    CommonArgs, Side, WorkerArgs,
+    compare_sides, input_dict, read_input, require_cpu_f32, threads, time_runs, value_name,
+    workdir, Bench, CommonArgs, Side, WorkerArgs,
 };
 
 /// The released vocoders.
@@ -458,13 +458,7 @@ pub(super) fn worker_text_encoder(args: &WorkerArgs, device: &Device, dtype: DTy
     let cfg = Gemma3TextConfig::from_json(&files.config()?)?;
     let sd = std::sync::Arc::new(files.state_dict(&gemma_llm_key_ops())?);
     let model = Gemma3TextModel::new(&cfg, sd.var_builder(dtype, device))?;
-    let io = std::sync::Arc::new(
-        files.state_dict(
-            &ltx_core::loader::SDOps::new("INPUT")
-                .with_matching("input.", "")
-                .with_replacement("input.", ""),
-        )?,
-    );
+    let io = input_dict(&files)?;
     let ids = io.raw_tensor("input_ids", device)?;
     let mask = io.raw_tensor("attention_mask", device)?;
     drop((io, sd, files));

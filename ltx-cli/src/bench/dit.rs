@@ -14,14 +14,15 @@ use ltx_core::device::DTypeChoice;
 use ltx_core::loader::synthetic::{random_weights, save_safetensors, SplitMix64};
 use ltx_core::loader::SafetensorsFiles;
 use ltx_core::model::transformer::presets::{released_transformer_config, TransformerLayout};
-use ltx_core::model::transformer::{
-    ltxv_model_comfy_renaming_map, LtxModel, LtxModelConfig, LtxModelType, Modality,
-};
+use ltx_core::model::transformer::{LtxModel, LtxModelConfig, LtxModelType, Modality};
 use ltx_core::tools::{AudioLatentTools, LatentTools, VideoLatentTools};
 use ltx_core::types::{AudioLatentShape, VideoLatentShape};
+use ltx_pipelines::utils::model_ledger::ModelLedger;
 use serde_json::json;
 
-use super::{compare_sides, threads, time_runs, workdir, Bench, CommonArgs, Side, WorkerArgs};
+use super::{
+    compare_sides, input_dict, threads, time_runs, workdir, Bench, CommonArgs, Side, WorkerArgs,
+};
 
 /// `--layout`.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -56,6 +57,9 @@ pub struct DitBlockArgs {
     /// Text-context tokens of each modality.
     #[arg(long, default_value_t = 1024)]
     context_tokens: usize,
+    /// Full-width blocks in the model.
+    #[arg(long, default_value_t = 1)]
+    blocks: usize,
     #[command(flatten)]
     common: CommonArgs,
 }
@@ -95,12 +99,19 @@ pub(super) fn dit_block(
     dtype: Option<DTypeChoice>,
 ) -> Result<()> {
     let side = side(device, dtype)?;
-    if args.video_tokens == 0 || args.audio_tokens == 0 || args.context_tokens == 0 {
-        bail!("--video-tokens, --audio-tokens and --context-tokens must be positive");
+    if [
+        args.video_tokens,
+        args.audio_tokens,
+        args.context_tokens,
+        args.blocks,
+    ]
+    .contains(&0)
+    {
+        bail!("--video-tokens, --audio-tokens, --context-tokens and --blocks must be positive");
     }
     let name = format!(
-        "dit_block_{:?}_{}_{}_{}.safetensors",
-        args.layout, args.video_tokens, args.audio_tokens, args.context_tokens
+        "dit_block_{:?}_{}_{}_{}_{}.safetensors",
+        args.layout, args.video_tokens, args.audio_tokens, args.context_tokens, args.blocks
     )
     .to_lowercase();
     let file = workdir(&args.common)?.join(name);
@@ -109,8 +120,10 @@ pub(super) fn dit_block(
         write_input(&file, &args)?;
     }
     println!(
-        "dit-block layout={:?} video_tokens={} audio_tokens={} context_tokens={} {} {} threads={}",
+        "dit-block layout={:?} blocks={} video_tokens={} audio_tokens={} context_tokens={} {} {} \
+         threads={}",
         args.layout,
+        args.blocks,
         args.video_tokens,
         args.audio_tokens,
         args.context_tokens,
@@ -130,7 +143,7 @@ pub(super) fn dit_block(
 /// under the checkpoint keys), the layout's config, and the `Modality` inputs of both streams
 /// (latents and contexts N(0, 1) rounded to bf16, positions from the latent tools, sigma 0.7).
 fn write_input(path: &std::path::Path, args: &DitBlockArgs) -> Result<()> {
-    let config = released_transformer_config(args.layout.into(), 1);
+    let config = released_transformer_config(args.layout.into(), args.blocks);
     let cfg = LtxModelConfig::from_checkpoint_config(&config, LtxModelType::AudioVideo)?;
     let mut tensors = random_weights(0, DType::BF16, "model.diffusion_model.", |vb| {
         LtxModel::new(&cfg, LtxModelType::AudioVideo, vb).map_err(ltx_core::Error::from)
@@ -191,39 +204,29 @@ fn modality(
     dtype: DType,
     device: &Device,
 ) -> Result<Modality> {
-    let get = |k: &str| inputs.raw_tensor(&format!("{name}_{k}"), device);
-    Ok(Modality {
-        latent: get("latent")?.to_dtype(dtype)?,
-        sigma: get("sigma")?,
-        timesteps: get("timesteps")?,
-        positions: get("positions")?.to_dtype(dtype)?,
-        context: get("context")?.to_dtype(dtype)?,
-        enabled: true,
-        context_mask: None,
-        attention_mask: None,
-    })
+    let get = |k: &str| -> ltx_parity::Result<Option<Tensor>> {
+        let key = format!("{name}_{k}");
+        match inputs.contains(&key) {
+            true => Ok(Some(inputs.raw_tensor(&key, device)?)),
+            false => Ok(None),
+        }
+    };
+    ltx_parity::modality_from(&get, dtype)?
+        .ok_or_else(|| anyhow::anyhow!("the bench file has no {name} latent"))
 }
 
 /// Times one `LTXModel` velocity forward of both streams.
 pub(super) fn worker_dit_block(args: &WorkerArgs, device: &Device, dtype: DType) -> Result<()> {
+    // the pipelines' own loading path, so `--offload` / `--max-memory` apply
+    let mut ledger =
+        ModelLedger::new(dtype, device.clone(), args.file.clone(), None, None, vec![])?;
+    ledger.memory = args.memory.policy();
+    let model = ledger.transformer()?.velocity_model;
     let files = SafetensorsFiles::open(&[&args.file])?;
-    let cfg = LtxModelConfig::from_checkpoint_config(&files.config()?, LtxModelType::AudioVideo)?;
-    let sd = Arc::new(files.state_dict(&ltxv_model_comfy_renaming_map())?);
-    let model = LtxModel::new(
-        &cfg,
-        LtxModelType::AudioVideo,
-        sd.var_builder(dtype, device),
-    )?;
-    let inputs = Arc::new(
-        files.state_dict(
-            &ltx_core::loader::SDOps::new("INPUT")
-                .with_matching("input.", "")
-                .with_replacement("input.", ""),
-        )?,
-    );
+    let inputs = input_dict(&files)?;
     let video = modality(&inputs, "video", dtype, device)?;
     let audio = modality(&inputs, "audio", dtype, device)?;
-    drop((inputs, sd, files));
+    drop((inputs, files));
     time_runs(args, device, || {
         drop(model.forward(Some(&video), Some(&audio), None)?);
         Ok(())

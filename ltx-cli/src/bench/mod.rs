@@ -87,6 +87,9 @@ pub struct WorkerArgs {
     runs: usize,
     #[arg(long, default_value_t = 1)]
     warmup: usize,
+    /// Where the transformer's weights live (`dit-block` only).
+    #[command(flatten)]
+    memory: crate::args::MemoryArgs,
 }
 
 pub fn run(cmd: Command, device: &Device, dtype: Option<DTypeChoice>) -> Result<()> {
@@ -297,12 +300,17 @@ pub(super) fn read_input(
     dtype: DType,
     device: &Device,
 ) -> Result<Tensor> {
-    let io = std::sync::Arc::new(
-        files.state_dict(
-            &ltx_core::loader::SDOps::new("INPUT")
-                .with_matching("input.", "")
-                .with_replacement("input.", ""),
-        )?,
-    );
-    Ok(io.var_builder(dtype, device).get_unchecked(name)?)
+    Ok(input_dict(files)?
+        .var_builder(dtype, device)
+        .get_unchecked(name)?)
+}
+
+/// The `input.*` tensors of a bench file, without the prefix.
+pub(super) fn input_dict(
+    files: &SafetensorsFiles,
+) -> Result<std::sync::Arc<ltx_core::loader::StateDict>> {
+    let ops = ltx_core::loader::SDOps::new("INPUT")
+        .with_matching("input.", "")
+        .with_replacement("input.", "");
+    Ok(std::sync::Arc::new(files.state_dict(&ops)?))
 }

@@ -255,6 +255,7 @@ fn request(args: &CommonArgs, pipeline: &Pipeline, tiny: bool) -> Result<Generat
     let req = GenerationRequest {
         prompt: args.prompt.clone(),
         seed: args.seed.unwrap_or(params.seed),
+        noise: args.run.noise.kind(),
         height: args.height.unwrap_or(def_h),
         width: args.width.unwrap_or(def_w),
         num_frames: args.num_frames.unwrap_or(params.num_frames),
@@ -329,7 +330,7 @@ fn run(args: CommonArgs, pipeline: Pipeline, target: &Target) -> Result<()> {
         Some(given) => weights.distilled_lora(given.cloned(), pipeline.name())?,
         None => None,
     };
-    let mut loaded = Loaded::new(weights, loras, target)?;
+    let mut loaded = Loaded::new(weights, loras, target, args.model.memory.policy())?;
     let guidance = pipeline
         .guidance()
         .map(|g| -> Result<GuidanceRequest> {

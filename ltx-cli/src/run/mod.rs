@@ -17,6 +17,7 @@ use ltx_core::model::video_vae::TilingConfig;
 use ltx_core::types::Audio;
 use ltx_pipelines::media::video::Mp4Writer;
 use ltx_pipelines::utils::model_ledger::{LoraSpec, ModelLedger};
+use ltx_pipelines::utils::offload::MemoryPolicy;
 use ltx_pipelines::utils::types::{ProgressEvent, RunIo};
 
 use crate::args::VaeBackendArgs;
@@ -47,10 +48,16 @@ pub struct Loaded {
 }
 
 impl Loaded {
-    /// Reads the checkpoint's header and opens the ledger (which checks every path).
-    pub fn new(weights: Weights, loras: Vec<LoraSpec>, target: &Target) -> Result<Self> {
+    /// Reads the checkpoint's header and opens the ledger (which checks every path and that the
+    /// memory policy can hold the transformer).
+    pub fn new(
+        weights: Weights,
+        loras: Vec<LoraSpec>,
+        target: &Target,
+        memory: MemoryPolicy,
+    ) -> Result<Self> {
         let facts = CheckpointFacts::read(&weights)?;
-        let ledger = ModelLedger::new(
+        let mut ledger = ModelLedger::new(
             target.dtype,
             target.device.clone(),
             weights.checkpoint.clone(),
@@ -58,6 +65,8 @@ impl Loaded {
             weights.upsampler.clone(),
             loras,
         )?;
+        ledger.memory = memory;
+        ledger.check_memory()?;
         Ok(Self {
             weights,
             facts,

@@ -41,6 +41,7 @@ pub fn run(args: RetakeArgs, device: &Device, dtype: Option<DTypeChoice>) -> Res
         start_time: args.start_time,
         end_time: args.end_time,
         seed,
+        noise: args.run.noise.kind(),
         regenerate_video: !args.keep_video,
         regenerate_audio: !args.keep_audio,
         tiling: tiling(args.run.tiled_decode),
@@ -62,6 +63,7 @@ pub fn run(args: RetakeArgs, device: &Device, dtype: Option<DTypeChoice>) -> Res
         weights::resolve(&args.model.weights, needs)?,
         loras,
         &target,
+        args.model.memory.policy(),
     )?;
     let mode = if args.distilled {
         RetakeMode::Distilled

@@ -1,4 +1,5 @@
-//! Port of `ltx_core/components/`: schedulers, guiders, diffusion steps, noisers, patchifiers.
+//! Port of `ltx_core/components/`: schedulers, guiders, diffusion steps, noisers, patchifiers;
+//! plus torch's random generators, which the noisers draw from.
 
 mod beta_distribution;
 pub mod diffusion_steps;
@@ -6,3 +7,4 @@ pub mod guiders;
 pub mod noisers;
 pub mod patchifiers;
 pub mod schedulers;
+pub mod torch_random;

@@ -1,16 +1,22 @@
-//! Port of `ltx_core/components/noisers.py`, plus the seeded noise generator ltx-rs uses.
+//! Port of `ltx_core/components/noisers.py`, plus the seeded noise the pipelines draw from.
 //!
-//! torch's CPU/CUDA generators cannot be reproduced outside torch, so the reference's noise is an
-//! input wherever parity is checked (fixtures pass the reference's own draw). For real generation
-//! [`NoiseGenerator`] draws standard normals from a 64-bit seed, identically for every backend
-//! (the values are made on the CPU in f32, then cast and uploaded):
+//! The reference's `GaussianNoiser` draws `torch.randn(*latent.shape, dtype=latent.dtype,
+//! device=latent.device, generator=g)` from the pipeline's `torch.Generator(device).manual_seed(seed)`.
+//! [`SeededNoise`] reproduces that draw for the generator [`NoiseKind`] names:
 //!
-//! - **Philox4x32-10** (Salmon et al., "Parallel random numbers: as easy as 1, 2, 3", SC'11, the
-//!   Random123 reference): key `(k0, k1) = (seed & 0xffff_ffff, seed >> 32)`; counter
-//!   `(b & 0xffff_ffff, b >> 32, 0, 0)` for block index `b = 0, 1, 2, …`; 10 rounds of
-//!   `(c0, c1, c2, c3) ← (hi(M1·c2) ⊕ c1 ⊕ k0, lo(M1·c2), hi(M0·c0) ⊕ c3 ⊕ k1, lo(M0·c0))` with
-//!   `M0 = 0xD2511F53`, `M1 = 0xCD9E8D57` (32×32→64-bit products), the key bumped by
-//!   `(0x9E3779B9, 0xBB67AE85)` (wrapping) before every round but the first.
+//! - [`NoiseKind::TorchCpu`] (the default): torch's CPU generator, bit-exact (every dtype, every
+//!   shape, successive draws; [`super::torch_random`]). The same seed gives the same noise as the
+//!   reference run on the CPU, on every backend of ours (the values are made on the CPU).
+//! - [`NoiseKind::TorchCuda`]: torch's CUDA generator on a GPU of the given launch layout: the
+//!   same random words and layout as the reference run on that GPU, each value within ~1e-6 (the
+//!   GPU's `__sincosf` is a hardware approximation).
+//! - [`NoiseKind::Ltx`]: [`NoiseGenerator`], ltx-rs's own counter-based stream (below); it matches
+//!   no torch generator.
+//!
+//! [`NoiseGenerator`]'s stream:
+//!
+//! - **Philox4x32-10** ([`philox4x32_10`]): key `(k0, k1) = (seed & 0xffff_ffff, seed >> 32)`;
+//!   counter `(b & 0xffff_ffff, b >> 32, 0, 0)` for block index `b = 0, 1, 2, …`.
 //! - **Box–Muller** in f64 on each block's output words `(w0, w1, w2, w3)`: for the pairs
 //!   `(w0, w1)` and `(w2, w3)`, `u1 = (w_even + 1)/2³²` ∈ (0, 1], `u2 = w_odd/2³²` ∈ [0, 1),
 //!   `r = √(−2 ln u1)`, `θ = 2π·u2`; the block gives `r₀cos θ₀, r₀sin θ₀, r₁cos θ₁, r₁sin θ₁`
@@ -22,36 +28,14 @@
 //!
 //! `ln`, `cos` and `sin` come from the platform's libm; libms differ in the last f64 bit at most,
 //! which changes an f32-rounded value only in the rarest cases.
-//! This is not torch's generator: the same seed gives different noise than the reference.
 
 use candle_core::{DType, Device, Shape, Tensor};
 
+use super::torch_random::philox::philox4x32_10;
+use super::torch_random::{CudaLaunchLayout, TorchGenerator};
 use crate::error::{Error, Result};
 use crate::types::LatentState;
 use crate::utils::{check_broadcasts_to, check_same_shape, mul_scalar, rsub_scalar, torch_binary};
-
-/// Philox4x32-10 of `counter` under `key`.
-fn philox4x32_10(counter: [u32; 4], key: [u32; 2]) -> [u32; 4] {
-    const M0: u64 = 0xD251_1F53;
-    const M1: u64 = 0xCD9E_8D57;
-    const W0: u32 = 0x9E37_79B9;
-    const W1: u32 = 0xBB67_AE85;
-    let (mut c, mut k) = (counter, key);
-    for round in 0..10 {
-        if round > 0 {
-            k = [k[0].wrapping_add(W0), k[1].wrapping_add(W1)];
-        }
-        let p0 = M0 * c[0] as u64;
-        let p1 = M1 * c[2] as u64;
-        c = [
-            ((p1 >> 32) as u32) ^ c[1] ^ k[0],
-            p1 as u32,
-            ((p0 >> 32) as u32) ^ c[3] ^ k[1],
-            p0 as u32,
-        ];
-    }
-    c
-}
 
 /// Seeded standard-normal noise, the same on every backend (see the module docs).
 #[derive(Clone, Debug)]
@@ -111,6 +95,60 @@ impl NoiseGenerator {
     }
 }
 
+/// Which generator seeded noise comes from (`ltx … --noise`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum NoiseKind {
+    /// `torch.Generator("cpu")`: the reference run on the CPU, bit for bit.
+    #[default]
+    TorchCpu,
+    /// `torch.Generator("cuda")` on a GPU of this launch layout (values within ~1e-6).
+    TorchCuda(CudaLaunchLayout),
+    /// ltx-rs's own [`NoiseGenerator`].
+    Ltx,
+}
+
+/// A seeded noise stream of some [`NoiseKind`]: what the pipelines' noiser and SDE samplers draw
+/// from, in the reference's order and at its shapes and dtypes.
+#[derive(Clone, Debug)]
+pub enum SeededNoise {
+    Torch(TorchGenerator),
+    Ltx(NoiseGenerator),
+}
+
+impl SeededNoise {
+    /// The generator `kind` names, seeded with `seed` (`manual_seed(seed)` for torch's; a
+    /// negative Python seed is `seed + 2⁶⁴`).
+    pub fn new(kind: NoiseKind, seed: u64) -> Self {
+        match kind {
+            NoiseKind::TorchCpu => Self::Torch(TorchGenerator::cpu(seed)),
+            NoiseKind::TorchCuda(layout) => Self::Torch(TorchGenerator::cuda(seed, layout)),
+            NoiseKind::Ltx => Self::Ltx(NoiseGenerator::new(seed)),
+        }
+    }
+
+    /// The kind of generator this is.
+    pub fn kind(&self) -> NoiseKind {
+        match self {
+            Self::Torch(TorchGenerator::Cpu(..)) => NoiseKind::TorchCpu,
+            Self::Torch(TorchGenerator::Cuda(g)) => NoiseKind::TorchCuda(g.layout()),
+            Self::Ltx(_) => NoiseKind::Ltx,
+        }
+    }
+
+    /// The next standard normals of the stream as a tensor of `shape` and `dtype` on `device`.
+    pub fn randn(
+        &mut self,
+        shape: impl Into<Shape>,
+        dtype: DType,
+        device: &Device,
+    ) -> Result<Tensor> {
+        match self {
+            Self::Torch(g) => g.randn(shape, dtype, device),
+            Self::Ltx(g) => g.randn(shape, dtype, device),
+        }
+    }
+}
+
 /// A NaN or infinite noise scale is an error.
 fn check_noise_scale(noise_scale: f64) -> Result<()> {
     if !noise_scale.is_finite() {
@@ -122,7 +160,7 @@ fn check_noise_scale(noise_scale: f64) -> Result<()> {
 }
 
 /// Mixes Gaussian noise into a latent state where its denoise mask says so (the reference's
-/// `GaussianNoiser`, with the noise passed in or drawn from a [`NoiseGenerator`]).
+/// `GaussianNoiser`, with the noise passed in or drawn from a [`SeededNoise`]).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct GaussianNoiser;
 
@@ -157,11 +195,11 @@ impl GaussianNoiser {
     }
 
     /// [`Self::apply`] with the noise drawn from `generator` (the latent's shape and dtype, on its
-    /// device).
+    /// device), as the reference's noiser draws it.
     pub fn apply_seeded(
         &self,
         state: &LatentState,
-        generator: &mut NoiseGenerator,
+        generator: &mut SeededNoise,
         noise_scale: f64,
     ) -> Result<LatentState> {
         check_noise_scale(noise_scale)?;
@@ -174,26 +212,6 @@ impl GaussianNoiser {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn philox_known_answer() {
-        // Random123's kat_vectors: philox4x32 10 rounds, counter 0, key 0
-        assert_eq!(
-            philox4x32_10([0, 0, 0, 0], [0, 0]),
-            [0x6627_e8d5, 0xe169_c58d, 0xbc57_ac4c, 0x9b00_dbd8]
-        );
-        assert_eq!(
-            philox4x32_10([0xffff_ffff; 4], [0xffff_ffff; 2]),
-            [0x408f_276d, 0x41c8_3b0e, 0xa20b_c7c6, 0x6d54_51fd]
-        );
-        assert_eq!(
-            philox4x32_10(
-                [0x243f_6a88, 0x85a3_08d3, 0x1319_8a2e, 0x0370_7344],
-                [0xa409_3822, 0x299f_31d0]
-            ),
-            [0xd16c_fe09, 0x94fd_cceb, 0x5001_e420, 0x2412_6ea1]
-        );
-    }
 
     #[test]
     fn randn_tensor_matches_the_stream() -> Result<()> {
@@ -258,16 +276,21 @@ mod tests {
             GaussianNoiser.apply(&state, &noise, f64::NAN),
             Err(Error::InvalidInput(_))
         ));
-        let mut g = NoiseGenerator::new(0);
+        let mut g = SeededNoise::new(NoiseKind::Ltx, 0);
         assert!(GaussianNoiser
             .apply_seeded(&state, &mut g, f64::NAN)
             .is_err());
         // seeded: mask 0 keeps the latent, mask 1 takes the noise
-        let seeded = GaussianNoiser.apply_seeded(&state, &mut NoiseGenerator::new(3), 1.0)?;
-        let got = seeded.latent.flatten_all()?.to_vec1::<f32>()?;
-        let drawn = NoiseGenerator::new(3).normals(6);
-        assert_eq!(got[..2], drawn[..2]);
-        assert_eq!(got[4..], [1.0, 1.0]);
+        for kind in [NoiseKind::Ltx, NoiseKind::TorchCpu] {
+            let seeded =
+                GaussianNoiser.apply_seeded(&state, &mut SeededNoise::new(kind, 3), 1.0)?;
+            let got = seeded.latent.flatten_all()?.to_vec1::<f32>()?;
+            let drawn = SeededNoise::new(kind, 3)
+                .randn(6, DType::F32, &dev)?
+                .to_vec1::<f32>()?;
+            assert_eq!(got[..2], drawn[..2]);
+            assert_eq!(got[4..], [1.0, 1.0]);
+        }
         let bad = Tensor::zeros((1, 2, 2), DType::F32, &dev)?;
         assert!(matches!(
             GaussianNoiser.apply(&state, &bad, 1.0),

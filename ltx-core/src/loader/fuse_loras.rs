@@ -19,6 +19,20 @@ pub struct LoraStateDictWithStrength<'a> {
     pub strength: f64,
 }
 
+impl<'a> LoraStateDictWithStrength<'a> {
+    /// Each LoRA state dict paired with its strength (in order).
+    pub fn pair(loras: &'a [StateDict], strengths: &[f64]) -> Vec<Self> {
+        loras
+            .iter()
+            .zip(strengths)
+            .map(|(state_dict, &strength)| Self {
+                state_dict,
+                strength,
+            })
+            .collect()
+    }
+}
+
 /// What [`apply_loras`] did.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct LoraFuseReport {
@@ -46,6 +60,55 @@ fn lora_product(a: &Tensor, b: &Tensor, strength: f64) -> Result<Tensor> {
     Ok(p.to_dtype(dt)?)
 }
 
+/// The LoRA pairs that touch `key` (a model weight `<module>.weight`): `(lora index, A key, B
+/// key)`.
+fn pairs_for(key: &str, loras: &[LoraStateDictWithStrength]) -> Vec<(usize, String, String)> {
+    let Some(prefix) = key.strip_suffix(".weight") else {
+        return Vec::new();
+    };
+    let (ka, kb) = (
+        format!("{prefix}.lora_A.weight"),
+        format!("{prefix}.lora_B.weight"),
+    );
+    loras
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| l.state_dict.contains(&ka) && l.state_dict.contains(&kb))
+        .map(|(i, _)| (i, ka.clone(), kb.clone()))
+        .collect()
+}
+
+/// Checks, from the stored shapes alone (nothing is read), that every LoRA pair fits the weight
+/// it touches, and counts the weights each LoRA changes.
+pub fn check_loras(
+    model: &StateDict,
+    loras: &[LoraStateDictWithStrength],
+) -> Result<LoraFuseReport> {
+    let mut report = LoraFuseReport {
+        matched: vec![0; loras.len()],
+    };
+    for key in model.keys() {
+        for (i, ka, kb) in pairs_for(&key, loras) {
+            let sd = loras[i].state_dict;
+            let (a, b) = (
+                sd.shape_of(&ka).unwrap_or_default(),
+                sd.shape_of(&kb).unwrap_or_default(),
+            );
+            let w = model.shape_of(&key).unwrap_or_default();
+            let ok = a.len() == 2 && b.len() == 2 && a[0] == b[1] && w == [b[0], a[1]];
+            if !ok {
+                return Err(Error::ShapeMismatch {
+                    key: ka.replace(".lora_A.weight", ".lora_{A,B}.weight"),
+                    found: [b, a].concat(),
+                    expected: w,
+                });
+            }
+            report.matched[i] += 1;
+        }
+    }
+    Ok(report)
+}
+
 /// Fuses `loras` into the weights of `model` they touch and returns those fused weights (cast to
 /// `dtype`) under the model's keys; weights no LoRA touches are not returned (load them from
 /// `model` as usual). When every strength is 0 nothing is fused, like the reference.
@@ -57,45 +120,19 @@ pub fn apply_loras(
     dtype: DType,
     device: &Device,
 ) -> Result<(HashMap<String, Tensor>, LoraFuseReport)> {
-    let mut report = LoraFuseReport {
-        matched: vec![0; loras.len()],
-    };
+    let report = check_loras(model, loras)?;
     let mut fused = HashMap::new();
     if loras.iter().all(|l| l.strength == 0.0) {
         return Ok((fused, report));
     }
     let deltas_dtype = if is_fp8(dtype) { DType::BF16 } else { dtype };
     for key in model.keys() {
-        let Some(prefix) = key.strip_suffix(".weight") else {
-            continue;
-        };
-        let (ka, kb) = (
-            format!("{prefix}.lora_A.weight"),
-            format!("{prefix}.lora_B.weight"),
-        );
         let mut deltas = Vec::new();
-        for (i, l) in loras.iter().enumerate() {
-            let sd = l.state_dict;
-            if !(sd.contains(&ka) && sd.contains(&kb)) {
-                continue;
-            }
+        for (i, ka, kb) in pairs_for(&key, loras) {
+            let (sd, strength) = (loras[i].state_dict, loras[i].strength);
             let a = sd.raw_tensor(&ka, device)?;
             let b = sd.raw_tensor(&kb, device)?;
-            let w_shape = model.shape_of(&key).unwrap_or_default();
-            let ok = a.rank() == 2
-                && b.rank() == 2
-                && a.dim(0)? == b.dim(1)?
-                && w_shape.len() == 2
-                && [b.dim(0)?, a.dim(1)?] == [w_shape[0], w_shape[1]];
-            if !ok {
-                return Err(Error::ShapeMismatch {
-                    key: format!("{prefix}.lora_{{A,B}}.weight"),
-                    found: [b.dims(), a.dims()].concat(),
-                    expected: w_shape,
-                });
-            }
-            deltas.push(lora_product(&a, &b, l.strength)?.to_dtype(deltas_dtype)?);
-            report.matched[i] += 1;
+            deltas.push(lora_product(&a, &b, strength)?.to_dtype(deltas_dtype)?);
         }
         if deltas.is_empty() {
             continue;

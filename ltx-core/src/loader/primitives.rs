@@ -34,6 +34,21 @@ impl TensorSource {
         }
     }
 
+    /// The stored dtype, if Candle has a type for it.
+    fn dtype(&self) -> Option<DType> {
+        match self {
+            Self::Mapped { info, .. } => DType::try_from(info.dtype).ok(),
+            Self::Memory(t) => Some(t.dtype()),
+        }
+    }
+
+    fn dtype_name(&self) -> String {
+        match self {
+            Self::Mapped { info, .. } => format!("{:?}", info.dtype),
+            Self::Memory(t) => format!("{:?}", t.dtype()),
+        }
+    }
+
     fn load(&self, key: &str, device: &Device) -> candle_core::Result<Tensor> {
         match self {
             Self::Memory(t) => t.to_device(device),
@@ -121,7 +136,14 @@ impl StateDict {
     /// A strict [`VarBuilder`]: every weight is checked against the shape the model expects and
     /// cast once to `dtype` on `device`. F8_E4M3 weights are upcast here.
     pub fn var_builder(self: &Arc<Self>, dtype: DType, device: &Device) -> VarBuilder<'static> {
-        VarBuilder::from_backend(Box::new(StrictBackend(self.clone())), dtype, device.clone())
+        VarBuilder::from_backend(
+            Box::new(StrictBackend {
+                sd: self.clone(),
+                check_only: false,
+            }),
+            dtype,
+            device.clone(),
+        )
     }
 
     /// A tensor in its stored dtype (any dtype, no shape check), for data that is not a weight
@@ -141,6 +163,64 @@ impl StateDict {
             self.entries.insert(k, TensorSource::Memory(t));
         }
         self
+    }
+
+    /// The entries whose key passes `keep` (e.g. one transformer block), sharing the same
+    /// storage: memory-mapped entries stay mapped and are read when the part is built.
+    pub fn filtered(&self, keep: impl Fn(&str) -> bool) -> Self {
+        let entries = self
+            .entries
+            .iter()
+            .filter(|(k, _)| keep(k))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        Self::new(self.ops_name, entries)
+    }
+
+    /// The state dict with the memory-mapped entries under `prefix` read into memory on the CPU in
+    /// their stored dtype (no widening), so building that part later does not touch the file.
+    pub fn with_prefix_in_memory(mut self, prefix: &str) -> crate::Result<Self> {
+        for (key, source) in self.entries.iter_mut() {
+            if key.starts_with(prefix) && matches!(source, TensorSource::Mapped { .. }) {
+                *source = TensorSource::Memory(source.load(key, &Device::Cpu)?);
+            }
+        }
+        Ok(self)
+    }
+
+    /// Bytes the entries passing `keep` take once cast to `dtype` (`None`: as stored).
+    pub fn bytes_where(&self, keep: impl Fn(&str) -> bool, dtype: Option<DType>) -> u64 {
+        self.entries
+            .iter()
+            .filter(|(k, _)| keep(k))
+            .map(|(_, v)| {
+                let bits = match (dtype, v) {
+                    (Some(d), _) => d.size_in_bytes() * 8,
+                    (None, TensorSource::Mapped { info, .. }) => info.dtype.bitsize(),
+                    (None, TensorSource::Memory(t)) => t.dtype().size_in_bytes() * 8,
+                };
+                (v.shape().iter().product::<usize>() as u64 * bits as u64).div_ceil(8)
+            })
+            .sum()
+    }
+
+    /// A [`VarBuilder`] that checks every weight the model asks for (present, of the expected
+    /// shape, a float dtype) exactly as [`StateDict::var_builder`] does, without reading any
+    /// data: the model it builds holds zero-stride placeholders. Used to refuse a checkpoint
+    /// before a streamed model would meet the bad weight mid-run.
+    pub fn checking_var_builder(
+        self: &Arc<Self>,
+        dtype: DType,
+        device: &Device,
+    ) -> VarBuilder<'static> {
+        VarBuilder::from_backend(
+            Box::new(StrictBackend {
+                sd: self.clone(),
+                check_only: true,
+            }),
+            dtype,
+            device.clone(),
+        )
     }
 
     /// Shape of a stored tensor.
@@ -187,8 +267,8 @@ impl StateDict {
         &self,
         name: &str,
         expected: Option<&Shape>,
-        dtype: DType,
-        dev: &Device,
+        (dtype, dev): (DType, &Device),
+        check_only: bool,
     ) -> candle_core::Result<Tensor> {
         let Some(source) = self.entries.get(name) else {
             return Err(Error::MissingWeight {
@@ -207,6 +287,21 @@ impl StateDict {
                 }
                 .into_candle());
             }
+        }
+        if check_only {
+            let stored = source.dtype();
+            if !stored.is_some_and(is_float) {
+                return Err(Error::UnsupportedWeightDtype {
+                    key: name.to_string(),
+                    dtype: source.dtype_name(),
+                }
+                .into_candle());
+            }
+            self.used
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(name.to_string());
+            return Tensor::zeros((), dtype, dev)?.broadcast_as(source.shape());
         }
         let tensor = source.load(name, dev)?;
         if !is_float(tensor.dtype()) {
@@ -231,7 +326,11 @@ fn is_float(dtype: DType) -> bool {
     )
 }
 
-struct StrictBackend(Arc<StateDict>);
+struct StrictBackend {
+    sd: Arc<StateDict>,
+    /// Check the weights, read nothing (see [`StateDict::checking_var_builder`]).
+    check_only: bool,
+}
 
 impl SimpleBackend for StrictBackend {
     fn get(
@@ -242,15 +341,15 @@ impl SimpleBackend for StrictBackend {
         dtype: DType,
         dev: &Device,
     ) -> candle_core::Result<Tensor> {
-        self.0.fetch(name, Some(&s), dtype, dev)
+        self.sd.fetch(name, Some(&s), (dtype, dev), self.check_only)
     }
 
     fn get_unchecked(&self, name: &str, dtype: DType, dev: &Device) -> candle_core::Result<Tensor> {
-        self.0.fetch(name, None, dtype, dev)
+        self.sd.fetch(name, None, (dtype, dev), self.check_only)
     }
 
     fn contains_tensor(&self, name: &str) -> bool {
-        self.0.contains(name)
+        self.sd.contains(name)
     }
 }
 
@@ -317,6 +416,43 @@ mod tests {
             sd.unused_keys(),
             vec!["extra".to_string(), "ids".to_string()]
         );
+    }
+
+    #[test]
+    fn checking_builder_refuses_like_the_loading_one_and_reads_nothing() {
+        let dev = Device::Cpu;
+        let sd = sd(&[
+            (
+                "a.weight",
+                Tensor::zeros((2, 3), DType::BF16, &dev).unwrap(),
+            ),
+            ("ids", Tensor::zeros(4, DType::U32, &dev).unwrap()),
+        ]);
+        let vb = sd.checking_var_builder(DType::F32, &dev);
+        let ok = vb.get((2, 3), "a.weight").unwrap();
+        assert_eq!((ok.dims(), ok.dtype()), (&[2, 3][..], DType::F32));
+        assert_eq!(ok.stride(), &[0, 0], "a placeholder, not a copy");
+        let err = |e: candle_core::Error| -> Error { e.into() };
+        assert!(matches!(
+            err(vb.get((3, 2), "a.weight").unwrap_err()),
+            Error::ShapeMismatch { .. }
+        ));
+        assert!(matches!(
+            err(vb.get(1, "b.weight").unwrap_err()),
+            Error::MissingWeight { .. }
+        ));
+        assert!(matches!(
+            err(vb.get(4, "ids").unwrap_err()),
+            Error::UnsupportedWeightDtype { .. }
+        ));
+        // sizes from the header: as stored and in a compute dtype
+        assert_eq!(sd.bytes_where(|k| k == "a.weight", None), 12);
+        assert_eq!(
+            sd.bytes_where(|k| k.ends_with("weight"), Some(DType::F32)),
+            24
+        );
+        let part = sd.filtered(|k| k.starts_with("a."));
+        assert_eq!(part.keys(), vec!["a.weight".to_string()]);
     }
 
     #[test]

@@ -5,6 +5,7 @@ pub mod constants;
 pub mod denoisers;
 pub mod helpers;
 pub mod model_ledger;
+pub mod offload;
 pub mod request;
 pub mod res2s;
 pub mod samplers;

@@ -8,14 +8,17 @@ use std::sync::Arc;
 
 use candle_core::{DType, Device};
 use ltx_core::loader::sd_ops::ltxv_lora_comfy_renaming_map;
-use ltx_core::loader::{apply_loras, LoraStateDictWithStrength, SafetensorsFiles, StateDict};
+use ltx_core::loader::{
+    apply_loras, check_loras, LoraStateDictWithStrength, SafetensorsFiles, StateDict,
+};
 use ltx_core::model::audio_vae::vocoder::{vocoder_keys_filter, VocoderModel, VocoderModelConfig};
 use ltx_core::model::audio_vae::{
     audio_vae_decoder_keys_filter, audio_vae_encoder_keys_filter, AudioDecoder, AudioEncoder,
     AudioVaeConfig,
 };
 use ltx_core::model::transformer::{
-    ltxv_model_comfy_renaming_map, LtxModel, LtxModelConfig, LtxModelType, X0Model,
+    ltxv_model_comfy_renaming_map, BlockSpec, BlockStreamer, LtxModel, LtxModelConfig,
+    LtxModelType, X0Model,
 };
 use ltx_core::model::upsampler::{LatentUpsampler, LatentUpsamplerConfig};
 use ltx_core::model::video_vae::{
@@ -26,6 +29,7 @@ use ltx_core::text_encoders::gemma::{
     GemmaTextEncoder,
 };
 
+use super::offload::{host_available_memory, ComponentSize, MemoryPolicy, Offload, Plan};
 use crate::{Error, Result};
 
 /// A LoRA file and its strength.
@@ -47,6 +51,25 @@ pub struct ModelLedger {
     /// Decode video latents with this instead of the checkpoint's Candle decoder (e.g. a Core ML
     /// package on macOS).
     pub video_decoder_backend: Option<VideoDecoderBackend>,
+    /// Offload mode and memory budget of the transformer.
+    pub memory: MemoryPolicy,
+}
+
+fn is_block_key(key: &str) -> bool {
+    key.starts_with("transformer_blocks.")
+}
+
+/// The transformer's weights in `dtype`: outside the blocks, per block, and per block as stored.
+fn transformer_size(sd: &StateDict, num_layers: usize, dtype: DType) -> ComponentSize {
+    let block = |i: usize, d| {
+        let prefix = BlockSpec::prefix(i);
+        sd.bytes_where(|k| k.starts_with(&prefix), d)
+    };
+    ComponentSize {
+        resident: sd.bytes_where(|k| !is_block_key(k), Some(dtype)),
+        blocks: (0..num_layers).map(|i| block(i, Some(dtype))).collect(),
+        blocks_stored: (0..num_layers).map(|i| block(i, None)).collect(),
+    }
 }
 
 /// A shared [`LatentVideoDecoder`] the ledger hands to the decode stage.
@@ -102,6 +125,7 @@ impl ModelLedger {
             spatial_upsampler,
             loras,
             video_decoder_backend: None,
+            memory: MemoryPolicy::default(),
         })
     }
 
@@ -132,55 +156,139 @@ impl ModelLedger {
         Ok(self.open()?.config()?)
     }
 
+    /// The LoRA files of this ledger, opened (memory-mapped, nothing read yet).
+    fn lora_state_dicts(&self) -> Result<Vec<StateDict>> {
+        self.loras
+            .iter()
+            .map(|l| {
+                let f = SafetensorsFiles::open(&[&l.path])?;
+                Ok(f.state_dict(&ltxv_lora_comfy_renaming_map())?)
+            })
+            .collect()
+    }
+
+    /// `loras` paired with this ledger's strengths.
+    fn with_strengths<'a>(&self, loras: &'a [StateDict]) -> Vec<LoraStateDictWithStrength<'a>> {
+        LoraStateDictWithStrength::pair(loras, &self.strengths())
+    }
+
+    fn strengths(&self) -> Vec<f64> {
+        self.loras.iter().map(|l| l.strength).collect()
+    }
+
     /// The audio-video transformer wrapped to predict denoised latents.
     /// With LoRAs, their deltas are fused into the weights they touch (in the ledger's dtype); a
-    /// LoRA that matches no weight is an error, not a silent no-op.
+    /// LoRA that matches no weight is an error, not a silent no-op. Under an offload policy the
+    /// blocks the budget cannot hold are streamed (see [`MemoryPolicy`]).
     pub fn transformer(&self) -> Result<X0Model> {
         let files = self.open()?;
         let kind = LtxModelType::AudioVideo;
         let cfg = LtxModelConfig::from_checkpoint_config(&files.config()?, kind)?;
-        let mut sd = files.state_dict(&ltxv_model_comfy_renaming_map())?;
-        if !self.loras.is_empty() {
-            let lora_files = self
-                .loras
-                .iter()
-                .map(|l| {
-                    let f = SafetensorsFiles::open(&[&l.path])?;
-                    Ok(f.state_dict(&ltxv_lora_comfy_renaming_map())?)
-                })
-                .collect::<Result<Vec<_>>>()?;
-            let with_strength: Vec<_> = lora_files
-                .iter()
-                .zip(&self.loras)
-                .map(|(sd, l)| LoraStateDictWithStrength {
-                    state_dict: sd,
-                    strength: l.strength,
-                })
-                .collect();
-            let (fused, report) = apply_loras(&sd, &with_strength, self.dtype, &self.device)?;
-            let all_zero = self.loras.iter().all(|l| l.strength == 0.0);
-            for (l, n) in self.loras.iter().zip(&report.matched) {
-                if *n == 0 && !all_zero {
-                    return Err(Error::InvalidArgument(format!(
-                        "LoRA `{}` matches no weight of the transformer (expected keys like \
-                         `diffusion_model.<module>.lora_A.weight` / `.lora_B.weight`)",
-                        l.path.display()
-                    )));
-                }
-                tracing::info!(
-                    "LoRA `{}` (strength {}): {n} weights",
-                    l.path.display(),
-                    l.strength
-                );
+        let sd = files.state_dict(&ltxv_model_comfy_renaming_map())?;
+        let loras = self.lora_state_dicts()?;
+        let report = check_loras(&sd, &self.with_strengths(&loras))?;
+        let all_zero = self.loras.iter().all(|l| l.strength == 0.0);
+        for (l, n) in self.loras.iter().zip(&report.matched) {
+            if *n == 0 && !all_zero {
+                return Err(Error::InvalidArgument(format!(
+                    "LoRA `{}` matches no weight of the transformer (expected keys like \
+                     `diffusion_model.<module>.lora_A.weight` / `.lora_B.weight`)",
+                    l.path.display()
+                )));
             }
-            sd = sd.with_overrides(fused);
+            tracing::info!(
+                "LoRA `{}` (strength {}): {n} weights",
+                l.path.display(),
+                l.strength
+            );
         }
-        let sd = Arc::new(sd);
-        let model = LtxModel::new(&cfg, kind, sd.var_builder(self.dtype, &self.device))?;
-        sd.report_unused("transformer");
+        let model = match self.transformer_plan(&sd, cfg.num_layers)? {
+            None => {
+                let (fused, _) =
+                    apply_loras(&sd, &self.with_strengths(&loras), self.dtype, &self.device)?;
+                let sd = Arc::new(sd.with_overrides(fused));
+                let model = LtxModel::new(&cfg, kind, sd.var_builder(self.dtype, &self.device))?;
+                sd.report_unused("transformer");
+                model
+            }
+            Some(resident) => self.streamed_transformer(sd, loras, &cfg, resident)?,
+        };
         Ok(X0Model {
             velocity_model: model,
         })
+    }
+
+    /// How the transformer will be held under the ledger's memory policy (from the checkpoint's
+    /// header; nothing is read): an over-budget policy is refused here, before any work.
+    pub fn check_memory(&self) -> Result<Plan> {
+        let size = self.transformer_size()?;
+        self.memory
+            .plan("transformer", &size, self.available_memory())
+    }
+
+    /// What the transformer's weights take in the ledger's dtype (from the header).
+    pub fn transformer_size(&self) -> Result<ComponentSize> {
+        let files = self.open()?;
+        let cfg =
+            LtxModelConfig::from_checkpoint_config(&files.config()?, LtxModelType::AudioVideo)?;
+        let sd = files.state_dict(&ltxv_model_comfy_renaming_map())?;
+        Ok(transformer_size(&sd, cfg.num_layers, self.dtype))
+    }
+
+    fn available_memory(&self) -> Option<u64> {
+        self.device.is_cpu().then(host_available_memory).flatten()
+    }
+
+    fn transformer_plan(&self, sd: &StateDict, num_layers: usize) -> Result<Plan> {
+        let size = transformer_size(sd, num_layers, self.dtype);
+        self.memory
+            .plan("transformer", &size, self.available_memory())
+    }
+
+    /// The transformer with its first `resident` blocks built now and the others streamed: every
+    /// weight is checked first (nothing read), LoRAs are fused into each block as it is built.
+    fn streamed_transformer(
+        &self,
+        sd: StateDict,
+        loras: Vec<StateDict>,
+        cfg: &LtxModelConfig,
+        resident: usize,
+    ) -> Result<LtxModel> {
+        let kind = LtxModelType::AudioVideo;
+        let (dtype, device) = (self.dtype, self.device.clone());
+        let sd = Arc::new(sd);
+        LtxModel::new(cfg, kind, sd.checking_var_builder(dtype, &device))?;
+        let outer = sd.filtered(|k| !is_block_key(k));
+        let (fused, _) = apply_loras(&outer, &self.with_strengths(&loras), dtype, &device)?;
+        let outer = Arc::new(outer.with_overrides(fused));
+        let blocks = sd.filtered(is_block_key);
+        let blocks = Arc::new(match self.memory.offload {
+            Offload::Cpu => blocks.with_prefix_in_memory("transformer_blocks.")?,
+            _ => blocks,
+        });
+        let strengths = self.strengths();
+        let spec = BlockSpec::new(cfg, kind);
+        let streamer = BlockStreamer {
+            stage: Arc::new(move |i| {
+                let prefix = BlockSpec::prefix(i);
+                blocks
+                    .filtered(|k| k.starts_with(&prefix))
+                    .with_prefix_in_memory(&prefix)
+            }),
+            build: Arc::new(move |i, staged| {
+                let with = LoraStateDictWithStrength::pair(&loras, &strengths);
+                let (fused, _) = apply_loras(&staged, &with, dtype, &device)?;
+                let staged = Arc::new(staged.with_overrides(fused));
+                Ok(spec.build(i, &staged.var_builder(dtype, &device))?)
+            }),
+        };
+        tracing::info!(
+            "transformer: {resident} of {} blocks resident, the others streamed ({:?})",
+            cfg.num_layers,
+            self.memory.offload
+        );
+        let vb = outer.var_builder(self.dtype, &self.device);
+        Ok(LtxModel::new_streamed(cfg, kind, vb, resident, streamer)?)
     }
 
     pub fn video_encoder(&self) -> Result<VideoEncoder> {

@@ -3,6 +3,7 @@
 //! guidance, and the checks that can be made before any model is loaded.
 
 use ltx_core::components::guiders::MultiModalGuiderParams;
+use ltx_core::components::noisers::NoiseKind;
 use ltx_core::components::schedulers::Ltx2Scheduler;
 use ltx_core::model::video_vae::TilingConfig;
 
@@ -34,6 +35,8 @@ pub struct ImageConditioningInput {
 pub struct GenerationRequest {
     pub prompt: String,
     pub seed: u64,
+    /// The generator `seed` seeds (torch's CPU generator by default: the reference's noise).
+    pub noise: NoiseKind,
     pub height: usize,
     pub width: usize,
     pub num_frames: usize,

@@ -4,7 +4,7 @@
 
 use candle_core::{DType, Device, Tensor};
 use ltx_core::components::diffusion_steps::{EulerDiffusionStep, Res2sDiffusionStep};
-use ltx_core::components::noisers::NoiseGenerator;
+use ltx_core::components::noisers::{NoiseKind, SeededNoise};
 use ltx_core::error::bad_shape;
 use ltx_core::types::LatentState;
 use ltx_core::utils::{
@@ -160,16 +160,17 @@ pub trait SdeNoise {
 
 /// The two seeded generators of the reference loop.
 pub struct SeededSdeNoise {
-    pub step: NoiseGenerator,
-    pub substep: NoiseGenerator,
+    pub step: SeededNoise,
+    pub substep: SeededNoise,
 }
 
 impl SeededSdeNoise {
-    /// `noise_seed` for the steps and `noise_seed + 10000` for the substeps, as the reference.
-    pub fn new(noise_seed: u64) -> Self {
+    /// Generators of `kind`: `noise_seed` for the steps and `noise_seed + 10000` for the
+    /// substeps, as the reference.
+    pub fn new(kind: NoiseKind, noise_seed: u64) -> Self {
         Self {
-            step: NoiseGenerator::new(noise_seed),
-            substep: NoiseGenerator::new(noise_seed.wrapping_add(10000)),
+            step: SeededNoise::new(kind, noise_seed),
+            substep: SeededNoise::new(kind, noise_seed.wrapping_add(10000)),
         }
     }
 }

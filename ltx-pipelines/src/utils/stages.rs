@@ -6,7 +6,7 @@
 
 use candle_core::Tensor;
 use ltx_core::components::guiders::{MultiModalGuiderFactory, MultiModalGuiderParams};
-use ltx_core::components::noisers::NoiseGenerator;
+use ltx_core::components::noisers::SeededNoise;
 use ltx_core::components::schedulers::Ltx2Scheduler;
 use ltx_core::conditioning::ConditioningItem;
 use ltx_core::types::{Audio, LatentState, VideoPixelShape};
@@ -22,7 +22,7 @@ use super::request::{
 use super::samplers::{
     euler_denoising_loop, res2s_audio_video_denoising_loop, Res2sOptions, SeededSdeNoise,
 };
-use super::types::{DenoisingFunc, NoiseSource, ProgressEvent, RunIo};
+use super::types::{DenoisingFunc, NoiseSource, PipelineNoise, ProgressEvent, RunIo};
 use crate::Result;
 use ltx_core::model::transformer::model::X0Model;
 
@@ -66,8 +66,10 @@ pub fn run_stage(
             denoise_audio_video(&stage.inputs, noise, &mut lp)
         }
         Sampler::Res2s => {
-            let mut sde = SeededSdeNoise::new((-1i64) as u64);
-            sde.substep = NoiseGenerator::new(9999);
+            // the reference seeds both on the pipeline's device: generators of the same kind
+            let kind = noise.kind().unwrap_or_default();
+            let mut sde = SeededSdeNoise::new(kind, (-1i64) as u64);
+            sde.substep = SeededNoise::new(kind, 9999);
             let opts = Res2sOptions {
                 model_dtype: stage.inputs.dtype,
                 ..Default::default()
@@ -393,7 +395,7 @@ pub fn guided_two_stages(
         let f = (shape1.frames - 1) / 8 + 1;
         f * (shape1.height / 32) * (shape1.width / 32)
     });
-    let mut noise = NoiseGenerator::new(req.seed);
+    let mut noise = PipelineNoise::new(req.noise, req.seed);
     let stage_1 = guided_stage(
         &ledgers.stage_1,
         (req, guidance),

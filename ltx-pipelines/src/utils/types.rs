@@ -4,7 +4,7 @@
 use std::collections::VecDeque;
 
 use candle_core::{DType, Device, Tensor};
-use ltx_core::components::noisers::NoiseGenerator;
+use ltx_core::components::noisers::{NoiseKind, SeededNoise};
 use ltx_core::types::LatentState;
 
 use crate::{Error, Result};
@@ -30,11 +30,56 @@ pub struct RunIo<'a> {
 /// A source of Gaussian noise for the noiser and the SDE samplers.
 pub trait NoiseSource {
     fn randn(&mut self, shape: &[usize], dtype: DType, device: &Device) -> Result<Tensor>;
+
+    /// The kind of seeded generator this is (`None`: not a seeded generator, e.g. recorded
+    /// noise). A stage that seeds generators of its own (res_2s) makes them of this kind, as the
+    /// reference makes them on the pipeline's device.
+    fn kind(&self) -> Option<NoiseKind> {
+        None
+    }
 }
 
-impl NoiseSource for NoiseGenerator {
+/// The dtype every reference pipeline holds its latents in (`dtype = torch.bfloat16`), and so the
+/// dtype its noiser draws `torch.randn` in.
+pub const REFERENCE_LATENT_DTYPE: DType = DType::BF16;
+
+/// The generator a pipeline's noiser draws from. With torch's generators it draws in
+/// [`REFERENCE_LATENT_DTYPE`] whatever the run's dtype and casts the draw: torch computes bf16
+/// normals in bf16 (they are not f32 normals rounded), so an f32 run starts from the reference's
+/// noise too. ltx-rs's own generator draws in the requested dtype.
+#[derive(Clone, Debug)]
+pub struct PipelineNoise(pub SeededNoise);
+
+impl PipelineNoise {
+    /// `torch.Generator(device).manual_seed(seed)` of the pipeline, of `kind`.
+    pub fn new(kind: NoiseKind, seed: u64) -> Self {
+        Self(SeededNoise::new(kind, seed))
+    }
+}
+
+impl NoiseSource for PipelineNoise {
     fn randn(&mut self, shape: &[usize], dtype: DType, device: &Device) -> Result<Tensor> {
-        Ok(NoiseGenerator::randn(self, shape, dtype, device)?)
+        let draw = match (&self.0, dtype) {
+            (SeededNoise::Torch(_), DType::F32 | DType::F16 | DType::BF16) => {
+                REFERENCE_LATENT_DTYPE
+            }
+            _ => dtype,
+        };
+        Ok(self.0.randn(shape, draw, device)?.to_dtype(dtype)?)
+    }
+
+    fn kind(&self) -> Option<NoiseKind> {
+        Some(self.0.kind())
+    }
+}
+
+impl NoiseSource for SeededNoise {
+    fn randn(&mut self, shape: &[usize], dtype: DType, device: &Device) -> Result<Tensor> {
+        Ok(SeededNoise::randn(self, shape, dtype, device)?)
+    }
+
+    fn kind(&self) -> Option<NoiseKind> {
+        Some(SeededNoise::kind(self))
     }
 }
 
@@ -111,6 +156,30 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pipeline_noise_draws_torchs_bf16_for_any_latent_dtype() -> Result<()> {
+        let cpu = Device::Cpu;
+        let bf16 = SeededNoise::new(NoiseKind::TorchCpu, 4).randn(&[3, 40], DType::BF16, &cpu)?;
+        let mut p = PipelineNoise::new(NoiseKind::TorchCpu, 4);
+        assert_eq!(p.kind(), Some(NoiseKind::TorchCpu));
+        let f32 = p.randn(&[3, 40], DType::F32, &cpu)?;
+        assert_eq!(f32.dtype(), DType::F32);
+        let same = f32.to_dtype(DType::BF16)?.to_dtype(DType::F32)?;
+        assert_eq!(
+            same.flatten_all()?.to_vec1::<f32>()?,
+            bf16.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?
+        );
+        // ltx-rs's own generator keeps the requested dtype
+        let mut l = PipelineNoise::new(NoiseKind::Ltx, 4);
+        let want = SeededNoise::new(NoiseKind::Ltx, 4).randn(&[5], DType::F32, &cpu)?;
+        assert_eq!(
+            l.randn(&[5], DType::F32, &cpu)?.to_vec1::<f32>()?,
+            want.to_vec1::<f32>()?
+        );
+        assert_eq!(ReplayNoise::default().kind(), None);
+        Ok(())
+    }
 
     #[test]
     fn replay_noise_checks_shapes() {

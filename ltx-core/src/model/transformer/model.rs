@@ -5,6 +5,7 @@ use candle_core::{DType, Module, Result, Tensor, D};
 use candle_nn::{Linear, VarBuilder};
 
 use super::adaln::AdaLayerNormSingle;
+use super::block_store::{BlockStore, BlockStreamer};
 use super::modality::Modality;
 use super::model_configurator::{LtxModelConfig, LtxModelType};
 use super::rope::RopeSpec;
@@ -132,7 +133,63 @@ pub struct LtxModel {
     model_type: LtxModelType,
     video: Option<StreamIo>,
     audio: Option<StreamIo>,
-    blocks: Vec<BasicAvTransformerBlock>,
+    blocks: BlockStore,
+}
+
+/// The widths every block of a model is built with.
+#[derive(Clone, Debug)]
+pub struct BlockSpec {
+    video: Option<StreamConfig>,
+    audio: Option<StreamConfig>,
+    norm_eps: f64,
+}
+
+impl BlockSpec {
+    pub fn new(cfg: &LtxModelConfig, model_type: LtxModelType) -> Self {
+        let stream = |enabled: bool, dim, heads, d_head, context_dim| {
+            enabled.then_some(StreamConfig {
+                dim,
+                heads,
+                d_head,
+                context_dim,
+                apply_gated_attention: cfg.apply_gated_attention,
+                cross_attention_adaln: cfg.cross_attention_adaln,
+            })
+        };
+        Self {
+            video: stream(
+                model_type.is_video_enabled(),
+                cfg.inner_dim(),
+                cfg.num_attention_heads,
+                cfg.attention_head_dim,
+                cfg.cross_attention_dim,
+            ),
+            audio: stream(
+                model_type.is_audio_enabled(),
+                cfg.audio_inner_dim(),
+                cfg.audio_num_attention_heads,
+                cfg.audio_attention_head_dim,
+                cfg.audio_cross_attention_dim,
+            ),
+            norm_eps: cfg.norm_eps,
+        }
+    }
+
+    /// Block `i`, its weights under `transformer_blocks.{i}.` of the model's `vb`.
+    pub fn build(&self, i: usize, vb: &VarBuilder) -> Result<BasicAvTransformerBlock> {
+        BasicAvTransformerBlock::new(
+            i,
+            self.video.as_ref(),
+            self.audio.as_ref(),
+            self.norm_eps,
+            vb.pp("transformer_blocks").pp(i),
+        )
+    }
+
+    /// The key prefix of block `i`'s weights.
+    pub fn prefix(i: usize) -> String {
+        format!("transformer_blocks.{i}.")
+    }
 }
 
 fn caption_projection(
@@ -153,6 +210,28 @@ fn caption_projection(
 impl LtxModel {
     /// Builds the model from its config; weights under the reference's module names (no prefix).
     pub fn new(cfg: &LtxModelConfig, model_type: LtxModelType, vb: VarBuilder) -> Result<Self> {
+        Self::with_blocks(cfg, model_type, vb, None)
+    }
+
+    /// [`LtxModel::new`] with the blocks streamed: the first `resident` blocks are built now and
+    /// kept, the others are staged and built by `streamer` on every forward. `vb` serves the
+    /// weights outside the blocks.
+    pub fn new_streamed(
+        cfg: &LtxModelConfig,
+        model_type: LtxModelType,
+        vb: VarBuilder,
+        resident: usize,
+        streamer: BlockStreamer,
+    ) -> Result<Self> {
+        Self::with_blocks(cfg, model_type, vb, Some((resident, streamer)))
+    }
+
+    fn with_blocks(
+        cfg: &LtxModelConfig,
+        model_type: LtxModelType,
+        vb: VarBuilder,
+        streamer: Option<(usize, BlockStreamer)>,
+    ) -> Result<Self> {
         let k = cfg.adaln_coefficient();
         let av = model_type.is_video_enabled() && model_type.is_audio_enabled();
         let cross_pe_max_pos = cfg
@@ -259,34 +338,16 @@ impl LtxModel {
         } else {
             None
         };
-        let video_cfg = model_type.is_video_enabled().then(|| StreamConfig {
-            dim: cfg.inner_dim(),
-            heads: cfg.num_attention_heads,
-            d_head: cfg.attention_head_dim,
-            context_dim: cfg.cross_attention_dim,
-            apply_gated_attention: cfg.apply_gated_attention,
-            cross_attention_adaln: cfg.cross_attention_adaln,
-        });
-        let audio_cfg = model_type.is_audio_enabled().then(|| StreamConfig {
-            dim: cfg.audio_inner_dim(),
-            heads: cfg.audio_num_attention_heads,
-            d_head: cfg.audio_attention_head_dim,
-            context_dim: cfg.audio_cross_attention_dim,
-            apply_gated_attention: cfg.apply_gated_attention,
-            cross_attention_adaln: cfg.cross_attention_adaln,
-        });
-        let vb_blocks = vb.pp("transformer_blocks");
-        let blocks = (0..cfg.num_layers)
-            .map(|i| {
-                BasicAvTransformerBlock::new(
-                    i,
-                    video_cfg.as_ref(),
-                    audio_cfg.as_ref(),
-                    cfg.norm_eps,
-                    vb_blocks.pp(i),
-                )
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let spec = BlockSpec::new(cfg, model_type);
+        let blocks = match streamer {
+            None => BlockStore::resident(
+                (0..cfg.num_layers)
+                    .map(|i| spec.build(i, &vb))
+                    .collect::<Result<Vec<_>>>()?,
+            ),
+            Some((resident, streamer)) => BlockStore::streamed(cfg.num_layers, resident, streamer)
+                .map_err(crate::Error::into_candle)?,
+        };
         Ok(Self {
             model_type,
             video,
@@ -357,7 +418,7 @@ impl LtxModel {
             _ => None,
         };
         let (mut v_args, mut a_args) = (v_args, a_args);
-        for block in &self.blocks {
+        self.blocks.for_each(|block| {
             let (vx, ax) = block.forward(v_args.as_ref(), a_args.as_ref(), perturbations)?;
             if let (Some(a), Some(x)) = (v_args.as_mut(), vx) {
                 a.x = x;
@@ -365,7 +426,8 @@ impl LtxModel {
             if let (Some(a), Some(x)) = (a_args.as_mut(), ax) {
                 a.x = x;
             }
-        }
+            Ok(())
+        })?;
         let vx = match (&v_args, &self.video) {
             (Some(a), Some(io)) => Some(io.output(&a.x, &a.embedded_timestep)?),
             _ => None,

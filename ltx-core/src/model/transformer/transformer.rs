@@ -314,33 +314,25 @@ impl BasicAvTransformerBlock {
         let run_a2v = run_v && nonempty(&ax);
         let run_v2a = run_a && nonempty(&vx);
 
-        if run_v {
-            let (layers, args) = (
+        let v = run_v.then(|| {
+            (
                 self.video.as_ref().expect("checked"),
                 video.expect("checked"),
-            );
-            let x = vx.as_ref().expect("checked");
-            vx = Some(self.self_and_text(
-                layers,
-                args,
-                x,
-                perturbations,
-                PerturbationType::SkipVideoSelfAttn,
-            )?);
-        }
-        if run_a {
-            let (layers, args) = (
+            )
+        });
+        let a = run_a.then(|| {
+            (
                 self.audio.as_ref().expect("checked"),
                 audio.expect("checked"),
-            );
-            let x = ax.as_ref().expect("checked");
-            ax = Some(self.self_and_text(
-                layers,
-                args,
-                x,
-                perturbations,
-                PerturbationType::SkipAudioSelfAttn,
-            )?);
+            )
+        });
+        if let (Some((layers, args)), Some(x)) = (v, vx.as_ref()) {
+            let kind = PerturbationType::SkipVideoSelfAttn;
+            vx = Some(self.self_and_text(layers, args, x, perturbations, kind)?);
+        }
+        if let (Some((layers, args)), Some(x)) = (a, ax.as_ref()) {
+            let kind = PerturbationType::SkipAudioSelfAttn;
+            ax = Some(self.self_and_text(layers, args, x, perturbations, kind)?);
         }
         if let (true, Some(cross)) = (run_a2v || run_v2a, &self.cross) {
             let (va, aa) = (video.expect("checked"), audio.expect("checked"));
@@ -377,21 +369,11 @@ impl BasicAvTransformerBlock {
                 )?);
             }
         }
-        if run_v {
-            let x = vx.as_ref().expect("checked");
-            vx = Some(self.feed_forward(
-                self.video.as_ref().expect("checked"),
-                video.expect("checked"),
-                x,
-            )?);
+        if let (Some((layers, args)), Some(x)) = (v, vx.as_ref()) {
+            vx = Some(self.feed_forward(layers, args, x)?);
         }
-        if run_a {
-            let x = ax.as_ref().expect("checked");
-            ax = Some(self.feed_forward(
-                self.audio.as_ref().expect("checked"),
-                audio.expect("checked"),
-                x,
-            )?);
+        if let (Some((layers, args)), Some(x)) = (a, ax.as_ref()) {
+            ax = Some(self.feed_forward(layers, args, x)?);
         }
         Ok((vx, ax))
     }

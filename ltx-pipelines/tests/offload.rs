@@ -1,0 +1,154 @@
+//! Streamed transformer blocks (`--offload cpu|disk`) give the resident model's output bit for
+//! bit, LoRAs included, and a budget that cannot hold the model is refused before any weight is
+//! read.
+
+use std::collections::HashMap;
+
+use candle_core::{DType, Device, Tensor};
+use ltx_core::model::transformer::Modality;
+use ltx_pipelines::utils::model_ledger::{LoraSpec, ModelLedger};
+use ltx_pipelines::utils::offload::{MemoryPolicy, Offload};
+use ltx_pipelines::Error;
+
+fn ledger(dir: &std::path::Path, loras: Vec<LoraSpec>, memory: MemoryPolicy) -> ModelLedger {
+    let tiny = ltx_pipelines::tiny::ensure_tiny_model(&dir.join("tiny")).unwrap();
+    let mut l =
+        ModelLedger::new(DType::F32, Device::Cpu, tiny.checkpoint, None, None, loras).unwrap();
+    l.memory = memory;
+    l
+}
+
+fn modality(tokens: usize, channels: usize, axes: usize, seed: u64) -> Modality {
+    let dev = Device::Cpu;
+    let r = |shape: &[usize], k: u64| {
+        let n: usize = shape.iter().product();
+        let v: Vec<f32> = (0..n)
+            .map(|i| (((i as u64 + 1) * (seed * 31 + k * 7 + 3)) % 17) as f32 / 8.0 - 1.0)
+            .collect();
+        Tensor::from_vec(v, shape, &dev).unwrap()
+    };
+    Modality {
+        latent: r(&[1, tokens, channels], 1),
+        sigma: Tensor::new(&[0.7f32], &dev).unwrap(),
+        timesteps: Tensor::full(0.7f32, (1, tokens, 1), &dev).unwrap(),
+        positions: r(&[1, axes, tokens, 2], 2),
+        context: r(&[1, 5, 24], 3),
+        enabled: true,
+        context_mask: None,
+        attention_mask: None,
+    }
+}
+
+fn write_lora(path: &std::path::Path) {
+    let dev = Device::Cpu;
+    let mut tensors = HashMap::new();
+    for (module, (out_f, in_f)) in [
+        ("transformer_blocks.1.attn1.to_q", (32, 32)),
+        ("transformer_blocks.0.ff.net.2", (32, 128)),
+        ("patchify_proj", (32, 128)),
+    ] {
+        let a = (Tensor::ones((2, in_f), DType::F32, &dev).unwrap() * 0.5).unwrap();
+        let b = (Tensor::ones((out_f, 2), DType::F32, &dev).unwrap() * 0.01).unwrap();
+        tensors.insert(
+            format!("diffusion_model.{module}.lora_A.weight"),
+            a.to_dtype(DType::BF16).unwrap(),
+        );
+        tensors.insert(
+            format!("diffusion_model.{module}.lora_B.weight"),
+            b.to_dtype(DType::BF16).unwrap(),
+        );
+    }
+    ltx_core::loader::synthetic::save_safetensors(path, &tensors, Default::default()).unwrap();
+}
+
+fn forward(l: &ModelLedger) -> Vec<Vec<f32>> {
+    let model = l.transformer().unwrap();
+    let (video, audio) = (modality(6, 128, 3, 1), modality(4, 128, 1, 2));
+    let (v, a) = model.forward(Some(&video), Some(&audio), None).unwrap();
+    [v.unwrap(), a.unwrap()]
+        .iter()
+        .map(|t| t.flatten_all().unwrap().to_vec1::<f32>().unwrap())
+        .collect()
+}
+
+#[test]
+fn streamed_blocks_equal_resident_ones_bit_for_bit() {
+    let dir = tempfile::tempdir().unwrap();
+    let lora = dir.path().join("lora.safetensors");
+    write_lora(&lora);
+    let loras = vec![LoraSpec {
+        path: lora,
+        strength: 0.8,
+    }];
+    let policy = |offload, max_memory| MemoryPolicy {
+        offload,
+        max_memory,
+    };
+    let resident = forward(&ledger(dir.path(), loras.clone(), MemoryPolicy::default()));
+    // the same output with the LoRA, without it it differs (the LoRA is really fused)
+    assert_ne!(
+        forward(&ledger(dir.path(), vec![], MemoryPolicy::default())),
+        resident
+    );
+    let l = ledger(
+        dir.path(),
+        loras.clone(),
+        policy(Offload::Disk, Some(1 << 30)),
+    );
+    assert_eq!(
+        l.check_memory().unwrap(),
+        Some(2),
+        "a roomy budget keeps both blocks"
+    );
+    assert_eq!(forward(&l), resident);
+    // every block streamed: the budget holds what is outside the blocks and the block in use and the next one as stored
+    let size = l.transformer_size().unwrap();
+    assert_eq!(size.blocks.len(), 2);
+    let max_block = *size.blocks.iter().max().unwrap();
+    let max_stored = *size.blocks_stored.iter().max().unwrap();
+    let floor = |offload| {
+        let stored: u64 = size.blocks_stored.iter().sum();
+        size.resident + max_block + max_stored + if offload == Offload::Cpu { stored } else { 0 }
+    };
+    for offload in [Offload::Disk, Offload::Cpu] {
+        let l = ledger(
+            dir.path(),
+            loras.clone(),
+            policy(offload, Some(floor(offload))),
+        );
+        assert_eq!(l.check_memory().unwrap(), Some(0), "{offload:?}");
+        assert_eq!(forward(&l), resident, "{offload:?}");
+        let short = ledger(
+            dir.path(),
+            vec![],
+            policy(offload, Some(floor(offload) - 1)),
+        );
+        assert!(matches!(
+            short.check_memory(),
+            Err(Error::MemoryBudget { .. })
+        ));
+    }
+}
+
+#[test]
+fn budgets_that_cannot_hold_the_model_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = |offload, max_memory| MemoryPolicy {
+        offload,
+        max_memory,
+    };
+    for offload in [Offload::None, Offload::Disk, Offload::Cpu] {
+        let l = ledger(dir.path(), vec![], policy(offload, Some(1000)));
+        let err = l.check_memory().unwrap_err();
+        assert!(
+            matches!(err, Error::MemoryBudget { budget_mb: 0, .. }),
+            "{err}"
+        );
+        assert!(err.to_string().contains("transformer"), "{err}");
+        // the model itself refuses the same way
+        assert!(matches!(
+            l.transformer().map(|_| ()).unwrap_err(),
+            Error::MemoryBudget { .. }
+        ));
+    }
+}
