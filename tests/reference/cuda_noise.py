@@ -30,6 +30,15 @@ CASE_NAME = "noise_torch_cuda"
 OFFSET = 123  # the noise component's range, see math_cases/__init__.py
 
 
+
+def _ltx_core_version() -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version("ltx-core")
+    except metadata.PackageNotFoundError:
+        return "none"
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seed", type=int, required=True)
@@ -48,6 +57,8 @@ def main(argv: list[str] | None = None) -> int:
         "case": "torch.Generator('cuda') randn: the noise plan on " + result.extra_metadata["cuda_device"],
         "seed": str(args.seed),
         "generator": "tests/reference/cuda_noise.py",
+        # torch alone makes this fixture; the harness accepts "none" for noise fixtures only
+        "reference_version": _ltx_core_version(),
         "torch_version": torch.__version__.split("+")[0],
         **result.extra_metadata,
     }

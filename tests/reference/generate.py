@@ -47,9 +47,6 @@ from safetensors.torch import save_file as st_save_file
 from ltx_core.model.video_vae import (
     VAE_DECODER_COMFY_KEYS_FILTER,
     VAE_ENCODER_COMFY_KEYS_FILTER,
-    SpatialTilingConfig,
-    TemporalTilingConfig,
-    TilingConfig,
     VideoDecoderConfigurator,
     VideoEncoderConfigurator,
 )
@@ -65,9 +62,9 @@ from ltx_core.model.audio_vae.model_configurator import (
 from ltx_core.model.transformer import LTXV_MODEL_COMFY_RENAMING_MAP
 from ltx_core.model.upsampler import LatentUpsamplerConfigurator
 from ltx_core.text_encoders.gemma.encoders.encoder_configurator import EMBEDDINGS_PROCESSOR_KEY_OPS
-from ltx_core.model.video_vae.video_vae import decode_video
 
 import math_cases
+import ref_compat
 from fixture_common import STREAM_INPUT, STREAM_NOISE, STREAM_WEIGHTS, Case, CaseContext, FixtureResult
 
 LOG = logging.getLogger("generate")
@@ -112,7 +109,8 @@ def tiny_ltx2_vae(**overrides: Any) -> dict:
     Encoder: res_x, compress_space_res, res_x, compress_time_res, res_x, compress_all_res, res_x,
     compress_all_res, res_x (the released file uses multipliers 2/2/2/2 and widths 128..2048; here 1/1/1/2,
     widths 8,8,8,8,16 so the file stays small). Decoder: res_x + 3x compress_all(residual) as released,
-    multipliers 2/1/2 (built reversed: 16 -> 8 -> 8 -> 4 channels; residual needs in_channels % 8 == 0).
+    multipliers 2/1/2 (built reversed: 16 -> 8 -> 8 -> 4 channels; residual needs in_channels % 8 == 0;
+    decoder_base_channels 2 on 1.0.0, 4 on 1.2.0).
     No "spatial_padding_mode" key: encoder defaults to zeros, decoder to reflect.
     """
     vae = {
@@ -125,7 +123,6 @@ def tiny_ltx2_vae(**overrides: Any) -> dict:
         "latent_log_var": "uniform",
         "causal_decoder": False,
         "timestep_conditioning": False,
-        "decoder_base_channels": 2,
         "encoder_blocks": [
             _res_x(1),
             ["compress_space_res", {"multiplier": 1}],
@@ -147,6 +144,8 @@ def tiny_ltx2_vae(**overrides: Any) -> dict:
             _res_x(1, True),
         ],
     }
+    # conv_in widens the latent to 16 channels (the residual upsamplers need widths divisible by 8)
+    vae["decoder_base_channels"] = ref_compat.decoder_base_channels(16, vae["decoder_blocks"])
     vae.update(overrides)
     return {"vae": vae}
 
@@ -156,9 +155,9 @@ def tiny_ltx23_vae(**overrides: Any) -> dict:
 
     Encoder as released (space_res, time_res, all_res, all_res) with multipliers 2/2/1/1 (released 2/2/2/1),
     latent 4, widths 4,8,16,16,16. Decoder (listed order, built reversed) res_x, compress_space(m1),
-    res_x, compress_time(m1), res_x, compress_all(m1), res_x, compress_all(m2), res_x, no residual,
-    decoder_base_channels 1: 8 -> 4 -> 4 -> 4 -> 4 channels (the released file has compress_space m2 and
-    compress_time m2 with base 128; at base 1 that would leave 2-channel stages whose PixelNorm makes the
+    res_x, compress_time(m1), res_x, compress_all(m1), res_x, compress_all(m2), res_x, no residual:
+    8 -> 4 -> 4 -> 4 -> 4 channels (decoder_base_channels 1 on 1.0.0, 4 on 1.2.0; the released file has
+    compress_space m2 and compress_time m2 with base 128; 2-channel stages would make the
     tiny model ill-conditioned, float64 deviation ~4e-4). spatial_padding_mode "zeros" plus the extra keys
     the released 2.3 config carries (ignored by ltx-core 1.0.0).
     """
@@ -199,9 +198,10 @@ def tiny_ltx23_vae(**overrides: Any) -> dict:
         "timestep_conditioning": False,
         "normalize_latent_channels": False,
         "encoder_base_channels": 128,
-        "decoder_base_channels": 1,
         "spatial_padding_mode": "zeros",
     }
+    # conv_in widens the latent to 8 channels
+    vae["decoder_base_channels"] = ref_compat.decoder_base_channels(8, vae["decoder_blocks"])
     vae.update(overrides)
     return {"vae": vae}
 
@@ -393,23 +393,12 @@ def build_from_checkpoint(configurator: Any, sd_ops: Any, config: dict, tensors:
         for kv in sd_ops.apply_to_key_value(new_key, value):
             state[kv.new_key] = kv.new_value.to(torch.float32).clone()
     with torch.device("meta"):
-        model = configurator.from_config(config)
+        model = ref_compat.build_model(configurator, config)
     model.load_state_dict(state, strict=True, assign=True)
     leftover = [n for n, t in list(model.named_parameters()) + list(model.named_buffers()) if t.is_meta]
     if leftover:
         raise RuntimeError(f"uninitialised tensors after load: {leftover}")
     return model.eval()
-
-
-def tiling_config_from_call(tiling: dict | None) -> TilingConfig | None:
-    if tiling is None:
-        return None
-    spatial = tiling.get("spatial")
-    temporal = tiling.get("temporal")
-    return TilingConfig(
-        spatial_config=SpatialTilingConfig(**spatial) if spatial is not None else None,
-        temporal_config=TemporalTilingConfig(**temporal) if temporal is not None else None,
-    )
 
 
 def make_tiling(
@@ -485,6 +474,7 @@ def write_fixture(
         "seed": str(seed),
         "generator": GENERATOR_ID,
         "ltx_core_version": _pkg_version("ltx-core"),
+        "reference_version": ref_compat.REFERENCE_VERSION,
         "torch_version": torch.__version__.split("+")[0],
     }
     metadata.update(extra_metadata)
@@ -521,7 +511,7 @@ def run_video_encoder(
     del generator
     if optional_outputs:
         raise ValueError(f"video_encoder has no optional outputs, asked for {sorted(optional_outputs)}")
-    tiling = tiling_config_from_call(call.get("tiling"))
+    tiling = ref_compat.encoder_tiling(call.get("tiling"))
     video = inputs["video"].to(next(model.parameters()).dtype)
     with torch.inference_mode():
         latent = model(video) if tiling is None else model.tiled_encode(video, tiling)
@@ -536,7 +526,7 @@ def run_video_decoder(
     optional_outputs: frozenset = frozenset(),
 ) -> tuple[dict, dict]:
     latent = inputs["latent"].to(next(model.parameters()).dtype)
-    tiling = tiling_config_from_call(call.get("tiling"))
+    tiling = ref_compat.decoder_tiling(call.get("tiling"), latent.shape)
     t = call.get("timestep")
     timestep = None if t is None else torch.full((latent.shape[0],), float(t), dtype=latent.dtype)
     unknown = set(optional_outputs) - {"frames"}
@@ -551,7 +541,7 @@ def run_video_decoder(
                 # decoder would need a second noise draw and the default timestep).
                 if bool(getattr(model, "timestep_conditioning", False)) or t is not None:
                     raise ValueError("output.frames is only generated for decoders without timestep conditioning")
-                frames = torch.cat(list(decode_video(latent, model, tiling_config=None, generator=generator)), dim=0)
+                frames = ref_compat.decode_video_frames(model, latent, generator)
                 # the same forward ran twice: decode_video's frames are the uint8 mapping of output.video
                 expect = (((outputs["video"] + 1.0) / 2.0).clamp(0.0, 1.0) * 255.0).to(torch.uint8)
                 if not torch.equal(frames, expect[0].permute(1, 2, 3, 0)):
@@ -612,7 +602,7 @@ COMPONENTS: dict[str, Component] = {
 def configurator_for(component: Component, call: dict) -> Any:
     """The configurator of a component: fixed, or chosen by the call (the transformer's model type)."""
     c = component.configurator
-    return c if hasattr(c, "from_config") else c(call)
+    return c if ref_compat.is_configurator(c) else c(call)
 
 
 def split_io(tensors: dict[str, torch.Tensor], kind: str) -> dict[str, torch.Tensor]:
@@ -675,7 +665,7 @@ def _tolerances(ctx: CaseContext, f64_err: float | None) -> tuple[str, str]:
 def make_weights(component: Component, config: dict, ctx: CaseContext, call: dict) -> dict[str, torch.Tensor]:
     """Build the reference model from the config, det_init it, return its tensors under checkpoint keys
     (bf16-rounded for full-size cases)."""
-    model = configurator_for(component, call).from_config(config)
+    model = ref_compat.build_model(configurator_for(component, call), config)
     if any(t.is_meta for t in model.state_dict().values()):
         # the transformer configurator builds its caption projections on the meta device; det_init fills all
         model = model.to_empty(device="cpu")
@@ -716,7 +706,10 @@ def reference_case(
     extra = dict(extra)
     extra["weights_dtype"] = str(_weights_dtype(ctx)).removeprefix("torch.")
     f64_err = None
-    if ctx.f64_check:
+    pinned = ref_compat.float32_only(model)
+    if pinned:
+        extra["f64_check"] = f"skipped: {pinned}"
+    if ctx.f64_check and not pinned:
         # same reference code in float64 (noise fed back in): the size of the float32 rounding error
         model64 = model.double()
         inputs64 = {k: v.double() for k, v in inputs.items()}
@@ -910,12 +903,11 @@ def _with_layers(config: dict, n: int) -> dict:
 
 
 class _AudioOnlyConfigurator:
-    """The reference has no audio-only configurator; this builds `LTXModel(model_type=AudioOnly)` with the
-    same argument mapping as `LTXModelConfigurator` (test shim)."""
+    """1.0.0 has no audio-only configurator; this builds `LTXModel(model_type=AudioOnly)` with the same argument
+    mapping as `LTXModelConfigurator` (test shim). 1.2.0's own `LTXAudioOnlyModelConfigurator` replaces it."""
 
     @classmethod
     def from_config(cls, config: dict) -> Any:
-        from ltx_core.model.transformer.attention import AttentionFunction
         from ltx_core.model.transformer.model import LTXModel, LTXModelType
         from ltx_core.model.transformer.model_configurator import _build_caption_projections
         from ltx_core.model.transformer.rope import LTXRopeType
@@ -926,7 +918,7 @@ class _AudioOnlyConfigurator:
             model_type=LTXModelType.AudioOnly,
             num_layers=t.get("num_layers", 48),
             norm_eps=t.get("norm_eps", 1e-06),
-            attention_type=AttentionFunction(t.get("attention_type", "default")),
+            **ref_compat.attention_kwargs(t),
             positional_embedding_theta=t.get("positional_embedding_theta", 10000.0),
             timestep_scale_multiplier=t.get("timestep_scale_multiplier", 1000),
             use_middle_indices_grid=t.get("use_middle_indices_grid", True),
@@ -950,27 +942,12 @@ def transformer_configurator(call: dict) -> Any:
     return {
         "audio_video": LTXModelConfigurator,
         "video_only": LTXVideoOnlyModelConfigurator,
-        "audio_only": _AudioOnlyConfigurator,
+        "audio_only": ref_compat.audio_only_configurator() or _AudioOnlyConfigurator,
     }[call["model_type"]]
 
 
-def _perturbations(call: dict, batch: int) -> Any:
-    from ltx_core.guidance.perturbations import (
-        BatchedPerturbationConfig,
-        Perturbation,
-        PerturbationConfig,
-        PerturbationType,
-    )
-
-    spec = call.get("perturbations")
-    if spec is None:
-        return BatchedPerturbationConfig.empty(batch)
-    return BatchedPerturbationConfig(
-        [
-            PerturbationConfig([Perturbation(PerturbationType(p["type"]), p["blocks"]) for p in sample])
-            for sample in spec
-        ]
-    )
+def _perturbations(call: dict, batch: int, num_blocks: int, dtype: torch.dtype) -> Any:
+    return ref_compat.batched_perturbations(call.get("perturbations"), batch, num_blocks, dtype)
 
 
 def run_transformer(
@@ -1009,7 +986,7 @@ def run_transformer(
             attention_mask=None if attention is None else attention.to(dtype),
         )
     batch = next(iter(modalities.values())).latent.shape[0]
-    perturbations = _perturbations(call, batch)
+    perturbations = _perturbations(call, batch, len(model.transformer_blocks), dtype)
     video, audio = modalities.get("video"), modalities.get("audio")
     with torch.inference_mode():
         vx, ax = model(video, audio, perturbations)
@@ -1132,7 +1109,7 @@ def transformer_manifest_case(ctx: CaseContext, v23: bool) -> FixtureResult:
 
     config = full_transformer(v23)
     with torch.device("meta"):
-        model = LTXModelConfigurator.from_config(config)
+        model = ref_compat.build_model(LTXModelConfigurator, config)
     params = sorted([name, list(t.shape)] for name, t in model.state_dict().items())
     total = sum(math.prod(shape) for _, shape in params)
     call = {"model_type": "audio_video", "params": params}
@@ -1180,7 +1157,7 @@ def recorded_randn(gen: torch.Generator, replay: list[torch.Tensor] | None = Non
         torch.randn = original
 
 
-def run_denoise_loop(model: Any, inputs: dict, call: dict, replay: list[torch.Tensor] | None, gen: torch.Generator) -> tuple[dict, list]:
+def _run_denoise_loop_1_0(model: Any, inputs: dict, call: dict, replay: list[torch.Tensor] | None, gen: torch.Generator) -> tuple[dict, list]:
     """`denoise_audio_video` with the call's loop: `euler` + `guider_denoising_func(CFGGuider)`, `euler` +
     `multi_modal_guider_denoising_func`, or `res2s_audio_video_denoising_loop` (+ the multimodal guider). The model
     runs in the dtype of its weights (float32 here; float64 for the cross-check)."""
@@ -1245,6 +1222,67 @@ def run_denoise_loop(model: Any, inputs: dict, call: dict, replay: list[torch.Te
     return {"video_latent": video_state.latent, "audio_latent": audio_state.latent}, draws
 
 
+def _run_denoise_loop_1_2(model: Any, inputs: dict, call: dict, replay: list[torch.Tensor] | None, gen: torch.Generator) -> tuple[dict, list]:
+    """1.2.0's form of the same run (what `DiffusionStage.__call__` does): noised states from the latent tools
+    and `create_noised_state` (video, then audio), the loop with the transformer and a `GuidedDenoiser`, then
+    `clear_conditioning` + `unpatchify`. CFG-only guidance is a `MultiModalGuider` with only `cfg_scale` set
+    (1.2.0 has no denoising function around `CFGGuider`)."""
+    from ltx_core.components.diffusion_steps import EulerDiffusionStep, Res2sDiffusionStep
+    from ltx_core.components.guiders import MultiModalGuider, MultiModalGuiderParams
+    from ltx_core.components.noisers import GaussianNoiser
+    from ltx_core.components.patchifiers import AudioPatchifier, VideoLatentPatchifier
+    from ltx_core.conditioning import VideoConditionByLatentIndex
+    from ltx_core.model.transformer import X0Model
+    from ltx_core.tools import AudioLatentTools, VideoLatentTools
+    from ltx_core.types import AudioLatentShape, VideoLatentShape, VideoPixelShape
+    from ltx_pipelines.utils.denoisers import GuidedDenoiser
+    from ltx_pipelines.utils.helpers import create_noised_state
+    from ltx_pipelines.utils.samplers import euler_denoising_loop, res2s_audio_video_denoising_loop
+
+    dtype = next(model.parameters()).dtype
+    device = torch.device("cpu")
+    x0 = X0Model(model)
+    shape = VideoPixelShape(batch=1, frames=call["frames"], width=call["width"], height=call["height"], fps=call["fps"])
+    sigmas = torch.tensor(call["sigmas"], dtype=torch.float32)
+    ctx = {k: inputs[k].to(dtype) for k in ("video_context", "audio_context", "video_context_neg", "audio_context_neg")}
+    conditionings = []
+    if "cond_latent" in inputs:
+        conditionings.append(VideoConditionByLatentIndex(inputs["cond_latent"].to(dtype), call["cond_strength"], 0))
+    guidance = call["guidance"]
+    if guidance["kind"] == "cfg":
+        vp = ap = MultiModalGuiderParams(cfg_scale=guidance["cfg_scale"])
+    else:
+        vp, ap = MultiModalGuiderParams(**guidance["video"]), MultiModalGuiderParams(**guidance["audio"])
+    denoiser = GuidedDenoiser(
+        ctx["video_context"],
+        ctx["audio_context"],
+        video_guider=MultiModalGuider(vp, ctx["video_context_neg"]),
+        audio_guider=MultiModalGuider(ap, ctx["audio_context_neg"]),
+    )
+    video_tools = VideoLatentTools(VideoLatentPatchifier(patch_size=1), VideoLatentShape.from_pixel_shape(shape), shape.fps)
+    audio_tools = AudioLatentTools(AudioPatchifier(patch_size=1), AudioLatentShape.from_video_pixel_shape(shape))
+    noiser = GaussianNoiser(generator=torch.Generator().manual_seed(0))
+    noise_scale = call.get("noise_scale", 1.0)
+    with torch.inference_mode(), recorded_randn(gen, replay) as draws:
+        video_state = create_noised_state(video_tools, conditionings, noiser, dtype, device, noise_scale)
+        audio_state = create_noised_state(audio_tools, [], noiser, dtype, device, noise_scale)
+        loop_args = (sigmas, video_state, audio_state)
+        if call["loop"] == "euler":
+            video_state, audio_state = euler_denoising_loop(*loop_args, EulerDiffusionStep(), x0, denoiser)
+        else:
+            video_state, audio_state = res2s_audio_video_denoising_loop(
+                *loop_args, Res2sDiffusionStep(), x0, denoiser, noise_seed=0, model_dtype=dtype
+            )
+        video_state = video_tools.unpatchify(video_tools.clear_conditioning(video_state))
+        audio_state = audio_tools.unpatchify(audio_tools.clear_conditioning(audio_state))
+    return {"video_latent": video_state.latent, "audio_latent": audio_state.latent}, draws
+
+
+def run_denoise_loop(model: Any, inputs: dict, call: dict, replay: list[torch.Tensor] | None, gen: torch.Generator) -> tuple[dict, list]:
+    run = _run_denoise_loop_1_2 if ref_compat.NEW_API else _run_denoise_loop_1_0
+    return run(model, inputs, call, replay, gen)
+
+
 def denoise_loop_case(ctx: CaseContext, call: dict, conditioned: bool = False) -> FixtureResult:
     config = tiny_ltx2_transformer()
     call = {"model_type": "audio_video", "frames": 9, "height": 64, "width": 64, "fps": 24.0, **call}
@@ -1291,13 +1329,14 @@ _LORA_MODULES = [
 
 
 def lora_fuse_case(ctx: CaseContext, target: str, strengths: list[float]) -> FixtureResult:
-    from ltx_core.loader.fuse_loras import apply_loras
     from ltx_core.loader.primitives import LoraStateDictWithStrength
     from ltx_core.loader.primitives import StateDict as RefStateDict
     from ltx_core.loader.sd_ops import LTXV_LORA_COMFY_RENAMING_MAP
 
     config = tiny_ltx2_transformer()
-    call = {"model_type": "audio_video", "target_dtype": target, "strengths": strengths}
+    # 1.0.0 fused into a target dtype; 1.2.0 aggregates in the rule's dtype and keeps the weights' bf16
+    dtype_key = "aggregation_dtype" if ref_compat.NEW_API else "target_dtype"
+    call = {"model_type": "audio_video", dtype_key: target, "strengths": strengths}
     component = COMPONENTS["transformer"]
     # released checkpoints and LoRAs are bf16; the reference fuses only into bf16 (or fp8) weights
     weights = {k: v.to(torch.bfloat16) for k, v in make_weights(component, config, ctx, call).items()}
@@ -1324,12 +1363,11 @@ def lora_fuse_case(ctx: CaseContext, target: str, strengths: list[float]) -> Fix
                 tensors[f"input.lora{i}.{ckpt_key}"] = t
                 lsd[LTXV_LORA_COMFY_RENAMING_MAP.apply_to_key(ckpt_key)] = t
         loras.append(LoraStateDictWithStrength(RefStateDict(lsd, torch.device("cpu"), 0, set()), strengths[i]))
-    dtype = {"bfloat16": torch.bfloat16, "float32": torch.float32}[target]
-    out = apply_loras(RefStateDict(model_sd, torch.device("cpu"), 0, set()), loras, dtype=dtype)
+    out = ref_compat.apply_loras(RefStateDict(model_sd, torch.device("cpu"), 0, set()), loras, target)
     for key in touched:
         tensors[f"output.fused.{key}"] = out.sd[key].float().contiguous()
-    # an untouched weight is only cast
-    assert torch.equal(out.sd[untouched], model_sd[untouched].to(dtype))
+    # an untouched weight is at most cast
+    assert torch.equal(out.sd[untouched].float(), model_sd[untouched].float())
     return FixtureResult("lora_fuse", config, call, "0", "8e-3", tensors, {"weights_dtype": "bfloat16"})
 
 
@@ -1756,30 +1794,14 @@ _CONNECTOR_V2 = {
 TINY_GEMMA_DIMS = {"gemma_hidden_size": 24, "gemma_num_hidden_layers": 3}
 
 
-@contextlib.contextmanager
-def gemma_dims(call: dict) -> Iterator[None]:
-    """The reference reads the Gemma width/depth from the hard-coded GEMMA3_CONFIG_FOR_LTX: patch it."""
-    from ltx_core.text_encoders.gemma.config import GEMMA3_CONFIG_FOR_LTX
-
-    text = GEMMA3_CONFIG_FOR_LTX.text_config
-    saved = (text.hidden_size, text.num_hidden_layers)
-    text.hidden_size = call["gemma_hidden_size"]
-    text.num_hidden_layers = call["gemma_num_hidden_layers"]
-    try:
-        yield
-    finally:
-        text.hidden_size, text.num_hidden_layers = saved
-
-
 class _EmbeddingsProcessorConfigurator:
     def __init__(self, call: dict) -> None:
         self.call = call
 
     def from_config(self, config: dict) -> Any:
-        from ltx_core.text_encoders.gemma.encoders.encoder_configurator import EmbeddingsProcessorConfigurator
-
-        with gemma_dims(self.call):
-            return EmbeddingsProcessorConfigurator.from_config(config)
+        dims = (self.call["gemma_hidden_size"], self.call["gemma_num_hidden_layers"])
+        with ref_compat.embeddings_processor_configurator(*dims) as configurator:
+            return ref_compat.build_model(configurator, config)
 
 
 def embeddings_processor_checkpoint_key(key: str) -> str:

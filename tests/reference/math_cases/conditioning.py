@@ -29,7 +29,10 @@ def _build_item(spec: dict, inputs: dict[str, torch.Tensor]):  # noqa: ANN202
     if kind == "keyframe":
         return VideoConditionByKeyframeIndex(inputs[spec["latent"]], spec["frame_idx"], spec["strength"])
     if kind == "reference":
-        return VideoConditionByReferenceLatent(inputs[spec["latent"]], spec["downscale_factor"], spec["strength"])
+        # keywords: 1.2.0 inserted temporal_scale_factor before strength
+        return VideoConditionByReferenceLatent(
+            inputs[spec["latent"]], downscale_factor=spec["downscale_factor"], strength=spec["strength"]
+        )
     if kind == "wrapper":
         mask = spec["attention_mask"]
         mask = inputs[mask] if isinstance(mask, str) else mask

@@ -20,6 +20,7 @@ from unittest import mock
 
 import torch
 
+import ref_compat
 from fixture_common import STREAM_INPUT, STREAM_NOISE, Case, CaseContext, FixtureResult
 
 TOKENS, CHANNELS = 8, 4
@@ -204,9 +205,18 @@ def _check_ge_against_loop(ge_gamma: float, sigmas: torch.Tensor, latent: torch.
     positions = torch.zeros(1, 3, latent.shape[1], 2)
     state = LatentState(latent=latent, denoise_mask=ones, positions=positions, clean_latent=latent)
     with mock.patch.object(samplers, "tqdm", lambda it: it):  # no progress bar in the generator's log
-        gradient_estimating_euler_denoising_loop(
-            sigmas, state, replace(state), Recorder(), lambda v, a, s, i: (denoised[i], denoised[i]), ge_gamma=ge_gamma
-        )
+        if ref_compat.NEW_API:
+            # 1.2.0: the loop calls denoiser(transformer, video, audio, sigmas, step) for results with `.denoised`
+            def scripted(transformer, v, a, s, i):
+                return types.SimpleNamespace(denoised=denoised[i]), types.SimpleNamespace(denoised=denoised[i])
+
+            gradient_estimating_euler_denoising_loop(
+                sigmas, state, replace(state), Recorder(), None, scripted, ge_gamma=ge_gamma
+            )
+        else:
+            gradient_estimating_euler_denoising_loop(
+                sigmas, state, replace(state), Recorder(), lambda v, a, s, i: (denoised[i], denoised[i]), ge_gamma=ge_gamma
+            )
     update = _ge_update_fn(ge_gamma)
     prev = None
     for i, (noisy, handed) in enumerate(calls[::2]):

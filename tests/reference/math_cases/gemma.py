@@ -13,10 +13,9 @@ implementation-defined)."""
 
 from __future__ import annotations
 
-import copy
-
 import torch
 
+import ref_compat
 from fixture_common import STREAM_INPUT, STREAM_WEIGHTS, Case, CaseContext, FixtureResult
 
 TEXT = {
@@ -51,18 +50,12 @@ FULL_TEXT = {
 def _tiny_gemma(ctx: CaseContext, text: dict):
     """A Gemma-3 built from the reference's config with `text` widths and seeded weights (stored rounded to f16 for
     the tiny widths, bf16 at full size; the model runs on the rounded values in f32)."""
-    from transformers import Gemma3Config
     from transformers.models.gemma3 import Gemma3ForConditionalGeneration
 
-    from ltx_core.text_encoders.gemma.config import GEMMA3_CONFIG_FOR_LTX
-
-    data = copy.deepcopy(GEMMA3_CONFIG_FOR_LTX.to_dict())
-    data["text_config"].update(text)
-    data["vision_config"].update(
+    vision = dict(
         hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2, image_size=28, patch_size=14
     )
-    data["mm_tokens_per_image"] = 4
-    config = Gemma3Config.from_dict(data)
+    config = ref_compat.gemma3_root_config(_text_config(text)["text_config"], vision, mm_tokens_per_image=4)
     model = Gemma3ForConditionalGeneration(config).eval()
     gen = ctx.generator(STREAM_WEIGHTS)
     weights = {}
@@ -170,8 +163,6 @@ def tokenizer_case(ctx: CaseContext, max_length: int) -> FixtureResult:
 
     from tokenizers import Tokenizer, models, pre_tokenizers, processors, trainers
 
-    from ltx_core.text_encoders.gemma.tokenizer import LTXVGemmaTokenizer
-
     tok = Tokenizer(models.BPE(unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.Metaspace()
     trainer = trainers.BpeTrainer(vocab_size=200, special_tokens=["<pad>", "<eos>", "<bos>", "<unk>"])
@@ -189,7 +180,7 @@ def tokenizer_case(ctx: CaseContext, max_length: int) -> FixtureResult:
             '{"tokenizer_class": "PreTrainedTokenizerFast", "pad_token": "<pad>", "eos_token": "<eos>", '
             '"bos_token": "<bos>", "unk_token": "<unk>"}'
         )
-        ref = LTXVGemmaTokenizer(tmp, max_length=max_length)
+        ref = ref_compat.gemma_tokenizer(tmp, max_length)
         ids, masks = [], []
         for p in PROMPTS:
             pairs = ref.tokenize_with_weights(p)["gemma"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import torch
 
+import ref_compat
 from fixture_common import STREAM_INPUT, Case, CaseContext, FixtureResult
 
 
@@ -147,21 +148,13 @@ QUERIES = [[t, b] for t in ("skip_a2v_cross_attn", "skip_v2a_cross_attn", "skip_
 
 
 def perturbations_case(ctx: CaseContext) -> FixtureResult:
-    from ltx_core.guidance.perturbations import (
-        BatchedPerturbationConfig,
-        Perturbation,
-        PerturbationConfig,
-        PerturbationType,
-    )
-
-    cfg = BatchedPerturbationConfig(
-        [PerturbationConfig([Perturbation(PerturbationType(p["type"]), p["blocks"]) for p in s]) for s in PERTURBATIONS]
-    )
+    num_blocks = 1 + max(b for _, b in QUERIES)
+    cfg = ref_compat.batched_perturbations(PERTURBATIONS, len(PERTURBATIONS), num_blocks)
     values = torch.zeros(3, 5, 2)
     masks, flags = [], []
     for t, b in QUERIES:
-        kind = PerturbationType(t)
-        masks.append(cfg.mask_like(kind, b, values).flatten())
+        kind = ref_compat.perturbation_type(t)
+        masks.append(ref_compat.perturbation_mask(cfg, kind, b, values))
         flags.append([float(cfg.any_in_batch(kind, b)), float(cfg.all_in_batch(kind, b))])
     tensors = {"output.masks": torch.stack(masks), "output.flags": torch.tensor(flags)}
     call = {"op": "perturbations", "perturbations": PERTURBATIONS, "queries": QUERIES}

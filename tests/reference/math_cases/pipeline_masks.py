@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import torch
 
+import ref_compat
 from fixture_common import STREAM_INPUT, Case, CaseContext, FixtureResult
 
 
@@ -26,16 +27,12 @@ def ic_lora_mask_case(ctx: CaseContext, frames: int, height: int, width: int, la
     # a smooth-ish mask clip with saturated regions, so the clamp and the averages both matter
     pixels = (torch.rand((1, 3, frames, height, width), generator=g) * 2.4 - 1.2).clamp(-1, 1).to(torch.bfloat16)
     strength = float(torch.rand((), generator=g) * 0.8 + 0.1)
-    original = ic.load_video_conditioning
-    ic.load_video_conditioning = lambda **_: pixels.clone()
-    try:
+    with ref_compat.ic_lora_mask_source(ic, pixels):
         with torch.inference_mode():
             mask = ic._load_mask_video(mask_path="unused", height=height, width=width, num_frames=frames)
             f_lat, h_lat, w_lat = latent
             shape = VideoLatentShape(batch=1, channels=128, frames=f_lat, height=h_lat, width=w_lat)
-            latent_mask = ic.ICLoraPipeline._downsample_mask_to_latent(mask=mask, target_latent_shape=shape) * strength
-    finally:
-        ic.load_video_conditioning = original
+            latent_mask = ref_compat.downsample_mask_to_latent(ic, mask, shape) * strength
     tensors = {"input.pixels": pixels, "output.mask": mask.contiguous(), "output.latent_mask": latent_mask.contiguous()}
     call = {"f_lat": f_lat, "h_lat": h_lat, "w_lat": w_lat, "strength": strength}
     # bf16 throughout: one bf16 step (2^-8 relative) of slack for a different summation order
