@@ -145,11 +145,30 @@ impl VideoLatentTools {
         frame_offset: i64,
         device: &Device,
     ) -> Result<Tensor> {
+        self.positions_with(shape, causal_fix, frame_offset, false, device)
+    }
+
+    /// [`Self::positions_for`]; with `single_pixel_frame` every token's frame range ends one pixel
+    /// frame after it starts (a keyframe latent that encodes one image, reference 1.2.0).
+    pub fn positions_with(
+        &self,
+        shape: &VideoLatentShape,
+        causal_fix: bool,
+        frame_offset: i64,
+        single_pixel_frame: bool,
+        device: &Device,
+    ) -> Result<Tensor> {
         let bounds = self.patchifier.get_patch_grid_bounds(shape, device)?;
         let mut coords = get_pixel_coords(&bounds, self.scale_factors, causal_fix)?;
         if frame_offset != 0 {
             let offset = Tensor::new(&[frame_offset, 0, 0], device)?.reshape((1, 3, 1, 1))?;
             coords = coords.broadcast_add(&offset)?;
+        }
+        if single_pixel_frame {
+            let frame = coords.narrow(1, 0, 1)?;
+            let start = frame.narrow(3, 0, 1)?;
+            let frame = Tensor::cat(&[start.clone(), (start + 1.0)?], 3)?;
+            coords = Tensor::cat(&[frame, coords.narrow(1, 1, 2)?], 1)?;
         }
         let coords = coords.to_dtype(DType::F32)?;
         let fps = Tensor::new(self.fps as f32, device)?;
@@ -174,10 +193,8 @@ impl LatentTools for VideoLatentTools {
         initial_latent: Option<&Tensor>,
     ) -> Result<LatentState> {
         let shape = self.target_shape;
-        // The reference rounds the positions to the model dtype.
-        let positions = self
-            .positions_for(&shape, self.causal_fix, 0, device)?
-            .to_dtype(dtype)?;
+        // Positions stay f32 whatever the model dtype (reference 1.2.0; 1.0.0 rounded them to it).
+        let positions = self.positions_for(&shape, self.causal_fix, 0, device)?;
         let dims = (shape.dims().to_vec(), shape.mask_shape().dims().to_vec());
         let state = initial_state("video", dims, initial_latent, positions, (dtype, device))?;
         self.patchify(&state)

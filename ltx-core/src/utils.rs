@@ -97,6 +97,25 @@ pub fn rsub_scalar(s: f64, t: &Tensor) -> Result<Tensor> {
     Ok(s.broadcast_sub(&t.to_dtype(work)?)?.to_dtype(dt)?)
 }
 
+/// torch's f32 `lerp(start, end, weight)` on the CPU (its vectorised kernel): where `|weight| < 0.5`,
+/// `start + weight·(end − start)`, elsewhere `end + (weight − 1)·(end − start)`, each as one fused
+/// multiply-add. The f32 FMA is taken as an f64 multiply-add rounded once to f32 (the product is exact
+/// in f64). `weight` broadcasts to `start`; every operand is computed in f32.
+pub fn torch_lerp(start: &Tensor, end: &Tensor, weight: &Tensor) -> Result<Tensor> {
+    let start = start.to_dtype(DType::F32)?;
+    let end = end.to_dtype(DType::F32)?.broadcast_as(start.shape())?;
+    let weight = weight.to_dtype(DType::F32)?.broadcast_as(start.shape())?;
+    let diff = (&end - &start)?;
+    let small = weight.abs()?.lt(0.5)?;
+    let coeff = small.where_cond(&weight, &(&weight - 1.0)?)?;
+    let base = small.where_cond(&start, &end)?;
+    let fused = coeff
+        .to_dtype(DType::F64)?
+        .mul(&diff.to_dtype(DType::F64)?)?
+        .add(&base.to_dtype(DType::F64)?)?;
+    Ok(fused.to_dtype(DType::F32)?)
+}
+
 /// Errors unless `t` broadcasts to `target` without growing it (trailing-aligned; every dim of `t`
 /// is 1 or equal to the target's).
 pub fn check_broadcasts_to(what: &str, t: &[usize], target: &[usize]) -> Result<()> {

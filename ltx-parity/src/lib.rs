@@ -42,6 +42,33 @@ mod video_vae;
 /// What a component runner returns: `(output name, actual tensor)` pairs.
 type Outputs = Vec<(String, Tensor)>;
 
+/// The reference version whose behaviour ltx-rs follows: fixtures must have been made with it.
+pub const REFERENCE_VERSION: &str = "1.2.0";
+
+/// A fixture's `reference_version` must be [`REFERENCE_VERSION`]: 1.2.0 changed defaults and
+/// arithmetic that fixtures of 1.0.0 encode (docs/parity.md), so an older or unknown version is an
+/// error, never read with 1.2.0's meaning. `noise` fixtures exercise torch alone and may say `none`
+/// (made without ltx-core installed).
+fn check_reference_version(
+    component: &str,
+    version: Option<&str>,
+    ltx_core_version: Option<&str>,
+) -> std::result::Result<(), String> {
+    match version {
+        Some(REFERENCE_VERSION) => Ok(()),
+        Some("none") if component == "noise" => Ok(()),
+        Some(v) => Err(format!(
+            "made with reference {v}; ltx-rs follows reference {REFERENCE_VERSION}: regenerate it \
+             (tests/reference/README.md)"
+        )),
+        None => Err(format!(
+            "no `reference_version` metadata (ltx_core_version {}): made before the reference \
+             {REFERENCE_VERSION} move; regenerate it (tests/reference/README.md)",
+            ltx_core_version.unwrap_or("absent")
+        )),
+    }
+}
+
 /// One opened fixture.
 pub struct Fixture {
     pub path: PathBuf,
@@ -64,6 +91,12 @@ impl Fixture {
             .metadata_entry("component")
             .ok_or_else(|| bad("no `component` metadata".into()))?
             .to_string();
+        check_reference_version(
+            &component,
+            files.metadata_entry("reference_version"),
+            files.metadata_entry("ltx_core_version"),
+        )
+        .map_err(bad)?;
         let config = files.config()?;
         let call = files.metadata_json("call")?.unwrap_or(Value::Null);
         let tol = |key: &str, default: f64| -> Result<f64> {

@@ -1,4 +1,5 @@
-//! `lora_fuse` fixtures: LoRA deltas fused into a transformer's bf16 weights (`apply_loras`).
+//! `lora_fuse` fixtures: LoRA deltas fused into a transformer's bf16 weights (`apply_loras`,
+//! reference 1.2.0: `call.aggregation_dtype` is the fuse rule's aggregation dtype).
 
 use std::sync::Arc;
 
@@ -37,12 +38,14 @@ pub(super) fn run(fx: &Fixture, _inputs: &Arc<StateDict>, device: &Device) -> Re
             strength,
         })
         .collect();
-    let dtype = match fx.call_str("target_dtype")? {
+    // reference 1.2.0: the LoRA sums are aggregated in this dtype, the fused weights keep the
+    // model weights' bf16
+    let aggregation = match fx.call_str("aggregation_dtype")? {
         "bfloat16" => DType::BF16,
         "float32" => DType::F32,
-        other => return Err(fx.bad(format!("unknown target dtype `{other}`"))),
+        other => return Err(fx.bad(format!("unknown aggregation dtype `{other}`"))),
     };
-    let (fused, report) = apply_loras(&model, &with_strength, dtype, device)?;
+    let (fused, report) = apply_loras(&model, &with_strength, aggregation, DType::BF16, device)?;
     if report.matched.contains(&0) {
         return Err(fx.bad(format!("a LoRA matched nothing: {:?}", report.matched)));
     }

@@ -22,7 +22,7 @@ use serde_json::{json, Value};
 use crate::{Error, Result};
 
 /// Bumped whenever the generated files change, so stale caches are not reused.
-const VERSION: &str = "tiny-v2";
+const VERSION: &str = "tiny-v3";
 
 /// The tiny checkpoint's `model_version` metadata (an LTX-2 layout: the LTX-2 presets apply).
 pub const TINY_MODEL_VERSION: &str = "tiny-ltx-2";
@@ -89,7 +89,7 @@ pub fn tiny_config() -> Value {
     let vae = json!({
             "dims": 3, "in_channels": 3, "out_channels": 3, "latent_channels": 128,
             "patch_size": 4, "norm_layer": "pixel_norm", "latent_log_var": "uniform",
-            "causal_decoder": false, "timestep_conditioning": false, "decoder_base_channels": 2,
+            "causal_decoder": false, "timestep_conditioning": false, "decoder_base_channels": 4,
             "encoder_blocks": [
                 res_x(1, false), ["compress_space_res", {"multiplier": 1}], res_x(1, false),
                 ["compress_time_res", {"multiplier": 1}], res_x(1, false),

@@ -35,7 +35,7 @@ use super::torch_random::philox::philox4x32_10;
 use super::torch_random::{CudaLaunchLayout, TorchGenerator};
 use crate::error::{Error, Result};
 use crate::types::LatentState;
-use crate::utils::{check_broadcasts_to, check_same_shape, mul_scalar, rsub_scalar, torch_binary};
+use crate::utils::{check_broadcasts_to, check_same_shape, torch_lerp};
 
 /// Seeded standard-normal noise, the same on every backend (see the module docs).
 #[derive(Clone, Debug)]
@@ -165,8 +165,11 @@ fn check_noise_scale(noise_scale: f64) -> Result<()> {
 pub struct GaussianNoiser;
 
 impl GaussianNoiser {
-    /// `latent ← noise·m + latent·(1 − m)` with `m = denoise_mask · noise_scale`, in torch's
-    /// promoted dtype (f32 for a bf16 latent and an f32 mask) and cast back to the latent's dtype.
+    /// Reference 1.2.0's mix, in f32 and cast back to the latent's dtype:
+    /// `x = lerp(latent, noise, noise_scale)`, then `latent ← lerp(clean_latent, x, denoise_mask)`
+    /// (torch's `lerp`, [`torch_lerp`]). Tokens whose mask is 0 take their clean value, so a
+    /// conditioning item only has to set the clean latent. (1.0.0 computed `noise·m + latent·(1 − m)`,
+    /// `m = denoise_mask · noise_scale`, the same where latent and clean latent agree.)
     /// `noise` has the latent's shape and is taken in the latent's dtype (the reference draws it in
     /// that dtype); the mask broadcasts to the latent (e.g. `[B, T, 1]` for `[B, T, C]`). A NaN or
     /// infinite `noise_scale` is an error.
@@ -179,17 +182,16 @@ impl GaussianNoiser {
         check_noise_scale(noise_scale)?;
         let latent = &state.latent;
         check_same_shape("noise", noise.dims(), latent.dims())?;
+        check_same_shape("clean latent", state.clean_latent.dims(), latent.dims())?;
         check_broadcasts_to("denoise mask", state.denoise_mask.dims(), latent.dims())?;
+        // the reference draws the noise in the latent's dtype, then widens both to f32
         let noise = noise.to_dtype(latent.dtype())?;
-        let scaled_mask = mul_scalar(&state.denoise_mask, noise_scale)?;
-        let keep = rsub_scalar(1.0, &scaled_mask)?;
-        let noised = torch_binary(
-            &torch_binary(&noise, &scaled_mask, Tensor::broadcast_mul)?,
-            &torch_binary(latent, &keep, Tensor::broadcast_mul)?,
-            Tensor::broadcast_add,
-        )?;
+        // a Python float weight is rounded to f32 by the kernel
+        let scale = Tensor::new(noise_scale as f32, latent.device())?;
+        let noised = torch_lerp(latent, &noise, &scale)?;
+        let mixed = torch_lerp(&state.clean_latent, &noised, &state.denoise_mask)?;
         Ok(LatentState {
-            latent: noised.to_dtype(latent.dtype())?,
+            latent: mixed.to_dtype(latent.dtype())?,
             ..state.clone()
         })
     }

@@ -1,9 +1,7 @@
 //! Port of `ltx_core/loader/fuse_loras.py`: LoRA deltas fused into a model's weights before the
 //! model is built. For a weight `W` (key `<module>.weight`) and LoRAs `i` holding
 //! `<module>.lora_A.weight` `[r, in]` and `<module>.lora_B.weight` `[out, r]`:
-//! `W' = W + Σ_i (s_i·B_i) @ A_i`, with the reference's roundings: each product in the LoRA's own
-//! dtype, the deltas summed and added to `W` in the target dtype (bf16 when the target is fp8),
-//! the result cast to the target dtype.
+//! `W' = W + Σ_i (s_i·B_i) @ A_i`, with reference 1.2.0's roundings (see [`apply_loras`]).
 
 use std::collections::HashMap;
 
@@ -40,11 +38,21 @@ pub struct LoraFuseReport {
     pub matched: Vec<usize>,
 }
 
+/// The aggregation dtype reference 1.2.0 fuses with on `device`: bf16 (its `bf16_fuse_rule`), f32
+/// on Metal (the rule it swaps in on MPS).
+pub fn fuse_aggregation_dtype(device: &Device) -> DType {
+    if device.is_metal() {
+        DType::F32
+    } else {
+        DType::BF16
+    }
+}
+
 fn is_fp8(d: DType) -> bool {
     matches!(d, DType::F8E4M3)
 }
 
-/// `(s·B) @ A` in the LoRA's dtype (the product is accumulated in f32 and rounded once, as torch's
+/// `(s·B) @ A` in the factors' dtype (the product is accumulated in f32 and rounded once, as torch's
 /// CPU and GPU matmuls do for half types).
 fn lora_product(a: &Tensor, b: &Tensor, strength: f64) -> Result<Tensor> {
     let dt = b.dtype();
@@ -113,10 +121,17 @@ pub fn check_loras(
 /// `dtype`) under the model's keys; weights no LoRA touches are not returned (load them from
 /// `model` as usual). When every strength is 0 nothing is fused, like the reference.
 ///
+/// Reference 1.2.0's arithmetic (`fuse_lora_weights` with a `FuseRule`): the LoRA factors are cast
+/// to `aggregation` (bf16 by default, f32 where 1.2.0 aggregates in f32, e.g. on MPS; an fp8 target
+/// aggregates in bf16); the first LoRA's `(s·B) @ A` starts the sum, every further one is added as
+/// `addmm_(B, A, alpha=s)` (accumulated in f32, rounded once to `aggregation`); the weight is added
+/// in `aggregation`, and the result cast to `dtype`.
+///
 /// A LoRA pair whose shapes do not fit its weight is an error naming the key.
 pub fn apply_loras(
     model: &StateDict,
     loras: &[LoraStateDictWithStrength],
+    aggregation: DType,
     dtype: DType,
     device: &Device,
 ) -> Result<(HashMap<String, Tensor>, LoraFuseReport)> {
@@ -125,33 +140,34 @@ pub fn apply_loras(
     if loras.iter().all(|l| l.strength == 0.0) {
         return Ok((fused, report));
     }
-    let deltas_dtype = if is_fp8(dtype) { DType::BF16 } else { dtype };
+    let agg = if is_fp8(aggregation) {
+        DType::BF16
+    } else {
+        aggregation
+    };
     for key in model.keys() {
-        let mut deltas = Vec::new();
+        let mut delta: Option<Tensor> = None;
         for (i, ka, kb) in pairs_for(&key, loras) {
             let (sd, strength) = (loras[i].state_dict, loras[i].strength);
-            let a = sd.raw_tensor(&ka, device)?;
-            let b = sd.raw_tensor(&kb, device)?;
-            deltas.push(lora_product(&a, &b, strength)?.to_dtype(deltas_dtype)?);
+            let a = sd.raw_tensor(&ka, device)?.to_dtype(agg)?;
+            let b = sd.raw_tensor(&kb, device)?.to_dtype(agg)?;
+            delta = Some(match delta {
+                None => lora_product(&a, &b, strength)?,
+                Some(acc) => {
+                    // `acc.addmm_(b, a, alpha=s)`: f32 accumulation, one rounding
+                    let p = b.to_dtype(DType::F32)?.matmul(&a.to_dtype(DType::F32)?)?;
+                    let s = Tensor::new(strength as f32, device)?;
+                    (acc.to_dtype(DType::F32)? + p.broadcast_mul(&s)?)?.to_dtype(agg)?
+                }
+            });
         }
-        if deltas.is_empty() {
+        let Some(delta) = delta else {
             continue;
-        }
-        let delta = if deltas.len() == 1 {
-            deltas.pop().expect("one delta")
-        } else {
-            // torch.sum over the stacked deltas: accumulated in f32, rounded once
-            let mut acc = deltas[0].to_dtype(DType::F32)?;
-            for d in &deltas[1..] {
-                acc = (acc + d.to_dtype(DType::F32)?)?;
-            }
-            acc.to_dtype(deltas_dtype)?
         };
         let w = model.raw_tensor(&key, device)?;
-        // `deltas.add_(weight)`: in the deltas' dtype (fp8 weights upcast first)
-        let sum =
-            (delta.to_dtype(DType::F32)? + w.to_dtype(DType::F32)?)?.to_dtype(deltas_dtype)?;
-        fused.insert(key.clone(), sum.to_dtype(dtype)?);
+        // `deltas.add_(weight)`: in the aggregation dtype, then cast to the weight's dtype
+        let sum = (delta.to_dtype(DType::F32)? + w.to_dtype(DType::F32)?)?.to_dtype(agg)?;
+        fused.insert(key.clone(), sum.to_dtype(w.dtype())?.to_dtype(dtype)?);
     }
     Ok((fused, report))
 }

@@ -13,7 +13,9 @@ pub mod sft_loader;
 pub mod shape_only;
 pub mod synthetic;
 
-pub use fuse_loras::{apply_loras, check_loras, LoraFuseReport, LoraStateDictWithStrength};
+pub use fuse_loras::{
+    apply_loras, check_loras, fuse_aggregation_dtype, LoraFuseReport, LoraStateDictWithStrength,
+};
 pub use primitives::StateDict;
 pub use sd_ops::SDOps;
 pub use sft_loader::SafetensorsFiles;

@@ -5,6 +5,7 @@ use candle_core::Tensor;
 use candle_nn::VarBuilder;
 use ltx_core::kernels::conv3d::PadMode;
 use ltx_core::model::common::normalization::PixelNorm;
+use ltx_core::model::video_vae::decoder::bottleneck_channels;
 use ltx_core::model::video_vae::model_configurator::{
     DecoderBlock, EncoderBlock, LogVarianceType, NormLayerType,
 };
@@ -14,8 +15,6 @@ use super::common::{Ctx, TimePad};
 use crate::error::{CoreMlError, Result};
 use crate::mil::Var;
 
-/// Width of the decoder before its up-blocks: `decoder_base_channels · 8`.
-const BASE_CHANNEL_MULTIPLIER: usize = 8;
 /// `ResnetBlock3D`'s eps for GroupNorm shortcuts.
 const RESNET_EPS: f64 = 1e-6;
 const KERNEL: usize = 3;
@@ -197,9 +196,11 @@ pub fn lower_decoder(
     let mv = v.ctx.channel_const(&mean)?;
     let x = v.ctx.g.mul(latent, &sv)?;
     let mut x = v.ctx.g.add(&x, &mv)?;
-    let mut ch = cfg.decoder_base_channels * BASE_CHANNEL_MULTIPLIER;
+    let blocks = cfg.decoder_blocks()?;
+    // the width after conv_in, as the Candle decoder computes it (reference 1.2.0)
+    let mut ch = bottleneck_channels(cfg.decoder_base_channels, &blocks);
     x = v.causal_conv(&x, lc, ch, (1, 1), &vb.pp("conv_in"))?;
-    for (i, block) in cfg.decoder_blocks()?.into_iter().rev().enumerate() {
+    for (i, block) in blocks.into_iter().rev().enumerate() {
         let bvb = vb.pp("up_blocks").pp(i);
         let (stride, residual, m) = match block {
             DecoderBlock::ResX { num_layers, .. } => {

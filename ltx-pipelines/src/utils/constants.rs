@@ -130,8 +130,9 @@ pub const DEFAULT_IMAGE_CRF: u32 = 33;
 /// Channels of the video latent.
 pub const VIDEO_LATENT_CHANNELS: usize = 128;
 
-/// The reference's default negative prompt.
-pub const DEFAULT_NEGATIVE_PROMPT: &str = "blurry, out of focus, overexposed, underexposed, low contrast, washed out colors, excessive noise, \
+/// The reference's default negative prompt (1.2.0 put five caption tags in front of 1.0.0's list).
+pub const DEFAULT_NEGATIVE_PROMPT: &str = "has_subtitles, has_blurbox, transition from black, \
+transition to black, speech_ending_short, blurry, out of focus, overexposed, underexposed, low contrast, washed out colors, excessive noise, \
 grainy texture, poor lighting, flickering, motion blur, distorted proportions, unnatural skin tones, \
 deformed facial features, asymmetrical face, missing facial features, extra limbs, disfigured hands, \
 wrong hand count, artifacts around text, inconsistent perspective, camera shake, incorrect depth of \

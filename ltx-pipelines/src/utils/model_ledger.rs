@@ -9,7 +9,8 @@ use std::sync::Arc;
 use candle_core::{DType, Device};
 use ltx_core::loader::sd_ops::ltxv_lora_comfy_renaming_map;
 use ltx_core::loader::{
-    apply_loras, check_loras, LoraStateDictWithStrength, SafetensorsFiles, StateDict,
+    apply_loras, check_loras, fuse_aggregation_dtype, LoraStateDictWithStrength, SafetensorsFiles,
+    StateDict,
 };
 use ltx_core::model::audio_vae::vocoder::{vocoder_keys_filter, VocoderModel, VocoderModelConfig};
 use ltx_core::model::audio_vae::{
@@ -204,8 +205,14 @@ impl ModelLedger {
         }
         let model = match self.transformer_plan(&sd, cfg.num_layers)? {
             None => {
-                let (fused, _) =
-                    apply_loras(&sd, &self.with_strengths(&loras), self.dtype, &self.device)?;
+                let agg = fuse_aggregation_dtype(&self.device);
+                let (fused, _) = apply_loras(
+                    &sd,
+                    &self.with_strengths(&loras),
+                    agg,
+                    self.dtype,
+                    &self.device,
+                )?;
                 let sd = Arc::new(sd.with_overrides(fused));
                 let model = LtxModel::new(&cfg, kind, sd.var_builder(self.dtype, &self.device))?;
                 sd.report_unused("transformer");
@@ -259,7 +266,8 @@ impl ModelLedger {
         let sd = Arc::new(sd);
         LtxModel::new(cfg, kind, sd.checking_var_builder(dtype, &device))?;
         let outer = sd.filtered(|k| !is_block_key(k));
-        let (fused, _) = apply_loras(&outer, &self.with_strengths(&loras), dtype, &device)?;
+        let agg = fuse_aggregation_dtype(&device);
+        let (fused, _) = apply_loras(&outer, &self.with_strengths(&loras), agg, dtype, &device)?;
         let outer = Arc::new(outer.with_overrides(fused));
         let blocks = sd.filtered(is_block_key);
         let blocks = Arc::new(match self.memory.offload {
@@ -277,7 +285,7 @@ impl ModelLedger {
             }),
             build: Arc::new(move |i, staged| {
                 let with = LoraStateDictWithStrength::pair(&loras, &strengths);
-                let (fused, _) = apply_loras(&staged, &with, dtype, &device)?;
+                let (fused, _) = apply_loras(&staged, &with, agg, dtype, &device)?;
                 let staged = Arc::new(staged.with_overrides(fused));
                 Ok(spec.build(i, &staged.var_builder(dtype, &device))?)
             }),

@@ -46,10 +46,13 @@ impl ConditioningItem for VideoConditionByKeyframeIndex {
         }
         // Only a keyframe at frame 0 gets the causal first-frame fix.
         let causal_fix = tools.causal_fix && self.frame_idx == 0;
-        let positions = tools.positions_for(
+        // Reference 1.2.0: a keyframe latent encodes one pixel frame, so each token's frame range
+        // is one frame long.
+        let positions = tools.positions_with(
             &shape,
             causal_fix,
             self.frame_idx as i64,
+            true,
             self.keyframes.device(),
         )?;
         append_tokens(state, tools, &self.keyframes, &positions, self.strength)

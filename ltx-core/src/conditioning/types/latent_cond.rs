@@ -79,7 +79,8 @@ impl ConditioningItem for VideoConditionByLatentIndex {
             mask.device(),
         )?;
         Ok(LatentState {
-            latent: write(&state.latent, &tokens)?,
+            // reference 1.2.0 writes only the clean latent; the noiser takes these tokens from it
+            latent: state.latent.clone(),
             clean_latent: write(&state.clean_latent, &tokens)?,
             denoise_mask: write(mask, &fill)?,
             positions: state.positions.clone(),

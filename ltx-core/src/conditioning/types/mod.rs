@@ -62,7 +62,9 @@ fn append_tokens(
         dtype,
     )?;
     Ok(LatentState {
-        latent: cat_promoted(&latent_state.latent, &tokens, 1)?,
+        // the appended tokens' noisy latent starts at zero; their content is the clean latent
+        // (reference 1.2.0: the noiser takes masked tokens from the clean latent)
+        latent: cat_promoted(&latent_state.latent, &tokens.zeros_like()?, 1)?,
         denoise_mask: cat_promoted(&latent_state.denoise_mask, &denoise_mask, 1)?,
         positions: cat_promoted(&latent_state.positions, positions, 2)?,
         clean_latent: cat_promoted(&latent_state.clean_latent, &tokens, 1)?,

@@ -10,11 +10,12 @@ use crate::utils::linspace_f32;
 #[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum RopeType {
-    /// Pairs `(2i, 2i+1)` over the whole inner dim (the configurator's default).
-    #[default]
+    /// Pairs `(2i, 2i+1)` over the whole inner dim (legacy; the configurators' default until
+    /// reference 1.2.0).
     Interleaved,
     /// Per head, the first half rotates with the second; heads take consecutive slices of the
-    /// global frequency list (the released models).
+    /// global frequency list (the released models; the configurators' default since 1.2.0).
+    #[default]
     Split,
 }
 

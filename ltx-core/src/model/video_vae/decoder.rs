@@ -12,8 +12,6 @@ use crate::model::common::normalization::Norm;
 use crate::model::transformer::timestep_embedding::PixArtAlphaCombinedTimestepSizeEmbeddings;
 use crate::{Error, Result as LtxResult};
 
-/// The decoder's width before its three ×2 stages: `decoder_base_channels · 8`.
-const BASE_CHANNEL_MULTIPLIER: usize = 8;
 /// Share of noise mixed into the latent by a timestep-conditioned decoder.
 pub const DECODE_NOISE_SCALE: f64 = 0.025;
 /// Timestep a timestep-conditioned decoder uses when none is given.
@@ -59,6 +57,19 @@ pub struct VideoDecoder {
     timestep_conditioning: Option<TimestepConditioning>,
 }
 
+/// Width after `conv_in` (1.2.0 `_decoder_bottleneck_channels`): `base_channels` times the channel
+/// divisor of every upsampling block, so that the last block ends at `base_channels` (8× for the
+/// released decoders; 1.0.0 used 8× whatever the blocks).
+pub fn bottleneck_channels(base_channels: usize, blocks: &[DecoderBlock]) -> usize {
+    blocks.iter().fold(base_channels, |ch, block| match *block {
+        DecoderBlock::ResX { .. } => ch,
+        DecoderBlock::ResXY { multiplier, .. }
+        | DecoderBlock::CompressTime { multiplier }
+        | DecoderBlock::CompressSpace { multiplier }
+        | DecoderBlock::CompressAll { multiplier, .. } => ch * multiplier,
+    })
+}
+
 impl VideoDecoder {
     /// Builds the decoder from the `vae` config; `vb` sees the keys after
     /// [`super::vae_decoder_keys_filter`].
@@ -67,10 +78,11 @@ impl VideoDecoder {
         let pad = cfg.decoder_padding()?;
         let norm = cfg.norm_layer;
         let tc = cfg.timestep_conditioning;
-        let mut ch = cfg.decoder_base_channels * BASE_CHANNEL_MULTIPLIER;
+        let blocks = cfg.decoder_blocks()?;
+        let mut ch = bottleneck_channels(cfg.decoder_base_channels, &blocks);
         let conv_in = CausalConv3d::new(cfg.latent_channels, ch, 3, (1, 1), pad, vb.pp("conv_in"))?;
         let mut up_blocks = Vec::new();
-        for (i, block) in cfg.decoder_blocks()?.into_iter().rev().enumerate() {
+        for (i, block) in blocks.into_iter().rev().enumerate() {
             let vb = vb.pp("up_blocks").pp(i);
             let d2s = |stride, residual, m: usize| {
                 DepthToSpaceUpsample::new(ch, stride, residual, m, pad, vb.clone())

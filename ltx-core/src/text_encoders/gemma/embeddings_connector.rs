@@ -78,7 +78,7 @@ impl Embeddings1DConnectorConfig {
             )));
         }
         let rope_type = match t.get("rope_type") {
-            None => RopeType::Interleaved,
+            None => RopeType::default(),
             Some(v) => serde_json::from_value(v.clone())
                 .map_err(|e| Error::InvalidConfig(format!("transformer.rope_type: {e}")))?,
         };
