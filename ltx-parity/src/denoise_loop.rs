@@ -1,5 +1,5 @@
-//! `denoise_loop` fixtures: `denoise_audio_video` with the Euler loop (CFG guider or multimodal
-//! guider) or the res_2s loop, on a tiny audio-video transformer, the reference's noise replayed.
+//! `denoise_loop` fixtures: `denoise_audio_video` with the Euler loop (one conditional pass, the
+//! CFG guider or the multimodal guider) or the res_2s loop, on a tiny audio-video transformer, the reference's noise replayed.
 
 use std::sync::Arc;
 
@@ -11,7 +11,9 @@ use ltx_core::model::transformer::{
     ltxv_model_comfy_renaming_map, LtxModel, LtxModelConfig, LtxModelType, X0Model,
 };
 use ltx_core::types::VideoPixelShape;
-use ltx_pipelines::utils::denoisers::{DenoisingFunc, GuiderDenoiser, MultiModalDenoiser};
+use ltx_pipelines::utils::denoisers::{
+    DenoisingFunc, GuiderDenoiser, MultiModalDenoiser, SimpleDenoiser,
+};
 use ltx_pipelines::utils::helpers::{denoise_audio_video, StageAudio, StageInputs};
 use ltx_pipelines::utils::samplers::{
     euler_denoising_loop, res2s_audio_video_denoising_loop, Res2sOptions, SingleStreamSde,
@@ -53,7 +55,20 @@ pub(super) fn run(fx: &Fixture, inputs: &Arc<StateDict>, device: &Device) -> Res
         velocity_model: LtxModel::new(&cfg, kind, sd.var_builder(DType::F32, device))?,
     };
     sd.report_unused("transformer");
-    let input = |name: &str| fx.input(inputs, name, device);
+    run_with_model(fx, inputs, &x0, DType::F32, device)
+}
+
+/// The fixture's loop on an already built transformer whose weights are in `dtype` (the
+/// contexts and latents follow it): what `ltx bench step` times.
+pub fn run_with_model(
+    fx: &Fixture,
+    inputs: &Arc<StateDict>,
+    x0: &X0Model,
+    dtype: DType,
+    device: &Device,
+) -> Result<Outputs> {
+    let input =
+        |name: &str| -> Result<Tensor> { Ok(fx.input(inputs, name, device)?.to_dtype(dtype)?) };
     let shape = VideoPixelShape {
         batch: 1,
         frames: fx.call_usize("frames")?,
@@ -71,11 +86,20 @@ pub(super) fn run(fx: &Fixture, inputs: &Arc<StateDict>, device: &Device) -> Res
     let mut noises = Vec::new();
     // the recorded draws keep their dtype (the res_2s loop draws in f64)
     while inputs.contains(&format!("noise_{}", noises.len())) {
-        noises.push(inputs.raw_tensor(&format!("noise_{}", noises.len()), device)?);
+        let draw = inputs.raw_tensor(&format!("noise_{}", noises.len()), device)?;
+        // f32 draws follow the model's dtype off the CPU as the reference's noiser does
+        let draw = match draw.dtype() {
+            DType::F64 => draw,
+            _ => draw.to_dtype(dtype)?,
+        };
+        noises.push(draw);
     }
     let mut noise = ReplayNoise::new(noises);
     let (vc, ac) = (input("video_context")?, input("audio_context")?);
-    let (vn, an) = (input("video_context_neg")?, input("audio_context_neg")?);
+    // the negative contexts of the guided kinds
+    let negatives = || -> Result<(Tensor, Tensor)> {
+        Ok((input("video_context_neg")?, input("audio_context_neg")?))
+    };
     let mut conditionings: Vec<Box<dyn ConditioningItem>> = Vec::new();
     if inputs.contains("cond_latent") {
         conditionings.push(Box::new(VideoConditionByLatentIndex::new(
@@ -86,21 +110,35 @@ pub(super) fn run(fx: &Fixture, inputs: &Arc<StateDict>, device: &Device) -> Res
     }
     let guidance = &fx.call["guidance"];
     let mut denoiser: Box<dyn DenoisingFunc> = match guidance["kind"].as_str() {
-        Some("cfg") => Box::new(GuiderDenoiser {
-            transformer: &x0,
-            guider: CfgGuider::new(guidance["cfg_scale"].as_f64().unwrap_or(1.0))?,
-            video_context: (vc.clone(), vn.clone()),
-            audio_context: (ac.clone(), an.clone()),
-        }),
-        Some("multimodal") => Box::new(MultiModalDenoiser::new(
-            &x0,
-            MultiModalGuiderFactory::constant(guider_params(fx, &guidance["video"])?, Some(vn))?,
-            Some(MultiModalGuiderFactory::constant(
-                guider_params(fx, &guidance["audio"])?,
-                Some(an),
-            )?),
-            (vc, ac),
-        )),
+        Some("simple") => Box::new(SimpleDenoiser::new(x0, (vc.clone(), ac.clone()))),
+        Some("cfg") => {
+            let (vn, an) = negatives()?;
+            Box::new(GuiderDenoiser {
+                transformer: x0,
+                guider: CfgGuider::new(
+                    guidance["cfg_scale"]
+                        .as_f64()
+                        .ok_or_else(|| fx.bad("guidance.cfg_scale must be a number"))?,
+                )?,
+                video_context: (vc.clone(), vn),
+                audio_context: (ac.clone(), an),
+            })
+        }
+        Some("multimodal") => {
+            let (vn, an) = negatives()?;
+            Box::new(MultiModalDenoiser::new(
+                x0,
+                MultiModalGuiderFactory::constant(
+                    guider_params(fx, &guidance["video"])?,
+                    Some(vn),
+                )?,
+                Some(MultiModalGuiderFactory::constant(
+                    guider_params(fx, &guidance["audio"])?,
+                    Some(an),
+                )?),
+                (vc, ac),
+            ))
+        }
         other => return Err(fx.bad(format!("unknown guidance kind {other:?}"))),
     };
     let res2s = match fx.call_str("loop")? {
@@ -124,7 +162,7 @@ pub(super) fn run(fx: &Fixture, inputs: &Arc<StateDict>, device: &Device) -> Res
                 denoiser.as_mut(),
                 &mut SingleStreamSde(noise),
                 Res2sOptions {
-                    model_dtype: DType::F32,
+                    model_dtype: dtype,
                     ..Default::default()
                 },
                 &mut |_, _| {},
@@ -139,7 +177,7 @@ pub(super) fn run(fx: &Fixture, inputs: &Arc<StateDict>, device: &Device) -> Res
         noise_scale,
         initial_video: None,
         audio: StageAudio::FRESH,
-        dtype: DType::F32,
+        dtype,
         device,
     };
     let (video, audio) = denoise_audio_video(&inputs, &mut noise, &mut run_loop)?;

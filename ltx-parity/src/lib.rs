@@ -20,7 +20,7 @@ mod audio_filters;
 mod audio_processor;
 mod audio_vae;
 mod conditioning;
-mod denoise_loop;
+pub mod denoise_loop;
 mod diffusion_step;
 mod embeddings_processor;
 mod gemma;
@@ -127,7 +127,7 @@ impl Fixture {
     }
 
     /// Tensors `input.*` / `output.*` on `device` (f16/bf16 widened to f32 by [`Fixture::tensor`]).
-    pub(crate) fn io(&self, prefix: &str, device: &Device) -> Result<Arc<StateDict>> {
+    pub fn io(&self, prefix: &str, device: &Device) -> Result<Arc<StateDict>> {
         let ops = SDOps::new("FIXTURE_IO")
             .with_matching(prefix, "")
             .with_replacement(prefix, "");

@@ -1147,6 +1147,9 @@ def recorded_randn(gen: torch.Generator, replay: list[torch.Tensor] | None = Non
             out = out.to(dtype).clone()
         else:
             out = original(size, generator=gen, dtype=dtype)
+        if kwargs.get("device") is not None:
+            # drawn on the CPU generator, moved where the caller asked (a CUDA bench run)
+            out = out.to(kwargs["device"])
         draws.append(out.detach().clone())
         return out
 
@@ -1157,10 +1160,18 @@ def recorded_randn(gen: torch.Generator, replay: list[torch.Tensor] | None = Non
         torch.randn = original
 
 
-def _run_denoise_loop_1_0(model: Any, inputs: dict, call: dict, replay: list[torch.Tensor] | None, gen: torch.Generator) -> tuple[dict, list]:
-    """`denoise_audio_video` with the call's loop: `euler` + `guider_denoising_func(CFGGuider)`, `euler` +
-    `multi_modal_guider_denoising_func`, or `res2s_audio_video_denoising_loop` (+ the multimodal guider). The model
-    runs in the dtype of its weights (float32 here; float64 for the cross-check)."""
+def _run_denoise_loop_1_0(
+    model: Any,
+    inputs: dict,
+    call: dict,
+    replay: list[torch.Tensor] | None,
+    gen: torch.Generator,
+    device: torch.device,
+) -> tuple[dict, list]:
+    """`denoise_audio_video` with the call's loop: `euler` + `simple_denoising_func` (the distilled pipeline's one
+    pass), `euler` + `guider_denoising_func(CFGGuider)`, `euler` + `multi_modal_guider_denoising_func`, or
+    `res2s_audio_video_denoising_loop` (+ the multimodal guider). The model runs in the dtype of its weights (float32
+    here; float64 for the cross-check; bf16 in `bench_component.py` on CUDA) on `device`."""
     from ltx_core.components.diffusion_steps import EulerDiffusionStep, Res2sDiffusionStep
     from ltx_core.components.guiders import CFGGuider, MultiModalGuider, MultiModalGuiderParams
     from ltx_core.components.noisers import GaussianNoiser
@@ -1171,6 +1182,7 @@ def _run_denoise_loop_1_0(model: Any, inputs: dict, call: dict, replay: list[tor
         denoise_audio_video,
         guider_denoising_func,
         multi_modal_guider_denoising_func,
+        simple_denoising_func,
     )
     from ltx_pipelines.utils.samplers import euler_denoising_loop, res2s_audio_video_denoising_loop
     from ltx_pipelines.utils.types import PipelineComponents
@@ -1179,17 +1191,21 @@ def _run_denoise_loop_1_0(model: Any, inputs: dict, call: dict, replay: list[tor
     x0 = X0Model(model)
     shape = VideoPixelShape(batch=1, frames=call["frames"], width=call["width"], height=call["height"], fps=call["fps"])
     sigmas = torch.tensor(call["sigmas"], dtype=torch.float32)
-    ctx = {k: inputs[k].to(dtype) for k in ("video_context", "audio_context", "video_context_neg", "audio_context_neg")}
+    names = ("video_context", "audio_context", "video_context_neg", "audio_context_neg")
+    ctx = {k: inputs[k].to(device=device, dtype=dtype) for k in names if k in inputs}
     conditionings = []
     if "cond_latent" in inputs:
-        conditionings.append(VideoConditionByLatentIndex(inputs["cond_latent"].to(dtype), call["cond_strength"], 0))
+        cond = inputs["cond_latent"].to(device=device, dtype=dtype)
+        conditionings.append(VideoConditionByLatentIndex(cond, call["cond_strength"], 0))
     guidance = call["guidance"]
-    if guidance["kind"] == "cfg":
+    if guidance["kind"] == "simple":
+        denoise_fn = simple_denoising_func(ctx["video_context"], ctx["audio_context"], x0)
+    elif guidance["kind"] == "cfg":
         denoise_fn = guider_denoising_func(
             CFGGuider(guidance["cfg_scale"]),
             ctx["video_context"], ctx["video_context_neg"], ctx["audio_context"], ctx["audio_context_neg"], x0,
         )
-    else:
+    elif guidance["kind"] == "multimodal":
         vp = MultiModalGuiderParams(**guidance["video"])
         ap = MultiModalGuiderParams(**guidance["audio"])
         denoise_fn = multi_modal_guider_denoising_func(
@@ -1197,6 +1213,8 @@ def _run_denoise_loop_1_0(model: Any, inputs: dict, call: dict, replay: list[tor
             MultiModalGuider(ap, ctx["audio_context_neg"]),
             ctx["video_context"], ctx["audio_context"], x0,
         )
+    else:
+        raise ValueError(f"unknown guidance kind {guidance['kind']!r}")
 
     def loop(sig: torch.Tensor, video_state: Any, audio_state: Any, stepper: Any) -> Any:
         if call["loop"] == "euler":
@@ -1214,15 +1232,22 @@ def _run_denoise_loop_1_0(model: Any, inputs: dict, call: dict, replay: list[tor
             sigmas=sigmas,
             stepper=stepper,
             denoising_loop_fn=loop,
-            components=PipelineComponents(dtype=dtype, device=torch.device("cpu")),
+            components=PipelineComponents(dtype=dtype, device=device),
             dtype=dtype,
-            device=torch.device("cpu"),
+            device=device,
             noise_scale=call.get("noise_scale", 1.0),
         )
     return {"video_latent": video_state.latent, "audio_latent": audio_state.latent}, draws
 
 
-def _run_denoise_loop_1_2(model: Any, inputs: dict, call: dict, replay: list[torch.Tensor] | None, gen: torch.Generator) -> tuple[dict, list]:
+def _run_denoise_loop_1_2(
+    model: Any,
+    inputs: dict,
+    call: dict,
+    replay: list[torch.Tensor] | None,
+    gen: torch.Generator,
+    device: torch.device,
+) -> tuple[dict, list]:
     """1.2.0's form of the same run (what `DiffusionStage.__call__` does): noised states from the latent tools
     and `create_noised_state` (video, then audio), the loop with the transformer and a `GuidedDenoiser`, then
     `clear_conditioning` + `unpatchify`. CFG-only guidance is a `MultiModalGuider` with only `cfg_scale` set
@@ -1235,30 +1260,36 @@ def _run_denoise_loop_1_2(model: Any, inputs: dict, call: dict, replay: list[tor
     from ltx_core.model.transformer import X0Model
     from ltx_core.tools import AudioLatentTools, VideoLatentTools
     from ltx_core.types import AudioLatentShape, VideoLatentShape, VideoPixelShape
-    from ltx_pipelines.utils.denoisers import GuidedDenoiser
+    from ltx_pipelines.utils.denoisers import GuidedDenoiser, SimpleDenoiser
     from ltx_pipelines.utils.helpers import create_noised_state
     from ltx_pipelines.utils.samplers import euler_denoising_loop, res2s_audio_video_denoising_loop
 
     dtype = next(model.parameters()).dtype
-    device = torch.device("cpu")
     x0 = X0Model(model)
     shape = VideoPixelShape(batch=1, frames=call["frames"], width=call["width"], height=call["height"], fps=call["fps"])
-    sigmas = torch.tensor(call["sigmas"], dtype=torch.float32)
-    ctx = {k: inputs[k].to(dtype) for k in ("video_context", "audio_context", "video_context_neg", "audio_context_neg")}
+    sigmas = torch.tensor(call["sigmas"], dtype=torch.float32, device=device)
+    names = ("video_context", "audio_context", "video_context_neg", "audio_context_neg")
+    ctx = {k: inputs[k].to(device=device, dtype=dtype) for k in names if k in inputs}
     conditionings = []
     if "cond_latent" in inputs:
-        conditionings.append(VideoConditionByLatentIndex(inputs["cond_latent"].to(dtype), call["cond_strength"], 0))
+        cond = inputs["cond_latent"].to(device=device, dtype=dtype)
+        conditionings.append(VideoConditionByLatentIndex(cond, call["cond_strength"], 0))
     guidance = call["guidance"]
-    if guidance["kind"] == "cfg":
-        vp = ap = MultiModalGuiderParams(cfg_scale=guidance["cfg_scale"])
+    if guidance["kind"] == "simple":
+        denoiser = SimpleDenoiser(ctx["video_context"], ctx["audio_context"])
     else:
-        vp, ap = MultiModalGuiderParams(**guidance["video"]), MultiModalGuiderParams(**guidance["audio"])
-    denoiser = GuidedDenoiser(
-        ctx["video_context"],
-        ctx["audio_context"],
-        video_guider=MultiModalGuider(vp, ctx["video_context_neg"]),
-        audio_guider=MultiModalGuider(ap, ctx["audio_context_neg"]),
-    )
+        if guidance["kind"] == "cfg":
+            vp = ap = MultiModalGuiderParams(cfg_scale=guidance["cfg_scale"])
+        elif guidance["kind"] == "multimodal":
+            vp, ap = MultiModalGuiderParams(**guidance["video"]), MultiModalGuiderParams(**guidance["audio"])
+        else:
+            raise ValueError(f"unknown guidance kind {guidance['kind']!r}")
+        denoiser = GuidedDenoiser(
+            ctx["video_context"],
+            ctx["audio_context"],
+            video_guider=MultiModalGuider(vp, ctx["video_context_neg"]),
+            audio_guider=MultiModalGuider(ap, ctx["audio_context_neg"]),
+        )
     video_tools = VideoLatentTools(VideoLatentPatchifier(patch_size=1), VideoLatentShape.from_pixel_shape(shape), shape.fps)
     audio_tools = AudioLatentTools(AudioPatchifier(patch_size=1), AudioLatentShape.from_video_pixel_shape(shape))
     noiser = GaussianNoiser(generator=torch.Generator().manual_seed(0))
@@ -1278,9 +1309,16 @@ def _run_denoise_loop_1_2(model: Any, inputs: dict, call: dict, replay: list[tor
     return {"video_latent": video_state.latent, "audio_latent": audio_state.latent}, draws
 
 
-def run_denoise_loop(model: Any, inputs: dict, call: dict, replay: list[torch.Tensor] | None, gen: torch.Generator) -> tuple[dict, list]:
+def run_denoise_loop(
+    model: Any,
+    inputs: dict,
+    call: dict,
+    replay: list[torch.Tensor] | None,
+    gen: torch.Generator,
+    device: torch.device = torch.device("cpu"),
+) -> tuple[dict, list]:
     run = _run_denoise_loop_1_2 if ref_compat.NEW_API else _run_denoise_loop_1_0
-    return run(model, inputs, call, replay, gen)
+    return run(model, inputs, call, replay, gen, device)
 
 
 def denoise_loop_case(ctx: CaseContext, call: dict, conditioned: bool = False) -> FixtureResult:
@@ -1293,10 +1331,10 @@ def denoise_loop_case(ctx: CaseContext, call: dict, conditioned: bool = False) -
     )
     gen = ctx.generator(STREAM_INPUT)
     width = config["transformer"]["caption_channels"]
-    inputs = {
-        name: _normal(torch.Size([1, 16, width]), gen).to(_input_dtype(ctx)).float()
-        for name in ("video_context", "audio_context", "video_context_neg", "audio_context_neg")
-    }
+    names = ["video_context", "audio_context"]
+    if call["guidance"]["kind"] != "simple":
+        names += ["video_context_neg", "audio_context_neg"]
+    inputs = {name: _normal(torch.Size([1, 16, width]), gen).to(_input_dtype(ctx)).float() for name in names}
     if conditioned:
         inputs["cond_latent"] = _normal(torch.Size([1, 128, 1, 2, 2]), gen).to(_input_dtype(ctx)).float()
     outputs, draws = run_denoise_loop(model, inputs, call, None, ctx.generator(STREAM_NOISE))
@@ -1418,6 +1456,13 @@ DENOISE_CASES: list[Case] = [
                 },
             },
         ),
+    ),
+    Case(
+        "denoise_loop_euler_simple",
+        "denoise_loop",
+        125,
+        "the distilled pipeline's loop: 3 Euler steps, one conditional pass per step (simple_denoising_func)",
+        lambda ctx: denoise_loop_case(ctx, {"loop": "euler", "sigmas": [1.0, 0.72, 0.42, 0.0], "guidance": {"kind": "simple"}}),
     ),
     Case(
         "denoise_loop_res2s",

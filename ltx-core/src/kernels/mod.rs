@@ -1,8 +1,12 @@
 //! Compute kernels for operations Candle lacks or runs slowly (no Python twin).
 
 pub mod activations;
+pub mod attention;
 pub mod conv3d;
 pub mod pixel_norm;
+pub mod rotary;
+pub mod rows;
+pub mod vexp;
 
 /// A raw pointer that parallel tasks may share, for writes to disjoint elements (each use site
 /// documents why its ranges are disjoint).

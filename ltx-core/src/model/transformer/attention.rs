@@ -13,8 +13,11 @@ use super::rope::{apply_rotary_emb, RopeFreqs};
 pub const SCORE_BUDGET_BYTES: usize = 256 << 20;
 
 /// `torch.nn.functional.rms_norm` over the last dim: computed in f32, cast back to the input
-/// dtype, then scaled by `weight` (if any).
+/// dtype, then scaled by `weight` (if any). One pass on the CPU in f32.
 pub fn rms_norm(x: &Tensor, weight: Option<&Tensor>, eps: f64) -> Result<Tensor> {
+    if crate::kernels::rows::usable(x) && weight.is_none_or(|w| w.dtype() == DType::F32) {
+        return crate::kernels::rows::rms_norm(x, weight, eps);
+    }
     let dtype = x.dtype();
     let xf = x.to_dtype(DType::F32)?;
     let inv = (xf.sqr()?.mean_keepdim(D::Minus1)? + eps)?
@@ -27,7 +30,22 @@ pub fn rms_norm(x: &Tensor, weight: Option<&Tensor>, eps: f64) -> Result<Tensor>
     }
 }
 
-/// Softmax attention of `q` `[B, H, Tq, d]` over `k`, `v` `[B, H, Tk, d]` with an optional
+/// `x` `[B, Hk, T, d]` with each head repeated for `heads / Hk` consecutive query heads.
+pub fn repeat_kv(x: &Tensor, heads: usize) -> Result<Tensor> {
+    let (b, hk, t, d) = x.dims4()?;
+    if hk == heads {
+        return Ok(x.clone());
+    }
+    if hk == 0 || heads % hk != 0 {
+        candle_core::bail!("{heads} query heads cannot share {hk} key/value heads")
+    }
+    x.unsqueeze(2)?
+        .broadcast_as((b, hk, heads / hk, t, d))?
+        .reshape((b, heads, t, d))
+}
+
+/// Softmax attention of `q` `[B, H, Tq, d]` over `k`, `v` `[B, Hk, Tk, d]` (grouped-query
+/// attention when `Hk` divides `H`: key head `h / (H / Hk)` serves query head `h`) with an optional
 /// additive `mask` broadcastable to `[B, H, Tq, Tk]`; scale `1/√d`; scores and softmax in f32;
 /// queries processed in chunks bounded by [`SCORE_BUDGET_BYTES`].
 pub fn scaled_dot_product_attention(
@@ -50,12 +68,17 @@ pub fn scaled_dot_product_attention_with_scale(
 ) -> Result<Tensor> {
     let (b, h, tq, d) = q.dims4()?;
     let tk = k.dim(2)?;
+    if crate::kernels::attention::usable(q, k, v, mask) {
+        return crate::kernels::attention::attention(q, k, v, mask, scale as f32)?.transpose(1, 2);
+    }
+    let (k, v) = (&repeat_kv(k, h)?, &repeat_kv(v, h)?);
     if fused_sdpa_usable(q.device().is_metal(), d, tq, tk, mask.is_some()) {
         let mask = match mask {
             Some(m) => Some(fused_sdpa_mask(m, q.dtype(), (b, h, tq, tk))?),
             None => None,
         };
-        return candle_nn::ops::sdpa(q, k, v, mask.as_ref(), false, scale as f32, 1.0);
+        let (q, k, v) = (q.contiguous()?, k.contiguous()?, v.contiguous()?);
+        return candle_nn::ops::sdpa(&q, &k, &v, mask.as_ref(), false, scale as f32, 1.0);
     }
     let rows = SCORE_BUDGET_BYTES / (b * h * tk.max(1) * 4);
     attention_in_chunks(q, k, v, mask, rows, scale)
@@ -274,11 +297,11 @@ impl Attention {
     /// `[B, T, H·d]` tensors -> per-head attention -> `[B, Tq, H·d]`.
     fn attend(&self, q: &Tensor, k: &Tensor, v: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
         let (b, tq, _) = q.dims3()?;
+        // strided views: the CPU kernel reads them in place, other paths copy what they need
         let heads = |x: &Tensor| -> Result<Tensor> {
             let t = x.dim(1)?;
             x.reshape((b, t, self.heads, self.dim_head))?
-                .transpose(1, 2)?
-                .contiguous()
+                .transpose(1, 2)
         };
         let out = scaled_dot_product_attention(&heads(q)?, &heads(k)?, &heads(v)?, mask)?;
         out.transpose(1, 2)?

@@ -188,7 +188,11 @@ fn repeat_interleave2(x: &Tensor) -> Result<Tensor> {
 
 /// Rotates `x` `[B, T, H·d]` by `freqs`.
 pub fn apply_rotary_emb(x: &Tensor, freqs: &RopeFreqs) -> Result<Tensor> {
+    use crate::kernels::rotary;
+    let fast = rotary::usable(x) && freqs.cos.dtype() == DType::F32;
     match freqs.rope_type {
+        RopeType::Interleaved if fast => rotary::interleaved(x, &freqs.cos, &freqs.sin),
+        RopeType::Split if fast => rotary::split(x, &freqs.cos, &freqs.sin),
         RopeType::Interleaved => apply_interleaved(x, &freqs.cos, &freqs.sin),
         RopeType::Split => apply_split(x, &freqs.cos, &freqs.sin),
     }
@@ -232,6 +236,37 @@ fn apply_split(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn kernels_are_bit_identical_to_the_formula() -> Result<()> {
+        let dev = Device::Cpu;
+        let (b, t, h, half) = (2, 5, 3, 4);
+        let x = Tensor::randn(0f32, 1., (b, t, h * 2 * half), &dev)?;
+        // per-sample split frequencies, and batch-1 ones broadcast over the batch
+        for fb in [b, 1] {
+            let ang = Tensor::randn(0f32, 3., (fb, h, t, half), &dev)?;
+            let (cos, sin) = (ang.cos()?, ang.sin()?);
+            let want = apply_split(
+                &x,
+                &cos.broadcast_as((b, h, t, half))?,
+                &sin.broadcast_as((b, h, t, half))?,
+            )?;
+            let got = crate::kernels::rotary::split(&x, &cos, &sin)?;
+            assert_eq!((got - want)?.abs()?.max_all()?.to_scalar::<f32>()?, 0.0);
+        }
+        let ang = Tensor::randn(0f32, 3., (1, t, h * 2 * half), &dev)?;
+        let (cos, sin) = (ang.cos()?, ang.sin()?);
+        let want = apply_interleaved(&x, &cos, &sin)?;
+        let got = crate::kernels::rotary::interleaved(&x, &cos, &sin)?;
+        assert_eq!((got - want)?.abs()?.max_all()?.to_scalar::<f32>()?, 0.0);
+        assert!(crate::kernels::rotary::split(
+            &x.narrow(2, 0, 20)?,
+            &cos.reshape((1, h, t, 2 * half))?,
+            &sin.reshape((1, h, t, 2 * half))?
+        )
+        .is_err());
+        Ok(())
+    }
 
     #[test]
     fn grid_ends() {

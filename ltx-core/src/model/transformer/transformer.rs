@@ -12,6 +12,7 @@ use super::attention::{rms_norm, Attention, AttentionInputs};
 use super::feed_forward::FeedForward;
 use super::transformer_args::TransformerArgs;
 use crate::guidance::perturbations::{BatchedPerturbationConfig, PerturbationType};
+use crate::kernels::rows;
 
 /// Widths of one stream inside a block.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -72,9 +73,32 @@ fn ada_values(table: &Tensor, timestep: &Tensor, start: usize, end: usize) -> Re
         .collect()
 }
 
-/// `x·(1 + scale) + shift`.
+/// `x·(1 + scale) + shift` (one pass on the CPU in f32).
 fn modulate(x: &Tensor, scale: &Tensor, shift: &Tensor) -> Result<Tensor> {
+    if rows::usable(x) {
+        return rows::modulate(x, scale, shift, None);
+    }
     x.broadcast_mul(&(scale + 1.0)?)?.broadcast_add(shift)
+}
+
+/// `rms_norm(x)·(1 + scale) + shift` (one pass on the CPU in f32).
+fn norm_modulate(x: &Tensor, eps: f64, scale: &Tensor, shift: &Tensor) -> Result<Tensor> {
+    if rows::usable(x) {
+        return rows::modulate(x, scale, shift, Some(eps));
+    }
+    modulate(&rms_norm(x, None, eps)?, scale, shift)
+}
+
+/// `x + y·gate` (`·mask`, one value per sample), one pass on the CPU in f32.
+fn gated_residual(x: &Tensor, y: &Tensor, gate: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
+    if rows::usable(x) && y.dtype() == x.dtype() {
+        return rows::gated_residual(x, y, gate, mask);
+    }
+    let y = y.broadcast_mul(gate)?;
+    match mask {
+        Some(m) => x + y.broadcast_mul(m)?,
+        None => x + y,
+    }
 }
 
 impl StreamLayers {
@@ -176,7 +200,7 @@ impl BasicAvTransformerBlock {
             3,
         )?)
         .expect("three rows");
-        let norm_x = modulate(&rms_norm(x, None, self.norm_eps)?, &scale, &shift)?;
+        let norm_x = norm_modulate(x, self.norm_eps, &scale, &shift)?;
         let all = perturbations.all_in_batch(kind, self.idx);
         let none = !perturbations.any_in_batch(kind, self.idx);
         let mask = if !all && !none {
@@ -194,8 +218,8 @@ impl BasicAvTransformerBlock {
                 ..Default::default()
             },
         )?;
-        let x = (x + attn.broadcast_mul(&gate)?)?;
-        let text = if self.cross_attention_adaln {
+        let x = gated_residual(x, &attn, &gate, None)?;
+        if self.cross_attention_adaln {
             let [shift_q, scale_q, gate_q] = <[Tensor; 3]>::try_from(ada_values(
                 &layers.scale_shift_table,
                 &args.timesteps,
@@ -212,30 +236,28 @@ impl BasicAvTransformerBlock {
             let [shift_kv, scale_kv] =
                 <[Tensor; 2]>::try_from(ada_values(prompt_table, prompt_ts, 0, 2)?)
                     .expect("two rows");
-            let q_in = modulate(&rms_norm(&x, None, self.norm_eps)?, &scale_q, &shift_q)?;
+            let q_in = norm_modulate(&x, self.norm_eps, &scale_q, &shift_q)?;
             let ctx = modulate(&args.context, &scale_kv, &shift_kv)?;
-            layers
-                .attn2
-                .forward(
-                    &q_in,
-                    AttentionInputs {
-                        context: Some(&ctx),
-                        mask: args.context_mask.as_ref(),
-                        ..Default::default()
-                    },
-                )?
-                .broadcast_mul(&gate_q)?
+            let text = layers.attn2.forward(
+                &q_in,
+                AttentionInputs {
+                    context: Some(&ctx),
+                    mask: args.context_mask.as_ref(),
+                    ..Default::default()
+                },
+            )?;
+            gated_residual(&x, &text, &gate_q, None)
         } else {
-            layers.attn2.forward(
+            let text = layers.attn2.forward(
                 &rms_norm(&x, None, self.norm_eps)?,
                 AttentionInputs {
                     context: Some(&args.context),
                     mask: args.context_mask.as_ref(),
                     ..Default::default()
                 },
-            )?
-        };
-        x + text
+            )?;
+            x + text
+        }
     }
 
     fn feed_forward(
@@ -251,8 +273,8 @@ impl BasicAvTransformerBlock {
             6,
         )?)
         .expect("three rows");
-        let h = modulate(&rms_norm(x, None, self.norm_eps)?, &scale, &shift)?;
-        x + layers.ff.forward(&h)?.broadcast_mul(&gate)?
+        let h = norm_modulate(x, self.norm_eps, &scale, &shift)?;
+        gated_residual(x, &layers.ff.forward(&h)?, &gate, None)
     }
 
     /// Scale and shift rows `rows..rows+2` of an exchange table plus the gate (row 4).
@@ -279,7 +301,7 @@ impl BasicAvTransformerBlock {
                 ..Default::default()
             },
         )?;
-        q_now + out.broadcast_mul(&gate)?.broadcast_mul(mask)?
+        gated_residual(q_now, &out, &gate, Some(mask))
     }
 
     fn av_values(

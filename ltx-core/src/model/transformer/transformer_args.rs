@@ -84,9 +84,43 @@ impl TransformerArgsPreprocessor {
         dtype: DType,
     ) -> Result<(Tensor, Tensor)> {
         let scaled = (timestep.to_dtype(DType::F32)? * self.timestep_scale_multiplier)?;
-        let (m, e) = adaln.forward(&scaled.flatten_all()?, dtype)?;
-        let km = m.dim(1)?;
-        let d = e.dim(1)?;
+        let flat = scaled.flatten_all()?;
+        let values = flat.to_vec1::<f32>()?;
+        let per_sample = values.len() / batch.max(1);
+        // The embedding is a function of the value alone: run the MLP once per distinct value
+        // (a generation has one or two: the sigma and 0 for conditioned tokens) instead of once
+        // per token, and keep a [B, 1, ·] broadcast where each sample has one value.
+        let uniform = per_sample > 0
+            && values.len() == batch * per_sample
+            && values
+                .chunks(per_sample)
+                .all(|c| c.iter().all(|v| v.to_bits() == c[0].to_bits()));
+        if uniform {
+            let firsts = scaled
+                .reshape((batch, per_sample))?
+                .narrow(1, 0, 1)?
+                .flatten_all()?;
+            let (m, e) = adaln.forward(&firsts, dtype)?;
+            let (km, d) = (m.dim(1)?, e.dim(1)?);
+            return Ok((m.reshape((batch, 1, km))?, e.reshape((batch, 1, d))?));
+        }
+        let mut distinct: Vec<u32> = values.iter().map(|v| v.to_bits()).collect();
+        distinct.sort_unstable();
+        distinct.dedup();
+        let (m, e) = if distinct.len() < values.len() {
+            let index: Vec<u32> = values
+                .iter()
+                .map(|v| distinct.binary_search(&v.to_bits()).expect("listed") as u32)
+                .collect();
+            let unique: Vec<f32> = distinct.iter().map(|&b| f32::from_bits(b)).collect();
+            let device = timestep.device();
+            let (m, e) = adaln.forward(&Tensor::new(unique.as_slice(), device)?, dtype)?;
+            let index = Tensor::new(index.as_slice(), device)?;
+            (m.index_select(&index, 0)?, e.index_select(&index, 0)?)
+        } else {
+            adaln.forward(&flat, dtype)?
+        };
+        let (km, d) = (m.dim(1)?, e.dim(1)?);
         Ok((m.reshape((batch, (), km))?, e.reshape((batch, (), d))?))
     }
 

@@ -17,7 +17,9 @@ use candle_nn::{Embedding, Linear, VarBuilder};
 
 use super::config::Gemma3TextConfig;
 use crate::kernels::activations::gelu_tanh;
-use crate::model::transformer::attention::{finfo, scaled_dot_product_attention_with_scale};
+use crate::model::transformer::attention::{
+    finfo, repeat_kv, scaled_dot_product_attention_with_scale,
+};
 
 /// Gemma's RMSNorm: `x / √(mean(x²) + eps) · (1 + w)` in f32, cast back.
 #[derive(Clone, Debug)]
@@ -37,12 +39,15 @@ impl GemmaRmsNorm {
 
 impl Module for GemmaRmsNorm {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let w = (self.weight.to_dtype(DType::F32)? + 1.0)?;
+        if crate::kernels::rows::usable(x) {
+            return crate::kernels::rows::rms_norm(x, Some(&w), self.eps);
+        }
         let dtype = x.dtype();
         let xf = x.to_dtype(DType::F32)?;
         let inv = (xf.sqr()?.mean_keepdim(D::Minus1)? + self.eps)?
             .sqrt()?
             .recip()?;
-        let w = (self.weight.to_dtype(DType::F32)? + 1.0)?;
         xf.broadcast_mul(&inv)?.broadcast_mul(&w)?.to_dtype(dtype)
     }
 }
@@ -269,21 +274,11 @@ impl Gemma3TextModel {
                 (k, v)
             }
         };
-        let kt = k.dim(2)?;
-        // grouped-query attention: each key/value head serves nh / nkv query heads
-        let rep = nh / nkv;
-        let expand = |x: Tensor| -> Result<Tensor> {
-            if rep == 1 {
-                return Ok(x);
-            }
-            x.unsqueeze(2)?
-                .broadcast_as((b, nkv, rep, kt, hd))?
-                .reshape((b, nh, kt, hd))
-        };
-        let (k, v) = (expand(k)?, expand(v)?);
         let attn = match self.cfg.attn_logit_softcapping {
+            // grouped-query attention: each key/value head serves nh / nkv query heads
             None => scaled_dot_product_attention_with_scale(&q, &k, &v, mask, scale)?,
             Some(cap) => {
+                let (k, v) = (repeat_kv(&k, nh)?, repeat_kv(&v, nh)?);
                 let s = (q
                     .to_dtype(DType::F32)?
                     .matmul(&k.to_dtype(DType::F32)?.t()?)?
