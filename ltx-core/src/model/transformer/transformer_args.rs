@@ -218,13 +218,20 @@ impl TransformerArgsPreprocessor {
                 dtype,
                 &spec,
             )?);
-            // the other stream's sigma, one per sample
+            // scale and shift from this stream's own (per-token) timesteps, the gate from the
+            // other stream's sigma, one per sample (reference 1.2.0; 1.0.0 took both from the
+            // other stream's sigma)
+            let (ss, _) = self.prepare_timestep(
+                &modality.timesteps,
+                &cp.cross_scale_shift_adaln,
+                batch,
+                dtype,
+            )?;
             let sigma = sigma_per_batch(&other.sigma, batch)?;
-            let scaled = (sigma * self.timestep_scale_multiplier)?;
-            let (ss, _) = cp.cross_scale_shift_adaln.forward(&scaled, dtype)?;
             let factor = cp.av_ca_timestep_scale_multiplier / self.timestep_scale_multiplier;
-            let (gate, _) = cp.cross_gate_adaln.forward(&(scaled * factor)?, dtype)?;
-            args.cross_scale_shift_timestep = Some(ss.unsqueeze(1)?);
+            let scaled = ((sigma * self.timestep_scale_multiplier)? * factor)?;
+            let (gate, _) = cp.cross_gate_adaln.forward(&scaled, dtype)?;
+            args.cross_scale_shift_timestep = Some(ss);
             args.cross_gate_timestep = Some(gate.unsqueeze(1)?);
         }
         Ok(args)
