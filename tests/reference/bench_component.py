@@ -141,14 +141,50 @@ def bench_transformer(args: argparse.Namespace, meta: dict, tensors: dict, t0: f
     return 0
 
 
+def bench_step(args: argparse.Namespace, meta: dict, tensors: dict, t0: float) -> int:
+    """One step of a `denoise_loop` file's loop (`ltx bench step`): the reference's noised initial state, every
+    guidance pass and the Euler update, the file's noise draws replayed, on `--device` in `--dtype`."""
+    component = generate.COMPONENTS["transformer"]
+    config = json.loads(meta["config"])
+    call = json.loads(meta["call"])
+    device = torch.device(args.device)
+    dtype = {"f32": torch.float32, "bf16": torch.bfloat16}[args.dtype]
+    model = generate.build_from_checkpoint(
+        generate.configurator_for(component, call), component.sd_ops, config, tensors
+    )
+    model = model.to(device=device, dtype=dtype).eval()
+    inputs = generate.split_io(tensors, "input")
+    del tensors
+    gc.collect()
+    replay = []
+    while f"noise_{len(replay)}" in inputs:
+        replay.append(inputs[f"noise_{len(replay)}"])
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    model_rss = current_rss_mb()
+    LOG.info("built the transformer in %.1f s, RSS %.0f MB", time.perf_counter() - t0, model_rss)
+    times = []
+    for i in range(args.warmup + args.runs):
+        sync()
+        start = time.perf_counter()
+        out, _ = generate.run_denoise_loop(model, inputs, call, replay, torch.Generator(), device)
+        sync()
+        elapsed = time.perf_counter() - start
+        LOG.info("%s %d: %.3f s", "warm-up" if i < args.warmup else "run", i, elapsed)
+        if i >= args.warmup:
+            times.append(elapsed)
+        del out
+    _report(times, model_rss)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("file", help="fixture-format .safetensors file")
     parser.add_argument("--runs", type=int, required=True)
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--device", default="cpu", help="transformer only: cpu or cuda")
-    parser.add_argument("--dtype", default="f32", choices=["f32", "bf16"], help="transformer only")
+    parser.add_argument("--device", default="cpu", help="transformer and denoise_loop only: cpu or cuda")
+    parser.add_argument("--dtype", default="f32", choices=["f32", "bf16"], help="transformer and denoise_loop only")
     args = parser.parse_args(argv)
     if args.runs < 1:
         parser.error("--runs must be >= 1")
@@ -162,8 +198,10 @@ def main(argv: list[str] | None = None) -> int:
             return bench_gemma(args, f, meta, t0)
         if meta.get("component") == "transformer":
             return bench_transformer(args, meta, {k: f.get_tensor(k) for k in f.keys()}, t0)
+        if meta.get("component") == "denoise_loop":
+            return bench_step(args, meta, {k: f.get_tensor(k) for k in f.keys()}, t0)
         if args.device != "cpu" or args.dtype != "f32":
-            parser.error("--device/--dtype apply to transformer files only")
+            parser.error("--device/--dtype apply to transformer and denoise_loop files only")
         component = generate.COMPONENTS[meta["component"]]
         config = json.loads(meta["config"])
         call = json.loads(meta.get("call") or "{}")

@@ -1144,7 +1144,7 @@ def recorded_randn(gen: torch.Generator, replay: list[torch.Tensor] | None = Non
             out = replay[len(draws)]
             if tuple(out.shape) != size:
                 raise RuntimeError(f"replayed randn has shape {tuple(out.shape)}, the draw wants {size}")
-            out = out.to(dtype).clone()
+            out = out.to(device=kwargs.get("device"), dtype=dtype).clone()
         else:
             out = original(size, generator=gen, dtype=dtype)
         if kwargs.get("device") is not None:

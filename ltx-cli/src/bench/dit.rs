@@ -73,19 +73,20 @@ fn video_grid(tokens: usize) -> (usize, usize, usize) {
     }
 }
 
-/// The `--device` / `--dtype` both sides run in: f32 by default on the CPU, bf16 on CUDA.
-fn side(device: &Device, dtype: Option<DTypeChoice>) -> Result<Side> {
+/// The `--device` / `--dtype` both sides of the transformer benchmarks (`what`) run in: f32 by
+/// default on the CPU, bf16 on CUDA.
+pub(super) fn side(device: &Device, dtype: Option<DTypeChoice>, what: &str) -> Result<Side> {
     let device_name = match device {
         Device::Cpu => "cpu",
         Device::Cuda(_) => "cuda",
         Device::Metal(_) => {
-            bail!("bench dit-block: the reference has no Metal path to compare with")
+            bail!("{what}: the reference has no Metal path to compare with")
         }
     };
     let dtype = match ltx_core::device::resolve_dtype(dtype, device) {
         DType::F32 => "f32",
         DType::BF16 => "bf16",
-        other => bail!("bench dit-block compares f32 or bf16, not {other:?}"),
+        other => bail!("{what} compares f32 or bf16, not {other:?}"),
     };
     Ok(Side {
         device: device_name,
@@ -98,7 +99,7 @@ pub(super) fn dit_block(
     device: &Device,
     dtype: Option<DTypeChoice>,
 ) -> Result<()> {
-    let side = side(device, dtype)?;
+    let side = side(device, dtype, "bench dit-block")?;
     if [
         args.video_tokens,
         args.audio_tokens,
@@ -139,23 +140,52 @@ pub(super) fn dit_block(
     )
 }
 
+/// A released layout with `blocks` full-width blocks: its checkpoint config, the parsed config and
+/// bf16-rounded random weights under the checkpoint keys.
+pub(super) fn random_transformer(
+    layout: Layout,
+    blocks: usize,
+) -> Result<(serde_json::Value, LtxModelConfig, HashMap<String, Tensor>)> {
+    let config = released_transformer_config(layout.into(), blocks);
+    let cfg = LtxModelConfig::from_checkpoint_config(&config, LtxModelType::AudioVideo)?;
+    let tensors = random_weights(0, DType::BF16, "model.diffusion_model.", |vb| {
+        LtxModel::new(&cfg, LtxModelType::AudioVideo, vb).map_err(ltx_core::Error::from)
+    })?;
+    Ok((config, cfg, tensors))
+}
+
+/// N(0, 1) tensors rounded to bf16 (stored as f32), from a fixed stream.
+pub(super) struct Inputs(SplitMix64);
+
+impl Inputs {
+    pub(super) fn new() -> Self {
+        Self(SplitMix64::new(7))
+    }
+
+    pub(super) fn normal(&mut self, dims: &[usize]) -> Result<Tensor> {
+        let n: usize = dims.iter().product();
+        let v: Vec<f32> = (0..n).map(|_| self.0.normal()).collect();
+        Ok(Tensor::from_vec(v, dims, &Device::Cpu)?
+            .to_dtype(DType::BF16)?
+            .to_dtype(DType::F32)?)
+    }
+}
+
+/// The text-context widths `(video, audio)` the model takes.
+pub(super) fn context_widths(cfg: &LtxModelConfig) -> (usize, usize) {
+    match cfg.caption_channels {
+        Some(c) => (c, c),
+        None => (cfg.inner_dim(), cfg.audio_inner_dim()),
+    }
+}
+
 /// A fixture-format file: an `LTXModel` with one full-width block (bf16-rounded random weights
 /// under the checkpoint keys), the layout's config, and the `Modality` inputs of both streams
 /// (latents and contexts N(0, 1) rounded to bf16, positions from the latent tools, sigma 0.7).
 fn write_input(path: &std::path::Path, args: &DitBlockArgs) -> Result<()> {
-    let config = released_transformer_config(args.layout.into(), args.blocks);
-    let cfg = LtxModelConfig::from_checkpoint_config(&config, LtxModelType::AudioVideo)?;
-    let mut tensors = random_weights(0, DType::BF16, "model.diffusion_model.", |vb| {
-        LtxModel::new(&cfg, LtxModelType::AudioVideo, vb).map_err(ltx_core::Error::from)
-    })?;
-    let mut rng = SplitMix64::new(7);
-    let mut normal = |dims: &[usize]| -> Result<Tensor> {
-        let n: usize = dims.iter().product();
-        let v: Vec<f32> = (0..n).map(|_| rng.normal()).collect();
-        Ok(Tensor::from_vec(v, dims, &Device::Cpu)?
-            .to_dtype(DType::BF16)?
-            .to_dtype(DType::F32)?)
-    };
+    let (config, cfg, mut tensors) = random_transformer(args.layout, args.blocks)?;
+    let mut inputs = Inputs::new();
+    let mut normal = |dims: &[usize]| inputs.normal(dims);
     let cpu = &Device::Cpu;
     let (f, h, w) = video_grid(args.video_tokens);
     let vshape = VideoLatentShape::from_dims(&[1, cfg.in_channels, f, h, w])?;
@@ -173,10 +203,7 @@ fn write_input(path: &std::path::Path, args: &DitBlockArgs) -> Result<()> {
     };
     let audio = atools.create_initial_state(cpu, DType::F32, Some(&normal(&ashape.dims())?))?;
     let sigma = Tensor::new(&[0.7f32], cpu)?;
-    let contexts = match cfg.caption_channels {
-        Some(c) => (c, c),
-        None => (cfg.inner_dim(), cfg.audio_inner_dim()),
-    };
+    let contexts = context_widths(&cfg);
     for (name, state, width) in [("video", &video, contexts.0), ("audio", &audio, contexts.1)] {
         let input = |k: &str| format!("input.{name}_{k}");
         tensors.insert(input("latent"), state.latent.clone());

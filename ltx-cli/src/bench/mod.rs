@@ -1,10 +1,12 @@
 //! `ltx bench …`: times a component in Rust and in the PyTorch reference on this machine, in one
 //! run, on the same weights and input, each in its own process (so peak memory is its own), and
 //! prints the medians and `ratio_vs_reference`. The components' writers and workers live in
-//! [`components`] (VAE decode, upsampler, Gemma, vocoders) and [`dit`] (the transformer).
+//! [`components`] (VAE decode, upsampler, Gemma, vocoders), [`dit`] (the transformer) and
+//! [`step`] (a pipeline's denoising step).
 
 mod components;
 mod dit;
+mod step;
 
 use std::path::{Path, PathBuf};
 use std::process::Command as Process;
@@ -34,6 +36,9 @@ pub enum Command {
     /// One full-width transformer block (with the model's embeddings and output projections):
     /// Rust vs the reference on the same device and dtype (`--device cpu|cuda`, `--dtype f32|bf16`).
     DitBlock(dit::DitBlockArgs),
+    /// One denoising step of a pipeline (all its guidance passes) on a model of full-width
+    /// blocks, stage-1 or stage-2 size: Rust vs the reference on the same device and dtype.
+    Step(step::StepArgs),
 }
 
 /// What a bench worker times.
@@ -44,6 +49,7 @@ pub enum Bench {
     TextEncoder,
     Vocoder,
     DitBlock,
+    Step,
 }
 
 /// The value-enum spelling of a choice (as on the command line).
@@ -87,7 +93,7 @@ pub struct WorkerArgs {
     runs: usize,
     #[arg(long, default_value_t = 1)]
     warmup: usize,
-    /// Where the transformer's weights live (`dit-block` only).
+    /// Where the transformer's weights live (`dit-block` and `step` only).
     #[command(flatten)]
     memory: crate::args::MemoryArgs,
 }
@@ -99,6 +105,7 @@ pub fn run(cmd: Command, device: &Device, dtype: Option<DTypeChoice>) -> Result<
         Command::TextEncoder(args) => text_encoder(args, device, dtype),
         Command::Vocoder(args) => vocoder(args, device, dtype),
         Command::DitBlock(args) => dit::dit_block(args, device, dtype),
+        Command::Step(args) => step::step(args, device, dtype),
     }
 }
 
@@ -110,6 +117,7 @@ pub fn worker(args: WorkerArgs, device: &Device, dtype: Option<DTypeChoice>) -> 
         Bench::TextEncoder => worker_text_encoder(&args, device, dt),
         Bench::Vocoder => worker_vocoder(&args, device, dt),
         Bench::DitBlock => dit::worker_dit_block(&args, device, dt),
+        Bench::Step => step::worker_step(&args, device, dt),
     }
 }
 
