@@ -55,17 +55,30 @@ pub(super) fn run(fx: &Fixture, inputs: &Arc<StateDict>, device: &Device) -> Res
         velocity_model: LtxModel::new(&cfg, kind, sd.var_builder(DType::F32, device))?,
     };
     sd.report_unused("transformer");
-    run_with_model(fx, inputs, &x0, DType::F32, device)
+    let mut outputs = run_with_model(fx, inputs, &x0, DType::F32, device, None)?;
+    // the guidance passes batched in one call, as the GPU runs them, checked against the same
+    // reference outputs
+    if fx.call["guidance"]["kind"].as_str() == Some("multimodal") {
+        let batched = run_with_model(fx, inputs, &x0, DType::F32, device, Some(true))?;
+        outputs.extend(
+            batched
+                .into_iter()
+                .map(|(name, t)| (format!("{name}@batched_passes"), t)),
+        );
+    }
+    Ok(outputs)
 }
 
 /// The fixture's loop on an already built transformer whose weights are in `dtype` (the
-/// contexts and latents follow it): what `ltx bench step` times.
+/// contexts and latents follow it): what `ltx bench step` times. `batch_passes` overrides the
+/// multimodal denoiser's choice of one batched call per step.
 pub fn run_with_model(
     fx: &Fixture,
     inputs: &Arc<StateDict>,
     x0: &X0Model,
     dtype: DType,
     device: &Device,
+    batch_passes: Option<bool>,
 ) -> Result<Outputs> {
     let input =
         |name: &str| -> Result<Tensor> { Ok(fx.input(inputs, name, device)?.to_dtype(dtype)?) };
@@ -126,7 +139,7 @@ pub fn run_with_model(
         }
         Some("multimodal") => {
             let (vn, an) = negatives()?;
-            Box::new(MultiModalDenoiser::new(
+            let mut denoiser = MultiModalDenoiser::new(
                 x0,
                 MultiModalGuiderFactory::constant(
                     guider_params(fx, &guidance["video"])?,
@@ -137,7 +150,11 @@ pub fn run_with_model(
                     Some(an),
                 )?),
                 (vc, ac),
-            ))
+            );
+            if let Some(batch) = batch_passes {
+                denoiser.batch_passes = batch;
+            }
+            Box::new(denoiser)
         }
         other => return Err(fx.bad(format!("unknown guidance kind {other:?}"))),
     };

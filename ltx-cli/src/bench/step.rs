@@ -188,7 +188,7 @@ pub(super) fn worker_step(args: &WorkerArgs, device: &Device, dtype: DType) -> R
     let fx = Fixture::open(&args.file)?;
     let inputs = fx.io("input.", device)?;
     time_runs(args, device, || {
-        let out = ltx_parity::denoise_loop::run_with_model(&fx, &inputs, &x0, dtype, device)?;
+        let out = ltx_parity::denoise_loop::run_with_model(&fx, &inputs, &x0, dtype, device, None)?;
         drop(out);
         Ok(())
     })

@@ -8,6 +8,7 @@ use ltx_core::guidance::perturbations::{
     BatchedPerturbationConfig, Perturbation, PerturbationConfig, PerturbationType,
 };
 use ltx_core::model::transformer::model::X0Model;
+use ltx_core::model::transformer::Modality;
 
 use super::helpers::modality_from_latent_state;
 use super::request::GuidanceRequest;
@@ -31,6 +32,143 @@ fn pass(
             "the transformer did not return both modalities (is it an audio-video model?)".into(),
         )),
     }
+}
+
+/// One pass of a guidance step: its (video, audio) contexts, its perturbations (`None`: none)
+/// and which modalities it runs.
+struct PassSpec<'c> {
+    contexts: (&'c Tensor, &'c Tensor),
+    perturbations: Option<Vec<Perturbation>>,
+    enabled: (bool, bool),
+}
+
+/// Appends `spec` (if any) and returns where it is.
+fn push_pass<'c>(specs: &mut Vec<PassSpec<'c>>, spec: Option<PassSpec<'c>>) -> Option<usize> {
+    spec.map(|spec| {
+        specs.push(spec);
+        specs.len() - 1
+    })
+}
+
+/// `parts` concatenated along the batch (a 0-d or one-value sigma repeated per sample), or `None`
+/// when they do not line up (another context length, a mask on some only).
+fn cat_modalities(parts: &[Modality]) -> Result<Option<Modality>> {
+    let first = &parts[0];
+    let same = |f: fn(&Modality) -> Option<&Tensor>| {
+        parts.iter().all(|m| match (f(m), f(first)) {
+            (Some(a), Some(b)) => a.dims() == b.dims(),
+            (None, None) => true,
+            _ => false,
+        })
+    };
+    if !same(|m| Some(&m.context))
+        || !same(|m| m.context_mask.as_ref())
+        || !same(|m| m.attention_mask.as_ref())
+    {
+        return Ok(None);
+    }
+    let cat = |f: fn(&Modality) -> &Tensor| -> Result<Tensor> {
+        let ts: Vec<&Tensor> = parts.iter().map(f).collect();
+        Ok(Tensor::cat(&ts, 0)?)
+    };
+    let cat_opt = |f: fn(&Modality) -> Option<&Tensor>| -> Result<Option<Tensor>> {
+        match f(first) {
+            None => Ok(None),
+            Some(_) => {
+                let ts: Vec<&Tensor> = parts.iter().filter_map(f).collect();
+                Ok(Some(Tensor::cat(&ts, 0)?))
+            }
+        }
+    };
+    let batch = first.latent.dim(0)?;
+    let sigma = if first.sigma.elem_count() == 1 && batch * parts.len() > 1 {
+        // one noise level for every sample of every pass
+        first.sigma.flatten_all()?.repeat(batch * parts.len())?
+    } else {
+        let ts: Vec<Tensor> = parts
+            .iter()
+            .map(|m| m.sigma.flatten_all())
+            .collect::<candle_core::Result<_>>()?;
+        Tensor::cat(&ts, 0)?
+    };
+    Ok(Some(Modality {
+        latent: cat(|m| &m.latent)?,
+        sigma,
+        timesteps: cat(|m| &m.timesteps)?,
+        positions: cat(|m| &m.positions)?,
+        context: cat(|m| &m.context)?,
+        enabled: first.enabled,
+        context_mask: cat_opt(|m| m.context_mask.as_ref())?,
+        attention_mask: cat_opt(|m| m.attention_mask.as_ref())?,
+    }))
+}
+
+/// The passes of one step: one transformer call on their concatenation when `batch` and their
+/// inputs line up (the reference's `GuidedDenoiser` always batches them), else one call each.
+fn run_passes(
+    transformer: &X0Model,
+    states: States,
+    specs: &[PassSpec],
+    sigma: &Tensor,
+    batch: bool,
+) -> Result<Vec<Pair>> {
+    let one_by_one = || -> Result<Vec<Pair>> {
+        specs
+            .iter()
+            .map(|p| {
+                let cfg = p.perturbations.clone().map(|list| {
+                    BatchedPerturbationConfig::new(vec![PerturbationConfig::new(list)])
+                });
+                pass(
+                    transformer,
+                    states,
+                    p.contexts,
+                    (sigma, p.enabled),
+                    cfg.as_ref(),
+                )
+            })
+            .collect()
+    };
+    let enabled = specs[0].enabled;
+    if !batch || specs.len() < 2 || specs.iter().any(|p| p.enabled != enabled) {
+        return one_by_one();
+    }
+    let b = states.0.latent.dim(0)?;
+    let mut video = Vec::with_capacity(specs.len());
+    let mut audio = Vec::with_capacity(specs.len());
+    for p in specs {
+        video.push(modality_from_latent_state(
+            states.0,
+            p.contexts.0,
+            sigma,
+            enabled.0,
+        )?);
+        audio.push(modality_from_latent_state(
+            states.1,
+            p.contexts.1,
+            sigma,
+            enabled.1,
+        )?);
+    }
+    let (Some(v), Some(a)) = (cat_modalities(&video)?, cat_modalities(&audio)?) else {
+        return one_by_one();
+    };
+    let per_sample: Vec<PerturbationConfig> = specs
+        .iter()
+        .flat_map(|p| {
+            let cfg = PerturbationConfig::new(p.perturbations.clone().unwrap_or_default());
+            std::iter::repeat_n(cfg, b)
+        })
+        .collect();
+    let cfg = BatchedPerturbationConfig::new(per_sample);
+    let (Some(vo), Some(ao)) = transformer.forward(Some(&v), Some(&a), Some(&cfg))? else {
+        return Err(Error::InvalidArgument(
+            "the transformer did not return both modalities (is it an audio-video model?)".into(),
+        ));
+    };
+    (0..specs.len())
+        .map(|i| Ok((vo.narrow(0, i * b, b)?, ao.narrow(0, i * b, b)?)))
+        .collect()
 }
 
 /// `simple_denoising_func`: one conditional pass.
@@ -102,6 +240,10 @@ pub struct MultiModalDenoiser<'a> {
     pub audio_guider: Option<MultiModalGuiderFactory>,
     pub video_context: Tensor,
     pub audio_context: Tensor,
+    /// Run a step's passes as one batched transformer call (as the reference does) instead of
+    /// one call each: on by default off the CPU, where a bigger batch fills the device; off on
+    /// the CPU, where it was measured no faster (`ltx bench step`) and multiplies the activations.
+    pub batch_passes: bool,
     last: Option<Pair>,
 }
 
@@ -136,6 +278,7 @@ impl<'a> MultiModalDenoiser<'a> {
             transformer,
             video_guider,
             audio_guider,
+            batch_passes: !contexts.0.device().is_cpu(),
             video_context: contexts.0,
             audio_context: contexts.1,
             last: None,
@@ -172,11 +315,8 @@ impl DenoisingFunc for MultiModalDenoiser<'_> {
         }
         let t = self.transformer;
         let positive = (&self.video_context, &self.audio_context);
-        let all = (&sigma_t, (true, true));
-        let cond = pass(t, states, positive, (&sigma_t, (!skip_v, !skip_a)), None)?;
-
-        let mut neg = None;
-        if vg.do_unconditional_generation() || ag.do_unconditional_generation() {
+        let uncond = vg.do_unconditional_generation() || ag.do_unconditional_generation();
+        let negative = if uncond {
             let need = |g: &MultiModalGuider| {
                 g.do_unconditional_generation() && g.negative_context.is_none()
             };
@@ -185,47 +325,72 @@ impl DenoisingFunc for MultiModalDenoiser<'_> {
                     "classifier-free guidance needs a negative prompt context".into(),
                 ));
             }
-            let negative = (
+            Some((
                 vg.negative_context.as_ref().unwrap_or(positive.0),
                 ag.negative_context.as_ref().unwrap_or(positive.1),
-            );
-            neg = Some(pass(t, states, negative, all, None)?);
-        }
-
-        // the STG and isolated-modality passes: the positive pass under perturbations
-        let perturbed_pass = |list: Vec<Perturbation>| {
-            let cfg = BatchedPerturbationConfig::new(vec![PerturbationConfig::new(list)]);
-            pass(
-                t,
-                states,
-                positive,
-                (&sigma_t, (!skip_v, !skip_a)),
-                Some(&cfg),
-            )
+            ))
+        } else {
+            None
         };
-        let mut ptb = None;
-        if vg.do_perturbed_generation() || ag.do_perturbed_generation() {
-            let mut list = Vec::new();
-            for (g, kind) in [
+        // the STG and isolated-modality passes: the positive pass under perturbations
+        let stg = (vg.do_perturbed_generation() || ag.do_perturbed_generation()).then(|| {
+            [
                 (&vg, PerturbationType::SkipVideoSelfAttn),
                 (&ag, PerturbationType::SkipAudioSelfAttn),
-            ] {
-                if g.do_perturbed_generation() {
-                    let blocks = g.params.stg_blocks.clone();
-                    list.push(Perturbation { kind, blocks });
-                }
-            }
-            ptb = Some(perturbed_pass(list)?);
-        }
-        let mut iso = None;
-        if vg.do_isolated_modality_generation() || ag.do_isolated_modality_generation() {
-            let kinds = [
+            ]
+            .into_iter()
+            .filter(|(g, _)| g.do_perturbed_generation())
+            .map(|(g, kind)| Perturbation {
+                kind,
+                blocks: g.params.stg_blocks.clone(),
+            })
+            .collect::<Vec<_>>()
+        });
+        let isolated = (vg.do_isolated_modality_generation()
+            || ag.do_isolated_modality_generation())
+        .then(|| {
+            [
                 PerturbationType::SkipA2vCrossAttn,
                 PerturbationType::SkipV2aCrossAttn,
-            ];
-            let list = kinds.map(|kind| Perturbation { kind, blocks: None });
-            iso = Some(perturbed_pass(list.to_vec())?);
-        }
+            ]
+            .map(|kind| Perturbation { kind, blocks: None })
+            .to_vec()
+        });
+        // cond, negative, perturbed and isolated passes, in this order; the negative pass runs
+        // both modalities, the others leave a skipped modality out
+        let some = (!skip_v, !skip_a);
+        let mut specs = vec![PassSpec {
+            contexts: positive,
+            perturbations: None,
+            enabled: some,
+        }];
+        let neg_at = push_pass(
+            &mut specs,
+            negative.map(|contexts| PassSpec {
+                contexts,
+                perturbations: None,
+                enabled: (true, true),
+            }),
+        );
+        let ptb_at = push_pass(
+            &mut specs,
+            stg.map(|list| PassSpec {
+                contexts: positive,
+                perturbations: Some(list),
+                enabled: some,
+            }),
+        );
+        let iso_at = push_pass(
+            &mut specs,
+            isolated.map(|list| PassSpec {
+                contexts: positive,
+                perturbations: Some(list),
+                enabled: some,
+            }),
+        );
+        let outs = run_passes(t, states, &specs, &sigma_t, self.batch_passes)?;
+        let take = |at: Option<usize>| at.map(|i| outs[i].clone());
+        let (cond, neg, ptb, iso) = (outs[0].clone(), take(neg_at), take(ptb_at), take(iso_at));
 
         let guided = |skip: bool, g: &MultiModalGuider, video: bool| -> Result<Tensor> {
             if skip {
