@@ -29,6 +29,7 @@ from safetensors import safe_open
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import generate  # noqa: E402
+import ref_compat  # noqa: E402
 from bench_vae_decode import current_rss_mb, peak_rss_mb  # noqa: E402
 
 LOG = logging.getLogger("bench_component")
@@ -91,7 +92,6 @@ def bench_gemma(args: argparse.Namespace, f, meta: dict, t0: float) -> int:  # n
 def bench_transformer(args: argparse.Namespace, meta: dict, tensors: dict, t0: float) -> int:
     """One LTXModel velocity forward of both streams (`ltx bench dit-block`), on `--device` in `--dtype`
     (bf16 on CUDA as the pipelines run it; sigma and timesteps stay float32)."""
-    from ltx_core.guidance.perturbations import BatchedPerturbationConfig
     from ltx_core.model.transformer import Modality
 
     component = generate.COMPONENTS["transformer"]
@@ -121,7 +121,7 @@ def bench_transformer(args: argparse.Namespace, meta: dict, tensors: dict, t0: f
         )
 
     video, audio = modality("video"), modality("audio")
-    perturbations = BatchedPerturbationConfig.empty(1)
+    perturbations = ref_compat.batched_perturbations(None, 1, len(model.transformer_blocks), dtype)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     model_rss = current_rss_mb()
     LOG.info("built the transformer in %.1f s, RSS %.0f MB", time.perf_counter() - t0, model_rss)
