@@ -152,3 +152,69 @@ fn budgets_that_cannot_hold_the_model_are_refused() {
         ));
     }
 }
+
+fn encoder_ledger(dir: &std::path::Path, memory: MemoryPolicy) -> ModelLedger {
+    let tiny = ltx_pipelines::tiny::ensure_tiny_model(&dir.join("tiny")).unwrap();
+    let mut l = ModelLedger::new(
+        DType::F32,
+        Device::Cpu,
+        tiny.checkpoint,
+        Some(tiny.gemma_root),
+        None,
+        vec![],
+    )
+    .unwrap();
+    l.memory = memory;
+    l
+}
+
+/// Every hidden state of a prompt, flattened.
+fn encode(l: &ModelLedger) -> Vec<Vec<f32>> {
+    let (states, _) = l
+        .text_encoder()
+        .unwrap()
+        .encode("a cat on a red sofa")
+        .unwrap();
+    states
+        .iter()
+        .map(|t| t.flatten_all().unwrap().to_vec1::<f32>().unwrap())
+        .collect()
+}
+
+#[test]
+fn streamed_text_encoder_layers_equal_resident_ones_bit_for_bit() {
+    let dir = tempfile::tempdir().unwrap();
+    let resident = encode(&encoder_ledger(dir.path(), MemoryPolicy::default()));
+    let probe = encoder_ledger(dir.path(), MemoryPolicy::default());
+    assert_eq!(probe.text_encoder_plan().unwrap(), None);
+    let root = ltx_pipelines::tiny::ensure_tiny_model(&dir.path().join("tiny"))
+        .unwrap()
+        .gemma_root;
+    let (outer, layers, stored) =
+        ltx_core::text_encoders::gemma::encoders::weight_sizes(&root, DType::F32).unwrap();
+    assert!(layers.len() >= 2, "the tiny Gemma has several layers");
+    let (max_layer, max_stored) = (*layers.iter().max().unwrap(), *stored.iter().max().unwrap());
+    for offload in [Offload::Disk, Offload::Cpu] {
+        let in_memory = if offload == Offload::Cpu {
+            stored.iter().sum()
+        } else {
+            0
+        };
+        let floor = outer + max_layer + max_stored + in_memory;
+        let policy = |max| MemoryPolicy {
+            offload,
+            max_memory: Some(max),
+        };
+        let l = encoder_ledger(dir.path(), policy(floor));
+        assert_eq!(l.text_encoder_plan().unwrap(), Some(0), "{offload:?}");
+        assert_eq!(encode(&l), resident, "{offload:?}: every layer streamed");
+        let l = encoder_ledger(dir.path(), policy(floor + layers[0]));
+        assert_eq!(l.text_encoder_plan().unwrap(), Some(1), "{offload:?}");
+        assert_eq!(encode(&l), resident, "{offload:?}: one layer resident");
+        let short = encoder_ledger(dir.path(), policy(floor - 1));
+        let err = short.text_encoder_plan().unwrap_err();
+        assert!(matches!(err, Error::MemoryBudget { .. }), "{err}");
+        assert!(err.to_string().contains("text encoder"), "{err}");
+        assert!(short.text_encoder().is_err());
+    }
+}

@@ -124,24 +124,26 @@ pub struct ModelArgs {
 /// `--offload`.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum OffloadArg {
-    /// Every transformer weight resident in the compute dtype.
+    /// Every transformer and text-encoder weight resident in the compute dtype.
     #[default]
     None,
-    /// Blocks over the budget kept in host memory as stored (e.g. bf16) and built per use.
+    /// Blocks (decoder layers) over the budget kept in host memory as stored (e.g. bf16) and
+    /// built per use.
     Cpu,
-    /// Blocks over the budget read from the checkpoint file one block ahead of use.
+    /// Blocks (decoder layers) over the budget read from the checkpoint file one ahead of use.
     Disk,
 }
 
-/// Where the transformer's weights live while it runs.
+/// Where the transformer's and the text encoder's weights live while they run.
 #[derive(clap::Args, Debug)]
 pub struct MemoryArgs {
-    /// Stream the transformer blocks that `--max-memory` cannot hold (same results, bit for bit).
+    /// Stream the transformer blocks and Gemma decoder layers that `--max-memory` cannot hold
+    /// (same results, bit for bit).
     #[arg(long, value_enum, default_value_t = OffloadArg::None)]
     pub offload: OffloadArg,
-    /// Budget for the transformer's weights in GB (default with `--offload`: the host's free
-    /// memory on the CPU, every block streamed on a GPU; without: no limit). Activations come on
-    /// top of it.
+    /// Budget for the transformer's weights in GB, and on its own for the text encoder's (default
+    /// with `--offload`: the host's free memory on the CPU, every block streamed on a GPU;
+    /// without: no limit). Activations come on top of it.
     #[arg(long, value_name = "GB", value_parser = parse_gigabytes)]
     pub max_memory: Option<u64>,
 }

@@ -67,6 +67,7 @@ impl Loaded {
         )?;
         ledger.memory = memory;
         ledger.check_memory()?;
+        ledger.text_encoder_plan()?;
         Ok(Self {
             weights,
             facts,

@@ -6,6 +6,7 @@
 //! [`candle_nn::VarBuilder`] over that state dict: a missing key, a wrong shape or an unusable
 //! dtype is a typed [`crate::Error`] naming the key.
 
+pub mod block_store;
 pub mod fuse_loras;
 pub mod primitives;
 pub mod sd_ops;
@@ -13,6 +14,7 @@ pub mod sft_loader;
 pub mod shape_only;
 pub mod synthetic;
 
+pub use block_store::{BlockStore, BlockStreamer};
 pub use fuse_loras::{
     apply_loras, check_loras, fuse_aggregation_dtype, LoraFuseReport, LoraStateDictWithStrength,
 };

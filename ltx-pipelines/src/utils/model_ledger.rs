@@ -26,7 +26,7 @@ use ltx_core::model::video_vae::{
     vae_decoder_keys_filter, vae_encoder_keys_filter, VideoDecoder, VideoEncoder, VideoVaeConfig,
 };
 use ltx_core::text_encoders::gemma::{
-    embeddings_processor_key_ops, EmbeddingsProcessor, Gemma3TextConfig, GemmaDims,
+    embeddings_processor_key_ops, EmbeddingsProcessor, Gemma3TextConfig, GemmaDims, GemmaLayers,
     GemmaTextEncoder,
 };
 
@@ -52,7 +52,8 @@ pub struct ModelLedger {
     /// Decode video latents with this instead of the checkpoint's Candle decoder (e.g. a Core ML
     /// package on macOS).
     pub video_decoder_backend: Option<VideoDecoderBackend>,
-    /// Offload mode and memory budget of the transformer.
+    /// Offload mode and memory budget of the transformer's blocks and the text encoder's layers
+    /// (each planned on its own: the pipelines drop the encoder before building the transformer).
     pub memory: MemoryPolicy,
 }
 
@@ -370,12 +371,36 @@ impl ModelLedger {
         })
     }
 
+    /// The Gemma text encoder, its decoder layers held as the memory policy plans them (the same
+    /// budget and offload mode as the transformer's blocks).
     pub fn text_encoder(&self) -> Result<GemmaTextEncoder> {
-        Ok(GemmaTextEncoder::from_root(
+        let layers = match self.text_encoder_plan()? {
+            None => GemmaLayers::Resident,
+            Some(resident) => GemmaLayers::Streamed {
+                resident,
+                in_memory: self.memory.offload == Offload::Cpu,
+            },
+        };
+        Ok(GemmaTextEncoder::from_root_with(
             self.gemma_root()?,
             self.dtype,
             &self.device,
+            layers,
         )?)
+    }
+
+    /// How the text encoder's layers will be held (from the shards' headers; nothing is read): an
+    /// over-budget policy is refused here, before any work.
+    pub fn text_encoder_plan(&self) -> Result<Plan> {
+        let (resident, blocks, blocks_stored) =
+            ltx_core::text_encoders::gemma::encoders::weight_sizes(self.gemma_root()?, self.dtype)?;
+        let size = ComponentSize {
+            resident,
+            blocks,
+            blocks_stored,
+        };
+        self.memory
+            .plan("text encoder", &size, self.available_memory())
     }
 
     /// Feature extractor and connectors (from the LTX checkpoint).

@@ -3,7 +3,6 @@
 
 pub mod adaln;
 pub mod attention;
-pub mod block_store;
 pub mod feed_forward;
 pub mod modality;
 pub mod model;
@@ -16,8 +15,8 @@ pub mod timestep_embedding;
 pub mod transformer;
 pub mod transformer_args;
 
+pub use crate::loader::block_store::{BlockStore, BlockStreamer};
 pub use crate::loader::shape_only_var_builder;
-pub use block_store::{BlockStore, BlockStreamer};
 pub use modality::Modality;
 pub use model::{BlockSpec, LegacyX0Model, LtxModel, X0Model};
 pub use model_configurator::{ltxv_model_comfy_renaming_map, LtxModelConfig, LtxModelType};

@@ -5,7 +5,6 @@ use candle_core::{DType, Module, Result, Tensor, D};
 use candle_nn::{Linear, VarBuilder};
 
 use super::adaln::AdaLayerNormSingle;
-use super::block_store::{BlockStore, BlockStreamer};
 use super::modality::Modality;
 use super::model_configurator::{LtxModelConfig, LtxModelType};
 use super::rope::RopeSpec;
@@ -13,6 +12,7 @@ use super::text_projection::{PixArtAlphaTextProjection, TextProjectionAct};
 use super::transformer::{BasicAvTransformerBlock, StreamConfig};
 use super::transformer_args::{CrossModalPreprocessor, TransformerArgsPreprocessor};
 use crate::guidance::perturbations::BatchedPerturbationConfig;
+use crate::loader::block_store::{BlockStore, BlockStreamer};
 
 /// One stream's input and output layers.
 #[derive(Clone, Debug)]
@@ -133,7 +133,7 @@ pub struct LtxModel {
     model_type: LtxModelType,
     video: Option<StreamIo>,
     audio: Option<StreamIo>,
-    blocks: BlockStore,
+    blocks: BlockStore<BasicAvTransformerBlock>,
 }
 
 /// The widths every block of a model is built with.
@@ -221,7 +221,7 @@ impl LtxModel {
         model_type: LtxModelType,
         vb: VarBuilder,
         resident: usize,
-        streamer: BlockStreamer,
+        streamer: BlockStreamer<BasicAvTransformerBlock>,
     ) -> Result<Self> {
         Self::with_blocks(cfg, model_type, vb, Some((resident, streamer)))
     }
@@ -230,7 +230,7 @@ impl LtxModel {
         cfg: &LtxModelConfig,
         model_type: LtxModelType,
         vb: VarBuilder,
-        streamer: Option<(usize, BlockStreamer)>,
+        streamer: Option<(usize, BlockStreamer<BasicAvTransformerBlock>)>,
     ) -> Result<Self> {
         let k = cfg.adaln_coefficient();
         let av = model_type.is_video_enabled() && model_type.is_audio_enabled();
@@ -418,7 +418,7 @@ impl LtxModel {
             _ => None,
         };
         let (mut v_args, mut a_args) = (v_args, a_args);
-        self.blocks.for_each(|block| {
+        self.blocks.for_each(|_, block| {
             let (vx, ax) = block.forward(v_args.as_ref(), a_args.as_ref(), perturbations)?;
             if let (Some(a), Some(x)) = (v_args.as_mut(), vx) {
                 a.x = x;

@@ -15,6 +15,8 @@
 use candle_core::{DType, Device, Module, Result, Tensor, D};
 use candle_nn::{Embedding, Linear, VarBuilder};
 
+use crate::loader::block_store::{BlockStore, BlockStreamer};
+
 use super::config::Gemma3TextConfig;
 use crate::kernels::activations::gelu_tanh;
 use crate::model::transformer::attention::{
@@ -60,7 +62,7 @@ fn linear(i: usize, o: usize, bias: bool, vb: VarBuilder) -> Result<Linear> {
     }
 }
 
-struct Layer {
+pub struct Gemma3DecoderLayer {
     q_proj: Linear,
     k_proj: Linear,
     v_proj: Linear,
@@ -95,11 +97,39 @@ impl GemmaKvCache {
     }
 }
 
+impl Gemma3DecoderLayer {
+    /// Decoder layer `i` from `vb` (its own prefix, `layers.{i}`).
+    pub fn new(cfg: &Gemma3TextConfig, i: usize, vb: VarBuilder) -> Result<Self> {
+        let (h, hd) = (cfg.hidden_size, cfg.head_dim);
+        let (nh, nkv) = (cfg.num_attention_heads, cfg.num_key_value_heads);
+        let (bias, eps) = (cfg.attention_bias, cfg.rms_norm_eps);
+        let a = vb.pp("self_attn");
+        let m = vb.pp("mlp");
+        let norm = |name: &str| GemmaRmsNorm::new(h, eps, vb.pp(name));
+        Ok(Gemma3DecoderLayer {
+            q_proj: linear(h, nh * hd, bias, a.pp("q_proj"))?,
+            k_proj: linear(h, nkv * hd, bias, a.pp("k_proj"))?,
+            v_proj: linear(h, nkv * hd, bias, a.pp("v_proj"))?,
+            o_proj: linear(nh * hd, h, bias, a.pp("o_proj"))?,
+            q_norm: GemmaRmsNorm::new(hd, eps, a.pp("q_norm"))?,
+            k_norm: GemmaRmsNorm::new(hd, eps, a.pp("k_norm"))?,
+            gate_proj: linear(h, cfg.intermediate_size, false, m.pp("gate_proj"))?,
+            up_proj: linear(h, cfg.intermediate_size, false, m.pp("up_proj"))?,
+            down_proj: linear(cfg.intermediate_size, h, false, m.pp("down_proj"))?,
+            input_layernorm: norm("input_layernorm")?,
+            post_attention_layernorm: norm("post_attention_layernorm")?,
+            pre_feedforward_layernorm: norm("pre_feedforward_layernorm")?,
+            post_feedforward_layernorm: norm("post_feedforward_layernorm")?,
+            sliding: cfg.layer_types()[i] == "sliding_attention",
+        })
+    }
+}
+
 /// The Gemma-3 text model (`Gemma3TextModel`).
 pub struct Gemma3TextModel {
     cfg: Gemma3TextConfig,
     embed_tokens: Embedding,
-    layers: Vec<Layer>,
+    layers: BlockStore<Gemma3DecoderLayer>,
     norm: GemmaRmsNorm,
 }
 
@@ -144,51 +174,35 @@ fn push_mask_rows(
 impl Gemma3TextModel {
     /// Weights under the module-side names (`embed_tokens`, `layers.{i}.…`, `norm`).
     pub fn new(cfg: &Gemma3TextConfig, vb: VarBuilder) -> Result<Self> {
-        let (h, hd) = (cfg.hidden_size, cfg.head_dim);
-        let (nh, nkv) = (cfg.num_attention_heads, cfg.num_key_value_heads);
-        let types = cfg.layer_types();
-        let bias = cfg.attention_bias;
-        let eps = cfg.rms_norm_eps;
         let layers = (0..cfg.num_hidden_layers)
-            .map(|i| {
-                let vb = vb.pp("layers").pp(i);
-                let a = vb.pp("self_attn");
-                let m = vb.pp("mlp");
-                Ok(Layer {
-                    q_proj: linear(h, nh * hd, bias, a.pp("q_proj"))?,
-                    k_proj: linear(h, nkv * hd, bias, a.pp("k_proj"))?,
-                    v_proj: linear(h, nkv * hd, bias, a.pp("v_proj"))?,
-                    o_proj: linear(nh * hd, h, bias, a.pp("o_proj"))?,
-                    q_norm: GemmaRmsNorm::new(hd, eps, a.pp("q_norm"))?,
-                    k_norm: GemmaRmsNorm::new(hd, eps, a.pp("k_norm"))?,
-                    gate_proj: linear(h, cfg.intermediate_size, false, m.pp("gate_proj"))?,
-                    up_proj: linear(h, cfg.intermediate_size, false, m.pp("up_proj"))?,
-                    down_proj: linear(cfg.intermediate_size, h, false, m.pp("down_proj"))?,
-                    input_layernorm: GemmaRmsNorm::new(h, eps, vb.pp("input_layernorm"))?,
-                    post_attention_layernorm: GemmaRmsNorm::new(
-                        h,
-                        eps,
-                        vb.pp("post_attention_layernorm"),
-                    )?,
-                    pre_feedforward_layernorm: GemmaRmsNorm::new(
-                        h,
-                        eps,
-                        vb.pp("pre_feedforward_layernorm"),
-                    )?,
-                    post_feedforward_layernorm: GemmaRmsNorm::new(
-                        h,
-                        eps,
-                        vb.pp("post_feedforward_layernorm"),
-                    )?,
-                    sliding: types[i] == "sliding_attention",
-                })
-            })
+            .map(|i| Gemma3DecoderLayer::new(cfg, i, vb.pp("layers").pp(i)))
             .collect::<Result<Vec<_>>>()?;
+        Self::with_layers(cfg, vb, BlockStore::resident(layers))
+    }
+
+    /// [`Self::new`] with the first `resident` decoder layers built now and the others streamed
+    /// by `streamer` on every forward (`vb` holds the weights outside the layers).
+    pub fn new_streamed(
+        cfg: &Gemma3TextConfig,
+        vb: VarBuilder,
+        resident: usize,
+        streamer: BlockStreamer<Gemma3DecoderLayer>,
+    ) -> crate::Result<Self> {
+        let layers = BlockStore::streamed(cfg.num_hidden_layers, resident, streamer)?;
+        Ok(Self::with_layers(cfg, vb, layers)?)
+    }
+
+    fn with_layers(
+        cfg: &Gemma3TextConfig,
+        vb: VarBuilder,
+        layers: BlockStore<Gemma3DecoderLayer>,
+    ) -> Result<Self> {
+        let h = cfg.hidden_size;
         Ok(Self {
             cfg: cfg.clone(),
             embed_tokens: candle_nn::embedding(cfg.vocab_size, h, vb.pp("embed_tokens"))?,
             layers,
-            norm: GemmaRmsNorm::new(h, eps, vb.pp("norm"))?,
+            norm: GemmaRmsNorm::new(h, cfg.rms_norm_eps, vb.pp("norm"))?,
         })
     }
 
@@ -237,7 +251,7 @@ impl Gemma3TextModel {
     /// one column per cached + new position). `mask` `None`: every key is attended.
     fn layer_forward(
         &self,
-        layer: &Layer,
+        layer: &Gemma3DecoderLayer,
         x: &Tensor,
         (cos, sin): (&Tensor, &Tensor),
         mask: Option<&Tensor>,
@@ -349,14 +363,16 @@ impl Gemma3TextModel {
         let sliding_mask = mask(Some(self.cfg.sliding_window))?;
         let rope_full = self.rope(start, n, false, dtype, &device)?;
         let rope_sliding = self.rope(start, n, true, dtype, &device)?;
-        for (layer, slot) in self.layers.iter().zip(cache.layers.iter_mut()) {
+        self.layers.for_each(|i, layer| {
             let (rope, mask) = if layer.sliding {
                 (&rope_sliding, &sliding_mask)
             } else {
                 (&rope_full, &full_mask)
             };
-            x = self.layer_forward(layer, &x, (&rope.0, &rope.1), mask.as_ref(), Some(slot))?;
-        }
+            let slot = Some(&mut cache.layers[i]);
+            x = self.layer_forward(layer, &x, (&rope.0, &rope.1), mask.as_ref(), slot)?;
+            Ok(())
+        })?;
         cache.len = total;
         Ok(self.norm.forward(&x)?)
     }
@@ -449,7 +465,7 @@ impl Gemma3TextModel {
         let rope_sliding = self.rope(0, t, true, dtype, &device)?;
         let mut states = Vec::with_capacity(self.layers.len() + 1);
         states.push(x.clone());
-        for layer in &self.layers {
+        self.layers.for_each(|_, layer| {
             let (cos, sin) = if layer.sliding {
                 &rope_sliding
             } else {
@@ -462,7 +478,8 @@ impl Gemma3TextModel {
             };
             x = self.layer_forward(layer, &x, (cos, sin), Some(mask), None)?;
             states.push(x.clone());
-        }
+            Ok(())
+        })?;
         // the last state is returned after the final norm
         let last = states.pop().expect("at least the embeddings");
         states.push(self.norm.forward(&last)?);

@@ -14,8 +14,9 @@ pub use embeddings_processor::{
     embeddings_processor_key_ops, EmbeddingsProcessor, EmbeddingsProcessorOutput,
 };
 pub use encoders::{
-    clean_response, GemmaTextEncoder, SampleRng, SamplingConfig, DEFAULT_T2V_SYSTEM_PROMPT,
+    clean_response, GemmaLayers, GemmaTextEncoder, SampleRng, SamplingConfig,
+    DEFAULT_T2V_SYSTEM_PROMPT,
 };
 pub use feature_extractor::{FeatureExtractor, GemmaDims, PaddingSide};
-pub use gemma3::{gemma_llm_key_ops, Gemma3TextModel, GemmaKvCache};
+pub use gemma3::{gemma_llm_key_ops, Gemma3DecoderLayer, Gemma3TextModel, GemmaKvCache};
 pub use tokenizer::{read_prompt_file, LtxvGemmaTokenizer, TokenizedPrompt};

@@ -13,10 +13,98 @@ use std::sync::Arc;
 use candle_core::{DType, Device, Tensor};
 
 use crate::error::{Error, Result};
-use crate::loader::SafetensorsFiles;
+use crate::loader::{BlockStreamer, SafetensorsFiles, StateDict};
 use crate::text_encoders::gemma::config::Gemma3TextConfig;
-use crate::text_encoders::gemma::gemma3::{gemma_llm_key_ops, Gemma3TextModel};
+use crate::text_encoders::gemma::gemma3::{gemma_llm_key_ops, Gemma3DecoderLayer, Gemma3TextModel};
 use crate::text_encoders::gemma::tokenizer::{LtxvGemmaTokenizer, DEFAULT_MAX_LENGTH};
+
+/// How the decoder's layers are held.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GemmaLayers {
+    /// Every layer built at load.
+    Resident,
+    /// The first `resident` layers built at load, the others read one ahead of use from the
+    /// shards on every forward (`in_memory`: read into host memory once, in their stored dtype,
+    /// instead of from the mapped files) and freed after it.
+    Streamed { resident: usize, in_memory: bool },
+}
+
+/// The key prefix of decoder layer `i` (after [`gemma_llm_key_ops`]).
+fn layer_prefix(i: usize) -> String {
+    format!("layers.{i}.")
+}
+
+/// What a Gemma root's weights take: `(outside the layers in dtype, each layer in dtype, each
+/// layer as stored)`, from the shards' headers (nothing is read).
+pub fn weight_sizes(root: &Path, dtype: DType) -> Result<(u64, Vec<u64>, Vec<u64>)> {
+    let (_, shards, config_path) = find_files(root)?;
+    let cfg = read_config(config_path.as_deref())?;
+    let files = SafetensorsFiles::open(&shards)?;
+    let sd = files.state_dict(&gemma_llm_key_ops())?;
+    let layer = |i: usize, d| sd.bytes_where(|k| k.starts_with(&layer_prefix(i)), d);
+    let n = cfg.num_hidden_layers;
+    Ok((
+        sd.bytes_where(|k| !k.starts_with("layers."), Some(dtype)),
+        (0..n).map(|i| layer(i, Some(dtype))).collect(),
+        (0..n).map(|i| layer(i, None)).collect(),
+    ))
+}
+
+/// The decoder with its first `resident` layers built now and the others streamed: every weight is
+/// checked first (nothing read), so a bad one is refused before the first prompt.
+fn streamed_model(
+    cfg: &Gemma3TextConfig,
+    sd: &Arc<StateDict>,
+    (dtype, device): (DType, &Device),
+    resident: usize,
+    in_memory: bool,
+) -> Result<Gemma3TextModel> {
+    Gemma3TextModel::new(cfg, sd.checking_var_builder(dtype, device))?;
+    let outer = Arc::new(sd.filtered(|k| !k.starts_with("layers.")));
+    let layers = sd.filtered(|k| k.starts_with("layers."));
+    let layers = Arc::new(match in_memory {
+        true => layers.with_prefix_in_memory("layers.")?,
+        false => layers,
+    });
+    let (layer_cfg, build_device) = (cfg.clone(), device.clone());
+    let streamer = BlockStreamer {
+        stage: Arc::new(move |i| {
+            let prefix = layer_prefix(i);
+            layers
+                .filtered(|k| k.starts_with(&prefix))
+                .with_prefix_in_memory(&prefix)
+        }),
+        build: Arc::new(move |i, staged| {
+            let vb = Arc::new(staged).var_builder(dtype, &build_device);
+            Ok(Gemma3DecoderLayer::new(
+                &layer_cfg,
+                i,
+                vb.pp("layers").pp(i),
+            )?)
+        }),
+    };
+    tracing::info!(
+        "text encoder: {resident} of {} decoder layers resident, the others streamed",
+        cfg.num_hidden_layers
+    );
+    Gemma3TextModel::new_streamed(cfg, outer.var_builder(dtype, device), resident, streamer)
+}
+
+/// The text config of a root's `config.json` (its `text_config`), else the 12B model's.
+fn read_config(config_path: Option<&Path>) -> Result<Gemma3TextConfig> {
+    match config_path {
+        Some(p) => {
+            let text = std::fs::read_to_string(p).map_err(|source| Error::Io {
+                path: p.to_path_buf(),
+                source,
+            })?;
+            let v: serde_json::Value = serde_json::from_str(&text)
+                .map_err(|e| Error::InvalidConfig(format!("`{}`: {e}", p.display())))?;
+            Ok(Gemma3TextConfig::from_json(&v)?)
+        }
+        None => Ok(Gemma3TextConfig::default()),
+    }
+}
 
 /// The Gemma text encoder: tokenizer + decoder.
 pub struct GemmaTextEncoder {
@@ -101,27 +189,35 @@ impl GemmaTextEncoder {
     /// `config.json` in the root (its `text_config`) is used when present so smaller Gemma-3 models
     /// load too. The vision tower is never read.
     pub fn from_root(root: &Path, dtype: DType, device: &Device) -> Result<Self> {
+        Self::from_root_with(root, dtype, device, GemmaLayers::Resident)
+    }
+
+    /// [`Self::from_root`] with the decoder layers held as `layers` says.
+    pub fn from_root_with(
+        root: &Path,
+        dtype: DType,
+        device: &Device,
+        layers: GemmaLayers,
+    ) -> Result<Self> {
         let (tokenizer_path, shards, config_path) = find_files(root)?;
         let cfg_dir = config_path
             .as_deref()
             .and_then(Path::parent)
             .map(Path::to_path_buf);
-        let cfg = match config_path {
-            Some(p) => {
-                let text = std::fs::read_to_string(&p).map_err(|source| Error::Io {
-                    path: p.clone(),
-                    source,
-                })?;
-                let v: serde_json::Value = serde_json::from_str(&text)
-                    .map_err(|e| Error::InvalidConfig(format!("`{}`: {e}", p.display())))?;
-                Gemma3TextConfig::from_json(&v)?
-            }
-            None => Gemma3TextConfig::default(),
-        };
+        let cfg = read_config(config_path.as_deref())?;
         let files = SafetensorsFiles::open(&shards)?;
         let sd = Arc::new(files.state_dict(&gemma_llm_key_ops())?);
-        let model = Gemma3TextModel::new(&cfg, sd.var_builder(dtype, device))?;
-        sd.report_unused("gemma");
+        let model = match layers {
+            GemmaLayers::Resident => {
+                let model = Gemma3TextModel::new(&cfg, sd.var_builder(dtype, device))?;
+                sd.report_unused("gemma");
+                model
+            }
+            GemmaLayers::Streamed {
+                resident,
+                in_memory,
+            } => streamed_model(&cfg, &sd, (dtype, device), resident, in_memory)?,
+        };
         drop((sd, files));
         // next to config.json, else at the root
         let generation_config = [

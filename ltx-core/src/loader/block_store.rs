@@ -1,6 +1,7 @@
-//! Where the transformer's blocks live during a forward: all resident, or some resident and the
-//! rest streamed — each streamed block read from the checkpoint by a background thread while the
-//! block before it computes, built on the device, used once and freed.
+//! Where a model's repeated blocks (the transformer's blocks, Gemma's decoder layers) live during a
+//! forward: all resident, or some resident and the rest streamed — each streamed block read from
+//! the checkpoint by a background thread while the block before it computes, built on the device,
+//! used once and freed.
 //!
 //! Streaming changes where the weights come from, never their values: a streamed block is built
 //! by the same code from the same stored tensors as a resident one, so the forward is identical
@@ -8,31 +9,37 @@
 
 use std::sync::Arc;
 
-use super::transformer::BasicAvTransformerBlock;
 use crate::loader::StateDict;
 
 /// Reads block `i`'s stored tensors into memory (runs on the prefetch thread: no device work).
 pub type StageBlock = dyn Fn(usize) -> crate::Result<StateDict> + Send + Sync;
 /// Builds block `i` on the device from its staged tensors (runs on the calling thread).
-pub type BuildBlock =
-    dyn Fn(usize, StateDict) -> crate::Result<BasicAvTransformerBlock> + Send + Sync;
+pub type BuildBlock<B> = dyn Fn(usize, StateDict) -> crate::Result<B> + Send + Sync;
 
 /// How the streamed blocks are read and built.
-#[derive(Clone)]
-pub struct BlockStreamer {
+pub struct BlockStreamer<B> {
     pub stage: Arc<StageBlock>,
-    pub build: Arc<BuildBlock>,
+    pub build: Arc<BuildBlock<B>>,
 }
 
-/// The transformer's blocks, in order.
+impl<B> Clone for BlockStreamer<B> {
+    fn clone(&self) -> Self {
+        Self {
+            stage: self.stage.clone(),
+            build: self.build.clone(),
+        }
+    }
+}
+
+/// A model's blocks, in order.
 #[derive(Clone)]
-pub struct BlockStore {
+pub struct BlockStore<B> {
     /// `Some` for a resident block, `None` for a streamed one.
-    blocks: Vec<Option<BasicAvTransformerBlock>>,
-    streamer: Option<BlockStreamer>,
+    blocks: Vec<Option<B>>,
+    streamer: Option<BlockStreamer<B>>,
 }
 
-impl std::fmt::Debug for BlockStore {
+impl<B> std::fmt::Debug for BlockStore<B> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("BlockStore")
             .field("blocks", &self.blocks.len())
@@ -42,13 +49,13 @@ impl std::fmt::Debug for BlockStore {
 }
 
 /// A block the forward is using: borrowed from the store or freshly built.
-enum InUse<'a> {
-    Resident(&'a BasicAvTransformerBlock),
-    Streamed(Box<BasicAvTransformerBlock>),
+enum InUse<'a, B> {
+    Resident(&'a B),
+    Streamed(Box<B>),
 }
 
-impl InUse<'_> {
-    fn block(&self) -> &BasicAvTransformerBlock {
+impl<B> InUse<'_, B> {
+    fn block(&self) -> &B {
         match self {
             Self::Resident(b) => b,
             Self::Streamed(b) => b,
@@ -56,9 +63,9 @@ impl InUse<'_> {
     }
 }
 
-impl BlockStore {
+impl<B> BlockStore<B> {
     /// Every block resident.
-    pub fn resident(blocks: Vec<BasicAvTransformerBlock>) -> Self {
+    pub fn resident(blocks: Vec<B>) -> Self {
         Self {
             blocks: blocks.into_iter().map(Some).collect(),
             streamer: None,
@@ -67,7 +74,11 @@ impl BlockStore {
 
     /// `count` blocks of which the first `resident` are built now and kept; the others are
     /// streamed on every forward.
-    pub fn streamed(count: usize, resident: usize, streamer: BlockStreamer) -> crate::Result<Self> {
+    pub fn streamed(
+        count: usize,
+        resident: usize,
+        streamer: BlockStreamer<B>,
+    ) -> crate::Result<Self> {
         let blocks = (0..count)
             .map(|i| {
                 if i < resident {
@@ -96,16 +107,13 @@ impl BlockStore {
         self.blocks.iter().filter(|b| b.is_some()).count()
     }
 
-    /// Runs `f` on every block in order. A streamed block is staged on a background thread while
-    /// the previous block runs, so at most two streamed blocks exist at once (the one in use and
-    /// the next one's stored tensors).
-    pub fn for_each(
-        &self,
-        mut f: impl FnMut(&BasicAvTransformerBlock) -> crate::Result<()>,
-    ) -> crate::Result<()> {
+    /// Runs `f` on every block in order (with its index). A streamed block is staged on a
+    /// background thread while the previous block runs, so at most two streamed blocks exist at
+    /// once (the one in use and the next one's stored tensors).
+    pub fn for_each(&self, mut f: impl FnMut(usize, &B) -> crate::Result<()>) -> crate::Result<()> {
         let Some(streamer) = &self.streamer else {
-            for block in self.blocks.iter().flatten() {
-                f(block)?;
+            for (i, block) in self.blocks.iter().flatten().enumerate() {
+                f(i, block)?;
             }
             return Ok(());
         };
@@ -126,7 +134,7 @@ impl BlockStore {
                             .join()
                             .map_err(|_| {
                                 crate::Error::InvalidInput(format!(
-                                    "the thread reading transformer block {i} panicked"
+                                    "the thread reading block {i} panicked"
                                 ))
                             })??;
                         InUse::Streamed(Box::new((streamer.build)(i, staged)?))
@@ -138,7 +146,7 @@ impl BlockStore {
                         next = Some(stage(j));
                     }
                 }
-                f(in_use.block())?;
+                f(i, in_use.block())?;
             }
             Ok(())
         })
