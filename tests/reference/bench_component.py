@@ -89,11 +89,8 @@ def bench_gemma(args: argparse.Namespace, f, meta: dict, t0: float) -> int:  # n
     return 0
 
 
-def bench_transformer(args: argparse.Namespace, meta: dict, tensors: dict, t0: float) -> int:
-    """One LTXModel velocity forward of both streams (`ltx bench dit-block`), on `--device` in `--dtype`
-    (bf16 on CUDA as the pipelines run it; sigma and timesteps stay float32)."""
-    from ltx_core.model.transformer import Modality
-
+def _transformer_and_inputs(args: argparse.Namespace, meta: dict, tensors: dict) -> tuple:
+    """The file's transformer on `--device` in `--dtype`, its `input.*` tensors, call, device and dtype."""
     component = generate.COMPONENTS["transformer"]
     config = json.loads(meta["config"])
     call = json.loads(meta.get("call") or "{}")
@@ -103,7 +100,15 @@ def bench_transformer(args: argparse.Namespace, meta: dict, tensors: dict, t0: f
         generate.configurator_for(component, call), component.sd_ops, config, tensors
     )
     model = model.to(device=device, dtype=dtype).eval()
-    inputs = generate.split_io(tensors, "input")
+    return model, generate.split_io(tensors, "input"), call, device, dtype
+
+
+def bench_transformer(args: argparse.Namespace, meta: dict, tensors: dict, t0: float) -> int:
+    """One LTXModel velocity forward of both streams (`ltx bench dit-block`), on `--device` in `--dtype`
+    (bf16 on CUDA as the pipelines run it; sigma and timesteps stay float32)."""
+    from ltx_core.model.transformer import Modality
+
+    model, inputs, call, device, dtype = _transformer_and_inputs(args, meta, tensors)
     del tensors
     gc.collect()
 
@@ -144,16 +149,7 @@ def bench_transformer(args: argparse.Namespace, meta: dict, tensors: dict, t0: f
 def bench_step(args: argparse.Namespace, meta: dict, tensors: dict, t0: float) -> int:
     """One step of a `denoise_loop` file's loop (`ltx bench step`): the reference's noised initial state, every
     guidance pass and the Euler update, the file's noise draws replayed, on `--device` in `--dtype`."""
-    component = generate.COMPONENTS["transformer"]
-    config = json.loads(meta["config"])
-    call = json.loads(meta["call"])
-    device = torch.device(args.device)
-    dtype = {"f32": torch.float32, "bf16": torch.bfloat16}[args.dtype]
-    model = generate.build_from_checkpoint(
-        generate.configurator_for(component, call), component.sd_ops, config, tensors
-    )
-    model = model.to(device=device, dtype=dtype).eval()
-    inputs = generate.split_io(tensors, "input")
+    model, inputs, call, device, dtype = _transformer_and_inputs(args, meta, tensors)
     del tensors
     gc.collect()
     replay = []

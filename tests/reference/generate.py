@@ -1160,6 +1160,24 @@ def recorded_randn(gen: torch.Generator, replay: list[torch.Tensor] | None = Non
         torch.randn = original
 
 
+def _loop_inputs(model: Any, inputs: dict, call: dict, device: torch.device) -> tuple:
+    """What both loop versions share: the model's dtype, its X0Model, the output shape, the contexts present and the
+    optional image condition, on `device`."""
+    from ltx_core.conditioning import VideoConditionByLatentIndex
+    from ltx_core.model.transformer import X0Model
+    from ltx_core.types import VideoPixelShape
+
+    dtype = next(model.parameters()).dtype
+    shape = VideoPixelShape(batch=1, frames=call["frames"], width=call["width"], height=call["height"], fps=call["fps"])
+    names = ("video_context", "audio_context", "video_context_neg", "audio_context_neg")
+    ctx = {k: inputs[k].to(device=device, dtype=dtype) for k in names if k in inputs}
+    conditionings = []
+    if "cond_latent" in inputs:
+        cond = inputs["cond_latent"].to(device=device, dtype=dtype)
+        conditionings.append(VideoConditionByLatentIndex(cond, call["cond_strength"], 0))
+    return dtype, X0Model(model), shape, ctx, conditionings
+
+
 def _run_denoise_loop_1_0(
     model: Any,
     inputs: dict,
@@ -1175,9 +1193,6 @@ def _run_denoise_loop_1_0(
     from ltx_core.components.diffusion_steps import EulerDiffusionStep, Res2sDiffusionStep
     from ltx_core.components.guiders import CFGGuider, MultiModalGuider, MultiModalGuiderParams
     from ltx_core.components.noisers import GaussianNoiser
-    from ltx_core.conditioning import VideoConditionByLatentIndex
-    from ltx_core.model.transformer import X0Model
-    from ltx_core.types import VideoPixelShape
     from ltx_pipelines.utils.helpers import (
         denoise_audio_video,
         guider_denoising_func,
@@ -1187,16 +1202,8 @@ def _run_denoise_loop_1_0(
     from ltx_pipelines.utils.samplers import euler_denoising_loop, res2s_audio_video_denoising_loop
     from ltx_pipelines.utils.types import PipelineComponents
 
-    dtype = next(model.parameters()).dtype
-    x0 = X0Model(model)
-    shape = VideoPixelShape(batch=1, frames=call["frames"], width=call["width"], height=call["height"], fps=call["fps"])
+    dtype, x0, shape, ctx, conditionings = _loop_inputs(model, inputs, call, device)
     sigmas = torch.tensor(call["sigmas"], dtype=torch.float32)
-    names = ("video_context", "audio_context", "video_context_neg", "audio_context_neg")
-    ctx = {k: inputs[k].to(device=device, dtype=dtype) for k in names if k in inputs}
-    conditionings = []
-    if "cond_latent" in inputs:
-        cond = inputs["cond_latent"].to(device=device, dtype=dtype)
-        conditionings.append(VideoConditionByLatentIndex(cond, call["cond_strength"], 0))
     guidance = call["guidance"]
     if guidance["kind"] == "simple":
         denoise_fn = simple_denoising_func(ctx["video_context"], ctx["audio_context"], x0)
@@ -1256,24 +1263,14 @@ def _run_denoise_loop_1_2(
     from ltx_core.components.guiders import MultiModalGuider, MultiModalGuiderParams
     from ltx_core.components.noisers import GaussianNoiser
     from ltx_core.components.patchifiers import AudioPatchifier, VideoLatentPatchifier
-    from ltx_core.conditioning import VideoConditionByLatentIndex
-    from ltx_core.model.transformer import X0Model
     from ltx_core.tools import AudioLatentTools, VideoLatentTools
-    from ltx_core.types import AudioLatentShape, VideoLatentShape, VideoPixelShape
+    from ltx_core.types import AudioLatentShape, VideoLatentShape
     from ltx_pipelines.utils.denoisers import GuidedDenoiser, SimpleDenoiser
     from ltx_pipelines.utils.helpers import create_noised_state
     from ltx_pipelines.utils.samplers import euler_denoising_loop, res2s_audio_video_denoising_loop
 
-    dtype = next(model.parameters()).dtype
-    x0 = X0Model(model)
-    shape = VideoPixelShape(batch=1, frames=call["frames"], width=call["width"], height=call["height"], fps=call["fps"])
+    dtype, x0, shape, ctx, conditionings = _loop_inputs(model, inputs, call, device)
     sigmas = torch.tensor(call["sigmas"], dtype=torch.float32, device=device)
-    names = ("video_context", "audio_context", "video_context_neg", "audio_context_neg")
-    ctx = {k: inputs[k].to(device=device, dtype=dtype) for k in names if k in inputs}
-    conditionings = []
-    if "cond_latent" in inputs:
-        cond = inputs["cond_latent"].to(device=device, dtype=dtype)
-        conditionings.append(VideoConditionByLatentIndex(cond, call["cond_strength"], 0))
     guidance = call["guidance"]
     if guidance["kind"] == "simple":
         denoiser = SimpleDenoiser(ctx["video_context"], ctx["audio_context"])

@@ -5,9 +5,8 @@
 //! products and the sum rounded separately, as the unfused formula does: bit-identical to it.
 
 use candle_core::{Result, Tensor};
-use rayon::prelude::*;
 
-use super::rows::{finish, with_values, RowParam, MIN_ROWS_PER_TASK};
+use super::rows::{map_rows, RowParam};
 
 /// Whether the kernels take `x`: f32 on the CPU, rank 3 `[B, T, D]`.
 pub fn usable(x: &Tensor) -> bool {
@@ -28,30 +27,19 @@ pub fn split(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
     }
     let shape = [b, heads, t, half];
     let (c, s) = (RowParam::new(cos, &shape)?, RowParam::new(sin, &shape)?);
-    let mut out = vec![0f32; x.elem_count()];
-    with_values(x, |src| {
-        if width > 0 {
-            out.par_chunks_mut(width)
-                .zip(src.par_chunks(width))
-                .enumerate()
-                .with_min_len(MIN_ROWS_PER_TASK)
-                .for_each(|(row, (o, xr))| {
-                    let (bi, ti) = (row / t, row % t);
-                    for h in 0..heads {
-                        let r = (bi * heads + h) * t + ti;
-                        let (cr, sr) = (c.row(r, half), s.row(r, half));
-                        let (x1, x2) = xr[h * 2 * half..(h + 1) * 2 * half].split_at(half);
-                        let (o1, o2) = o[h * 2 * half..(h + 1) * 2 * half].split_at_mut(half);
-                        for i in 0..half {
-                            o1[i] = x1[i] * cr[i] - x2[i] * sr[i];
-                            o2[i] = x2[i] * cr[i] + x1[i] * sr[i];
-                        }
-                    }
-                });
+    map_rows(x, |row, xr, o| {
+        let (bi, ti) = (row / t, row % t);
+        for h in 0..heads {
+            let r = (bi * heads + h) * t + ti;
+            let (cr, sr) = (c.row(r, half), s.row(r, half));
+            let (x1, x2) = xr[h * 2 * half..(h + 1) * 2 * half].split_at(half);
+            let (o1, o2) = o[h * 2 * half..(h + 1) * 2 * half].split_at_mut(half);
+            for i in 0..half {
+                o1[i] = x1[i] * cr[i] - x2[i] * sr[i];
+                o2[i] = x2[i] * cr[i] + x1[i] * sr[i];
+            }
         }
-        Ok(())
-    })?;
-    finish(out, x)
+    })
 }
 
 /// Interleaved rotation: pairs `(x[2i], x[2i+1])` of `x` `[B, T, D]`, `cos`, `sin`
@@ -62,22 +50,11 @@ pub fn interleaved(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
         candle_core::bail!("rope: interleaved pairs need an even width, not {width}")
     }
     let (c, s) = (RowParam::new(cos, x.dims())?, RowParam::new(sin, x.dims())?);
-    let mut out = vec![0f32; x.elem_count()];
-    with_values(x, |src| {
-        if width > 0 {
-            out.par_chunks_mut(width)
-                .zip(src.par_chunks(width))
-                .enumerate()
-                .with_min_len(MIN_ROWS_PER_TASK)
-                .for_each(|(row, (o, xr))| {
-                    let (cr, sr) = (c.row(row, width), s.row(row, width));
-                    for i in (0..width).step_by(2) {
-                        o[i] = xr[i] * cr[i] - xr[i + 1] * sr[i];
-                        o[i + 1] = xr[i + 1] * cr[i + 1] + xr[i] * sr[i + 1];
-                    }
-                });
+    map_rows(x, |row, xr, o| {
+        let (cr, sr) = (c.row(row, width), s.row(row, width));
+        for i in (0..width).step_by(2) {
+            o[i] = xr[i] * cr[i] - xr[i + 1] * sr[i];
+            o[i + 1] = xr[i + 1] * cr[i + 1] + xr[i] * sr[i + 1];
         }
-        Ok(())
-    })?;
-    finish(out, x)
+    })
 }

@@ -13,7 +13,7 @@ use rayon::prelude::*;
 use super::SendPtr;
 
 /// Rows per parallel task at least (a row is one token's `dim` features).
-pub(super) const MIN_ROWS_PER_TASK: usize = 4;
+const MIN_ROWS_PER_TASK: usize = 4;
 const LANES: usize = 8;
 
 /// A per-row parameter broadcast over `x`, read in place: where row `r` of `x` finds its values.
@@ -63,7 +63,7 @@ impl RowParam {
 }
 
 /// Runs `f` on the values of `x` in logical order (its storage where contiguous, else a copy).
-pub(super) fn with_values<R>(x: &Tensor, f: impl FnOnce(&[f32]) -> Result<R>) -> Result<R> {
+fn with_values<R>(x: &Tensor, f: impl FnOnce(&[f32]) -> Result<R>) -> Result<R> {
     let x = x.contiguous()?;
     let (storage, layout): (_, &Layout) = x.storage_and_layout();
     let Storage::Cpu(candle_core::CpuStorage::F32(all)) = &*storage else {
@@ -80,8 +80,22 @@ pub fn usable(x: &Tensor) -> bool {
     x.device().is_cpu() && x.dtype() == DType::F32 && x.rank() >= 1
 }
 
-pub(super) fn finish(out: Vec<f32>, like: &Tensor) -> Result<Tensor> {
-    Tensor::from_vec(out, like.shape(), &Device::Cpu)
+/// A new tensor of `x`'s shape whose rows (along the last dim) are written by `f(row index, x's
+/// row, output row)`, in parallel.
+pub(super) fn map_rows(x: &Tensor, f: impl Fn(usize, &[f32], &mut [f32]) + Sync) -> Result<Tensor> {
+    let width = x.dim(candle_core::D::Minus1)?;
+    let mut out = vec![0f32; x.elem_count()];
+    with_values(x, |src| {
+        if width > 0 {
+            out.par_chunks_mut(width)
+                .zip(src.par_chunks(width))
+                .enumerate()
+                .with_min_len(MIN_ROWS_PER_TASK)
+                .for_each(|(r, (o, s))| f(r, s, o));
+        }
+        Ok(())
+    })?;
+    Tensor::from_vec(out, x.shape(), &Device::Cpu)
 }
 
 /// `1 / √(mean(row²) + eps)`, the squares summed over eight interleaved lanes.
@@ -115,31 +129,21 @@ pub fn rms_norm(x: &Tensor, weight: Option<&Tensor>, eps: f64) -> Result<Tensor>
     if let Some(w) = w.as_ref().filter(|w| w.len() != dim) {
         candle_core::bail!("rms_norm: a weight of {} values for rows of {dim}", w.len())
     }
-    let mut out = vec![0f32; x.elem_count()];
-    with_values(x, |src| {
-        if dim > 0 {
-            out.par_chunks_mut(dim)
-                .zip(src.par_chunks(dim))
-                .with_min_len(MIN_ROWS_PER_TASK)
-                .for_each(|(o, s)| {
-                    let inv = inv_rms(s, eps as f32);
-                    match &w {
-                        Some(w) => {
-                            for ((o, &v), &w) in o.iter_mut().zip(s).zip(w) {
-                                *o = v * inv * w;
-                            }
-                        }
-                        None => {
-                            for (o, &v) in o.iter_mut().zip(s) {
-                                *o = v * inv;
-                            }
-                        }
-                    }
-                });
+    map_rows(x, |_, s, o| {
+        let inv = inv_rms(s, eps as f32);
+        match &w {
+            Some(w) => {
+                for ((o, &v), &w) in o.iter_mut().zip(s).zip(w) {
+                    *o = v * inv * w;
+                }
+            }
+            None => {
+                for (o, &v) in o.iter_mut().zip(s) {
+                    *o = v * inv;
+                }
+            }
         }
-        Ok(())
-    })?;
-    finish(out, x)
+    })
 }
 
 /// `x · (1 + scale) + shift` with `scale`, `shift` broadcastable to `x` along every dim but the
@@ -153,28 +157,17 @@ pub fn modulate(
     let dim = x.dim(candle_core::D::Minus1)?;
     let sc = RowParam::new(scale, x.dims())?;
     let sh = RowParam::new(shift, x.dims())?;
-    let mut out = vec![0f32; x.elem_count()];
-    with_values(x, |src| {
-        if dim > 0 {
-            out.par_chunks_mut(dim)
-                .zip(src.par_chunks(dim))
-                .enumerate()
-                .with_min_len(MIN_ROWS_PER_TASK)
-                .for_each(|(r, (o, s))| {
-                    let (scr, shr) = (sc.row(r, dim), sh.row(r, dim));
-                    let inv = norm_eps.map(|eps| inv_rms(s, eps as f32));
-                    for (((o, &v), &a), &b) in o.iter_mut().zip(s).zip(scr).zip(shr) {
-                        let v = match inv {
-                            Some(inv) => v * inv,
-                            None => v,
-                        };
-                        *o = v * (1.0 + a) + b;
-                    }
-                });
+    map_rows(x, |r, s, o| {
+        let (scr, shr) = (sc.row(r, dim), sh.row(r, dim));
+        let inv = norm_eps.map(|eps| inv_rms(s, eps as f32));
+        for (((o, &v), &a), &b) in o.iter_mut().zip(s).zip(scr).zip(shr) {
+            let v = match inv {
+                Some(inv) => v * inv,
+                None => v,
+            };
+            *o = v * (1.0 + a) + b;
         }
-        Ok(())
-    })?;
-    finish(out, x)
+    })
 }
 
 /// `x + y · gate` (then `· mask`): `gate` broadcastable to `x` along every dim but the last,
@@ -198,37 +191,26 @@ pub fn gated_residual(
         }
         None => None,
     };
-    let mut out = vec![0f32; x.elem_count()];
-    with_values(x, |xs| {
-        with_values(y, |ys| {
-            if dim > 0 {
-                out.par_chunks_mut(dim)
-                    .zip(xs.par_chunks(dim).zip(ys.par_chunks(dim)))
-                    .enumerate()
-                    .with_min_len(MIN_ROWS_PER_TASK)
-                    .for_each(|(r, (o, (xr, yr)))| {
-                        let gr = g.row(r, dim);
-                        match &m {
-                            Some(m) => {
-                                let m = m.row(r, 1)[0];
-                                let rows = xr.iter().zip(yr).zip(gr);
-                                for (o, ((&x, &y), &g)) in o.iter_mut().zip(rows) {
-                                    *o = x + y * g * m;
-                                }
-                            }
-                            None => {
-                                let rows = xr.iter().zip(yr).zip(gr);
-                                for (o, ((&x, &y), &g)) in o.iter_mut().zip(rows) {
-                                    *o = x + y * g;
-                                }
-                            }
-                        }
-                    });
+    with_values(y, |ys| {
+        map_rows(x, |r, xr, o| {
+            let yr = &ys[r * dim..(r + 1) * dim];
+            let gr = g.row(r, dim);
+            let rows = xr.iter().zip(yr).zip(gr);
+            match &m {
+                Some(m) => {
+                    let m = m.row(r, 1)[0];
+                    for (o, ((&x, &y), &g)) in o.iter_mut().zip(rows) {
+                        *o = x + y * g * m;
+                    }
+                }
+                None => {
+                    for (o, ((&x, &y), &g)) in o.iter_mut().zip(rows) {
+                        *o = x + y * g;
+                    }
+                }
             }
-            Ok(())
         })
-    })?;
-    finish(out, x)
+    })
 }
 
 #[cfg(test)]
