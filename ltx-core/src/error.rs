@@ -62,6 +62,15 @@ pub enum Error {
     #[error("invalid input: {0}")]
     InvalidInput(String),
 
+    /// A tiling overlap below what the operation needs (tiled encode: 64 px / 16 frames).
+    #[error("tiling: {axis} overlap {found} {unit} is below the required {minimum} {unit}")]
+    TileOverlap {
+        axis: &'static str,
+        found: usize,
+        minimum: usize,
+        unit: &'static str,
+    },
+
     #[error("{what} has shape {found:?}, expected {expected}")]
     TensorShape {
         what: String,

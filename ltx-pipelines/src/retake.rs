@@ -151,6 +151,9 @@ impl RetakePipeline {
     /// the audio is returned with the source's facts.
     pub fn run(&self, req: &RetakeRequest, mode: &RetakeMode, io: RunIo) -> Result<Retaken> {
         let RunIo { progress, sink } = io;
+        if let Some(tiling) = &req.tiling {
+            tiling.validate()?;
+        }
         let src = req.probe()?;
         if let RetakeMode::Dev(g) = mode {
             g.validate()?;

@@ -2262,7 +2262,8 @@ VAE_CASES: list[Case] = [
         "video_encoder_tiled",
         "video_encoder",
         4,
-        "tiled_encode, spatial 96/64 px + temporal 24/16 frames on 25x128x32: 2 tiles in H, 1 in W, 2 in time",
+        "tiled_encode, spatial 96/64 px + temporal 24/16 frames on 25x128x32: 2 tiles in H, 1 in W, 2 in time "
+        "(latent grid, causal time split, complementary trapezoids)",
         lambda ctx: video_encoder_case(
             ctx, tiny_ltx2_vae(), (1, 3, 25, 128, 32), tiling=make_tiling((96, 64), (24, 16))
         ),
@@ -2271,8 +2272,16 @@ VAE_CASES: list[Case] = [
         "video_encoder_tiled_w",
         "video_encoder",
         5,
-        "tiled_encode of a single frame 32x160, spatial 128/96 px (2 tiles in W, 2 masked latents), no temporal",
+        "tiled_encode of a single frame 32x160, spatial 128/96 px (2 tiles in W, 3 latents ramped), no temporal",
         lambda ctx: video_encoder_case(ctx, tiny_ltx2_vae(), (1, 3, 1, 32, 160), tiling=make_tiling((128, 96), None)),
+    ),
+    Case(
+        "video_encoder_tiled_t",
+        "video_encoder",
+        105,
+        "tiled_encode, temporal 24/16 frames only on 33x32x32: 3 tiles in time whose masks do not sum to 1 "
+        "(causal left ramp 3 meets right ramp 2), so the blend is normalised",
+        lambda ctx: video_encoder_case(ctx, tiny_ltx2_vae(), (1, 3, 33, 32, 32), tiling=make_tiling(None, (24, 16))),
     ),
     # ----- video_decoder ---------------------------------------------------------------------------------
     Case(

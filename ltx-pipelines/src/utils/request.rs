@@ -86,6 +86,9 @@ impl GenerationRequest {
         if self.prompt.trim().is_empty() {
             return Err(Error::InvalidArgument("the prompt is empty".into()));
         }
+        if let Some(tiling) = &self.tiling {
+            tiling.validate()?;
+        }
         for img in &self.images {
             if img.frame_idx >= self.num_frames {
                 return Err(Error::InvalidArgument(format!(

@@ -155,6 +155,11 @@ impl VideoEncoder {
         self.latent_channels
     }
 
+    /// Pixels per latent along H and W (32 for the released layouts).
+    pub fn space_factor(&self) -> usize {
+        self.space_factor
+    }
+
     /// Encodes `video` `[B, 3, F, H, W]`. Like the reference, a frame count that is not `1 + 8k`
     /// is cropped (the trailing frames are dropped, with a warning); H and W must be multiples
     /// of the spatial compression (32 for the released layouts).

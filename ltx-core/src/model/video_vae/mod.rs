@@ -8,6 +8,7 @@ pub mod ops;
 pub mod presets;
 pub mod resnet;
 pub mod sampling;
+mod tiled;
 pub mod tiling;
 
 pub use decoder::{DecodeInputs, VideoDecoder};

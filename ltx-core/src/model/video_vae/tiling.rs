@@ -1,18 +1,22 @@
-//! Port of `ltx_core/model/video_vae/tiling.py` and the tiled encode/decode of `video_vae.py`.
+//! Port of `ltx_core/tiling.py` (1.2.0) and of the tile layouts of `video_vae.py`
+//! (`prepare_tiles_for_encoding`) and `conv_video_decoder.py` (`_prepare_tiles`).
 //!
-//! Tiles are cut along time and space, each tile is run through the model, and overlapping
-//! outputs are blended with per-axis masks (`Σ tile·mask / Σ mask`). Decoding streams finished
-//! temporal chunks to a sink, so memory is bounded by one temporal group of tiles.
+//! Tiles are cut on the latent grid along time and space; overlapping tile outputs are blended with
+//! per-axis masks (`Σ tile·mask / Σ mask`). The encode and decode loops are in `tiled.rs`.
 
 use std::ops::Range;
 
-use candle_core::{DType, Device, IndexOp, Tensor};
+use candle_core::{DType, Device, Tensor};
 use serde::Deserialize;
 
-use super::decoder::{DecodeInputs, VideoDecoder};
-use super::encoder::{crop_to_valid_frames, VideoEncoder, SPACE_SCALE, TIME_SCALE};
+use super::encoder::{SPACE_SCALE, TIME_SCALE};
 use crate::utils::linspace_f32;
 use crate::{Error, Result};
+
+/// Smallest spatial overlap `tiled_encode` accepts (`min_overlap_pixels`).
+pub const ENCODER_MIN_OVERLAP_PIXELS: usize = 64;
+/// Smallest temporal overlap `tiled_encode` accepts (`min_overlap_frames`).
+pub const ENCODER_MIN_OVERLAP_FRAMES: usize = 16;
 
 /// Spatial tiles: `tile_size_in_pixels` ≥ 64 and a multiple of 32; overlap a multiple of 32, smaller.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
@@ -86,6 +90,43 @@ impl TilingConfig {
         Ok(())
     }
 
+    /// [`Self::validate`] plus the overlap floors of `tiled_encode` (1.2.0's `_validate_overlap`):
+    /// a convolutional encode needs at least [`ENCODER_MIN_OVERLAP_PIXELS`] /
+    /// [`ENCODER_MIN_OVERLAP_FRAMES`] of overlap to discard the tiles' padded edges. Refused
+    /// whatever the video size, as in the reference (1.0.0 raised the overlap silently instead).
+    pub fn validate_for_encoder(&self) -> Result<()> {
+        self.validate()?;
+        let refuse = |axis, found, minimum, unit| {
+            Err(Error::TileOverlap {
+                axis,
+                found,
+                minimum,
+                unit,
+            })
+        };
+        if let Some(t) = self.temporal {
+            if t.tile_overlap_in_frames < ENCODER_MIN_OVERLAP_FRAMES {
+                return refuse(
+                    "frames",
+                    t.tile_overlap_in_frames,
+                    ENCODER_MIN_OVERLAP_FRAMES,
+                    "frames",
+                );
+            }
+        }
+        if let Some(s) = self.spatial {
+            if s.tile_overlap_in_pixels < ENCODER_MIN_OVERLAP_PIXELS {
+                return refuse(
+                    "height/width",
+                    s.tile_overlap_in_pixels,
+                    ENCODER_MIN_OVERLAP_PIXELS,
+                    "px",
+                );
+            }
+        }
+        Ok(())
+    }
+
     /// Number of chunks `tiled_decode` streams for `num_frames` (`get_video_chunks_number`).
     pub fn video_chunks(&self, num_frames: usize) -> usize {
         match self.temporal {
@@ -118,12 +159,9 @@ impl DimensionIntervals {
     }
 }
 
-/// `split_with_symmetric_overlaps`.
-pub fn split_with_symmetric_overlaps(
-    len: usize,
-    size: usize,
-    overlap: usize,
-) -> DimensionIntervals {
+/// `split_by_size`: tiles of `size` sharing `overlap` elements; the last tile ends at `len`.
+/// Callers guarantee `overlap < size` (see [`latent_tile`]).
+fn split_by_size(len: usize, size: usize, overlap: usize) -> DimensionIntervals {
     if len <= size {
         return DimensionIntervals::whole(len);
     }
@@ -144,12 +182,11 @@ pub fn split_with_symmetric_overlaps(
     }
 }
 
-/// `split_temporal_latents`: non-first tiles start one latent earlier, with a ramp one longer.
-pub fn split_temporal_latents(len: usize, size: usize, overlap: usize) -> DimensionIntervals {
-    if len <= size {
-        return DimensionIntervals::whole(len);
-    }
-    let mut iv = split_with_symmetric_overlaps(len, size, overlap);
+/// `split_temporal_causal`: as [`split_by_size`], but every tile after the first starts one
+/// latent earlier with a left ramp one longer. A causal VAE's first latent of a tile sees a single
+/// frame; that extra latent gets weight 0 in the blend.
+fn split_temporal_causal(len: usize, size: usize, overlap: usize) -> DimensionIntervals {
+    let mut iv = split_by_size(len, size, overlap);
     for i in 1..iv.starts.len() {
         iv.starts[i] -= 1;
         iv.left_ramps[i] += 1;
@@ -157,18 +194,11 @@ pub fn split_temporal_latents(len: usize, size: usize, overlap: usize) -> Dimens
     iv
 }
 
-/// `split_temporal_frames`: non-last tiles extend one frame further, no right ramps.
-pub fn split_temporal_frames(len: usize, size: usize, overlap: usize) -> DimensionIntervals {
-    if len <= size {
-        return DimensionIntervals::whole(len);
-    }
-    let mut iv = split_with_symmetric_overlaps(len, size, overlap);
-    let n = iv.ends.len();
-    for e in &mut iv.ends[..n - 1] {
-        *e += 1;
-    }
-    iv.right_ramps = vec![0; n];
-    iv
+/// `TileSizeConfig.to_splitters` for one axis: the tile and overlap in latents, the tile at least
+/// `max(2, overlap + 1)` so that consecutive tiles always advance.
+fn latent_tile(size: usize, overlap: usize, factor: usize) -> (usize, usize) {
+    let overlap = overlap / factor;
+    ((size / factor).max(2.max(overlap + 1)), overlap)
 }
 
 /// `compute_trapezoidal_mask_1d`.
@@ -201,53 +231,60 @@ pub fn trapezoidal_mask(
     mask.iter().map(|m| m.clamp(0.0, 1.0)).collect()
 }
 
-/// `compute_rectangular_mask_1d`.
-pub fn rectangular_mask(len: usize, left: usize, right: usize) -> Vec<f32> {
-    let mut mask = vec![1f32; len];
-    for m in mask.iter_mut().take(left) {
-        *m = 0.0;
-    }
-    for m in mask.iter_mut().rev().take(right) {
-        *m = 0.0;
-    }
-    mask
+/// Frames covered by latents `[b, e)` (`map_temporal_slice`): the first latent is one frame.
+fn frames_of_latents(b: usize, e: usize, scale: usize) -> Range<usize> {
+    b * scale..1 + (e - 1) * scale
 }
 
-/// Output range and blend mask of one interval on one axis.
-type Mapped = (Range<usize>, Option<Vec<f32>>);
-/// `(begin, end, left_ramp, right_ramp, scale)` → output range and mask.
-type MapFn = fn(usize, usize, usize, usize, usize) -> Mapped;
-/// One axis's tiles: input range, output range (`None`: whole axis), mask.
+/// Pixels covered by latents `[b, e)` (`map_spatial_slice`).
+fn pixels_of_latents(b: usize, e: usize, scale: usize) -> Range<usize> {
+    b * scale..e * scale
+}
+
+/// One axis's tiles: input range, output range (`None`: whole axis), mask (`None`: ones).
 type AxisTiles = Vec<(Range<usize>, Option<Range<usize>>, Option<Vec<f32>>)>;
 
-fn map_temporal_to_frames(b: usize, e: usize, rl: usize, rr: usize, s: usize) -> Mapped {
-    let (start, stop) = (b * s, 1 + (e - 1) * s);
-    let rl = if rl == 0 { 0 } else { 1 + (rl - 1) * s };
-    (
-        start..stop,
-        Some(trapezoidal_mask(stop - start, rl, rr * s, true)),
-    )
+fn untiled_axis(len: usize) -> AxisTiles {
+    vec![(0..len, None, None)]
 }
 
-fn map_temporal_to_latents(b: usize, e: usize, rl: usize, _rr: usize, s: usize) -> Mapped {
-    let (start, stop) = (b / s, (e - 1) / s + 1);
-    let rl = if rl == 0 { 0 } else { 1 + (rl - 1) / s };
-    (start..stop, Some(rectangular_mask(stop - start, rl, 0)))
+/// Decoder tiles on one axis: latent intervals in, pixel ranges out, masks in pixels
+/// (`map_temporal_slice` / `map_spatial_slice`).
+fn decoder_axis(iv: &DimensionIntervals, temporal: bool, scale: usize) -> AxisTiles {
+    (0..iv.starts.len())
+        .map(|i| {
+            let (b, e) = (iv.starts[i], iv.ends[i]);
+            let (rl, rr) = (iv.left_ramps[i], iv.right_ramps[i]);
+            let (out, mask) = if temporal {
+                let out = frames_of_latents(b, e, scale);
+                let rl = if rl == 0 { 0 } else { 1 + (rl - 1) * scale };
+                let mask = trapezoidal_mask(out.len(), rl, rr * scale, true);
+                (out, mask)
+            } else {
+                let out = pixels_of_latents(b, e, scale);
+                let mask = trapezoidal_mask(out.len(), rl * scale, rr * scale, false);
+                (out, mask)
+            };
+            (b..e, Some(out), Some(mask))
+        })
+        .collect()
 }
 
-fn map_spatial_to_pixels(b: usize, e: usize, rl: usize, rr: usize, s: usize) -> Mapped {
-    let (start, stop) = (b * s, e * s);
-    (
-        start..stop,
-        Some(trapezoidal_mask(stop - start, rl * s, rr * s, false)),
-    )
-}
-
-fn map_spatial_to_latents(b: usize, e: usize, rl: usize, rr: usize, s: usize) -> Mapped {
-    let (start, stop) = (b / s, e / s);
-    let rl = (rl / s).saturating_sub(1);
-    let rr = usize::from(rr != 0);
-    (start..stop, Some(rectangular_mask(stop - start, rl, rr)))
+/// Encoder tiles on one axis (`prepare_tiles_for_encoding`): pixel ranges in, latent intervals
+/// out, masks on the latents (left ramp from 0 on the causal time axis).
+fn encoder_axis(iv: &DimensionIntervals, temporal: bool, scale: usize) -> AxisTiles {
+    (0..iv.starts.len())
+        .map(|i| {
+            let (b, e) = (iv.starts[i], iv.ends[i]);
+            let input = if temporal {
+                frames_of_latents(b, e, scale)
+            } else {
+                pixels_of_latents(b, e, scale)
+            };
+            let mask = trapezoidal_mask(e - b, iv.left_ramps[i], iv.right_ramps[i], temporal);
+            (input, Some(b..e), Some(mask))
+        })
+        .collect()
 }
 
 /// One tile over a 5-D `[B, C, F, H, W]` tensor.
@@ -262,56 +299,31 @@ pub struct Tile {
 impl Tile {
     /// The product of the per-axis masks, shaped `[1, 1, f, h, w]` (size 1 on unmasked axes).
     pub fn blend_mask(&self, device: &Device) -> Result<Tensor> {
-        let mut mask = Tensor::ones((1, 1, 1, 1, 1), DType::F32, device)?;
+        self.scale_by_masks(&Tensor::ones((1, 1, 1, 1, 1), DType::F32, device)?)
+    }
+
+    /// `scale_by_masks_1d`: `x` multiplied by each axis's mask in turn, in axis order (axes
+    /// without a mask are left as they are).
+    pub fn scale_by_masks(&self, x: &Tensor) -> Result<Tensor> {
+        let mut out = x.clone();
         for (axis, m) in self.masks.iter().enumerate() {
             if let Some(m) = m {
                 let mut shape = [1usize; 5];
                 shape[axis] = m.len();
-                let t = Tensor::from_slice(m, shape.as_slice(), device)?;
-                mask = mask.broadcast_mul(&t)?;
+                let t = Tensor::from_slice(m, shape.as_slice(), x.device())?.to_dtype(x.dtype())?;
+                out = out.broadcast_mul(&t)?;
             }
         }
-        Ok(mask)
+        Ok(out)
     }
 }
 
-/// An axis's split and mapping; `None` keeps the axis whole.
-struct AxisPlan {
-    intervals: DimensionIntervals,
-    map: Option<(MapFn, usize)>,
-}
-
-/// `create_tiles`: the cartesian product of the per-axis intervals, in row-major order.
-fn create_tiles(shape: &[usize], plans: Vec<Option<AxisPlan>>) -> Vec<Tile> {
-    let per_axis: Vec<AxisTiles> = plans
-        .into_iter()
-        .zip(shape)
-        .map(|(plan, &len)| match plan {
-            None => vec![(0..len, None, None)],
-            Some(p) => (0..p.intervals.starts.len())
-                .map(|i| {
-                    let iv = &p.intervals;
-                    let input = iv.starts[i]..iv.ends[i];
-                    match p.map {
-                        None => (input, None, None),
-                        Some((f, s)) => {
-                            let (out, mask) = f(
-                                iv.starts[i],
-                                iv.ends[i],
-                                iv.left_ramps[i],
-                                iv.right_ramps[i],
-                                s,
-                            );
-                            (input, Some(out), mask)
-                        }
-                    }
-                })
-                .collect(),
-        })
-        .collect();
-    let mut tiles = Vec::new();
+/// `create_tiles`: the cartesian product of the per-axis tiles, in row-major order (time
+/// varies slowest among the tiled axes).
+fn cartesian(per_axis: [AxisTiles; 5]) -> Vec<Tile> {
     let counts: Vec<usize> = per_axis.iter().map(Vec::len).collect();
     let total: usize = counts.iter().product();
+    let mut tiles = Vec::with_capacity(total);
     for flat in 0..total {
         let mut idx = [0usize; 5];
         let mut rem = flat;
@@ -329,9 +341,10 @@ fn create_tiles(shape: &[usize], plans: Vec<Option<AxisPlan>>) -> Vec<Tile> {
     tiles
 }
 
-/// Decoder tiles over the latent (`VideoDecoder._prepare_tiles`).
+/// Decoder tiles over the latent (`ConvVideoDecoder._prepare_tiles` with the spatial tile scaled
+/// to the latent's aspect, `TileSizeConfig.from_long_side`).
 pub fn decoder_tiles(latent_shape: &[usize], cfg: &TilingConfig) -> Vec<Tile> {
-    let mut plans: Vec<Option<AxisPlan>> = (0..5).map(|_| None).collect();
+    let mut axes: [AxisTiles; 5] = std::array::from_fn(|a| untiled_axis(latent_shape[a]));
     if let Some(s) = cfg.spatial {
         let long_side = latent_shape[3].max(latent_shape[4]);
         for axis in [3, 4] {
@@ -342,262 +355,121 @@ pub fn decoder_tiles(latent_shape: &[usize], cfg: &TilingConfig) -> Vec<Tile> {
             // Python's `round` rounds halves to even.
             let tile =
                 lower.max((size as f64 * len as f64 / long_side as f64).round_ties_even() as usize);
-            plans[axis] = Some(AxisPlan {
-                intervals: split_with_symmetric_overlaps(len, tile, overlap),
-                map: Some((map_spatial_to_pixels, SPACE_SCALE)),
-            });
+            let iv = split_by_size(len, tile, overlap);
+            axes[axis] = decoder_axis(&iv, false, SPACE_SCALE);
         }
     }
     if let Some(t) = cfg.temporal {
-        plans[2] = Some(AxisPlan {
-            intervals: split_temporal_latents(
-                latent_shape[2],
-                t.tile_size_in_frames / TIME_SCALE,
-                t.tile_overlap_in_frames / TIME_SCALE,
-            ),
-            map: Some((map_temporal_to_frames, TIME_SCALE)),
-        });
+        let (size, overlap) =
+            latent_tile(t.tile_size_in_frames, t.tile_overlap_in_frames, TIME_SCALE);
+        let iv = split_temporal_causal(latent_shape[2], size, overlap);
+        axes[2] = decoder_axis(&iv, true, TIME_SCALE);
     }
-    create_tiles(latent_shape, plans)
+    cartesian(axes)
 }
 
-/// Encoder tiles over the video (`prepare_tiles_for_encoding`); overlaps below 64 px / 16 frames
-/// are raised to those minimums, as in the reference. When that makes the overlap reach the tile
-/// size on an axis longer than one tile, the reference divides by zero; here it is an error.
-pub fn encoder_tiles(video_shape: &[usize], cfg: &TilingConfig) -> Result<Vec<Tile>> {
-    let check = |axis: &str, len: usize, size: usize, overlap: usize| {
-        if len > size && overlap >= size {
-            return Err(Error::InvalidInput(format!(
-                "tiled encode: {axis} tiles of {size} with the encoder's minimum overlap {overlap} \
-                 cannot cover {len}; use larger tiles"
-            )));
-        }
-        Ok(())
-    };
-    const MIN_SPATIAL_OVERLAP: usize = 64;
-    const MIN_TEMPORAL_OVERLAP: usize = 16;
-    let mut plans: Vec<Option<AxisPlan>> = (0..5).map(|_| None).collect();
-    if let Some(s) = cfg.spatial {
-        let overlap = s.tile_overlap_in_pixels.max(MIN_SPATIAL_OVERLAP);
-        if overlap > s.tile_overlap_in_pixels {
-            tracing::warn!(
-                overlap,
-                "spatial tile overlap raised to the encoder's minimum"
-            );
-        }
-        for axis in [3, 4] {
-            check("spatial", video_shape[axis], s.tile_size_in_pixels, overlap)?;
-            plans[axis] = Some(AxisPlan {
-                intervals: split_with_symmetric_overlaps(
-                    video_shape[axis],
-                    s.tile_size_in_pixels,
-                    overlap,
-                ),
-                map: Some((map_spatial_to_latents, SPACE_SCALE)),
-            });
-        }
-    }
-    if let Some(t) = cfg.temporal {
-        let overlap = t.tile_overlap_in_frames.max(MIN_TEMPORAL_OVERLAP);
-        if overlap > t.tile_overlap_in_frames {
-            tracing::warn!(
-                overlap,
-                "temporal tile overlap raised to the encoder's minimum"
-            );
-        }
-        check("temporal", video_shape[2], t.tile_size_in_frames, overlap)?;
-        plans[2] = Some(AxisPlan {
-            intervals: split_temporal_frames(video_shape[2], t.tile_size_in_frames, overlap),
-            map: Some((map_temporal_to_latents, TIME_SCALE)),
-        });
-    }
-    Ok(create_tiles(video_shape, plans))
-}
-
-fn out_range(r: &Option<Range<usize>>, len: usize) -> Range<usize> {
-    r.clone().unwrap_or(0..len)
-}
-
-/// `buf[region] += value`.
-fn add_into(buf: &Tensor, region: &[Range<usize>; 5], value: &Tensor) -> Result<Tensor> {
-    let current = buf.i((
-        region[0].clone(),
-        region[1].clone(),
-        region[2].clone(),
-        region[3].clone(),
-        region[4].clone(),
-    ))?;
-    Ok(buf.slice_assign(region, &current.broadcast_add(value)?)?)
-}
-
-fn narrow_frames(t: &Tensor, start: usize, len: usize) -> Result<Tensor> {
-    Ok(t.narrow(2, start, len)?)
-}
-
-impl VideoDecoder {
-    /// Decodes `latent` tile by tile and hands each finished temporal chunk `[B, 3, f, H, W]` to
-    /// `sink`, in order (the reference's `tiled_decode` generator). Peak memory is one temporal
-    /// group of tiles, whatever the video length. Unlike the reference, a config without a
-    /// temporal part works (the reference crashes on it).
-    pub fn tiled_decode(
-        &self,
-        latent: &Tensor,
-        cfg: &TilingConfig,
-        timestep: Option<&Tensor>,
-        noise: Option<&Tensor>,
-        mut sink: impl FnMut(Tensor) -> Result<()>,
-    ) -> Result<()> {
-        cfg.validate()?;
-        self.check_latent(latent)?;
-        let (b, _, f, h, w) = latent.dims5()?;
-        let out_c = 3;
-        let (full_f, full_h, full_w) = (1 + (f - 1) * TIME_SCALE, h * SPACE_SCALE, w * SPACE_SCALE);
-        let tiles = decoder_tiles(latent.dims(), cfg);
-        // Tiles come time-major: group consecutive tiles sharing a temporal output slice.
-        let mut groups: Vec<Vec<&Tile>> = Vec::new();
-        for tile in &tiles {
-            match groups.last_mut() {
-                Some(g) if g[0].output[2] == tile.output[2] => g.push(tile),
-                _ => groups.push(vec![tile]),
-            }
-        }
-        let dev = latent.device();
-        let dtype = latent.dtype();
-        let mut previous: Option<(Tensor, Tensor, Range<usize>)> = None;
-        for group in groups {
-            let t_range = out_range(&group[0].output[2], full_f);
-            let len = t_range.len();
-            let mut buf = Tensor::zeros((b, out_c, len, full_h, full_w), dtype, dev)?;
-            // The blend weights are the same for every batch item and channel: one plane each.
-            let mut weights = Tensor::zeros((1, 1, len, full_h, full_w), dtype, dev)?;
-            for tile in &group {
-                let [ib, ic, it, ih, iw] = tile.input.clone();
-                let sub = latent.i((ib, ic, it.clone(), ih.clone(), iw.clone()))?;
-                let sub_noise = match noise {
-                    Some(n) => Some(n.i((.., .., it, ih, iw))?),
-                    None => None,
-                };
-                let decoded = self.forward(
-                    &sub,
-                    DecodeInputs {
-                        timestep,
-                        noise: sub_noise.as_ref(),
-                        spatial_noise: None,
-                    },
-                )?;
-                let mask = tile.blend_mask(dev)?.to_dtype(dtype)?;
-                let tile_t = out_range(&tile.output[2], full_f);
-                let offset = tile_t.start - t_range.start;
-                let n = tile_t.len().min(decoded.dim(2)?).min(len - offset);
-                let decoded = narrow_frames(&decoded, 0, n)?;
-                let mask = if mask.dim(2)? > 1 {
-                    narrow_frames(&mask, 0, n)?
-                } else {
-                    mask
-                };
-                let (rh, rw) = (
-                    out_range(&tile.output[3], full_h),
-                    out_range(&tile.output[4], full_w),
-                );
-                let t = offset..offset + n;
-                let region = [0..b, 0..out_c, t.clone(), rh.clone(), rw.clone()];
-                buf = add_into(&buf, &region, &decoded.broadcast_mul(&mask)?)?;
-                weights = add_into(&weights, &[0..1, 0..1, t, rh, rw], &mask)?;
-            }
-            if let Some((prev_buf, prev_w, prev_range)) = previous.take() {
-                if prev_range.end > t_range.start {
-                    // The overlap's sums move into the current chunk; the previous chunk only
-                    // emits the frames before it (the reference also writes the sums back into
-                    // the previous chunk, but never reads them).
-                    let overlap = prev_range.end - t_range.start;
-                    let at = t_range.start - prev_range.start;
-                    let merged_buf = (narrow_frames(&prev_buf, at, overlap)?
-                        + narrow_frames(&buf, 0, overlap)?)?;
-                    let merged_w = (narrow_frames(&prev_w, at, overlap)?
-                        + narrow_frames(&weights, 0, overlap)?)?;
-                    buf = buf.slice_assign(
-                        &[0..b, 0..out_c, 0..overlap, 0..full_h, 0..full_w],
-                        &merged_buf,
-                    )?;
-                    weights = weights
-                        .slice_assign(&[0..1, 0..1, 0..overlap, 0..full_h, 0..full_w], &merged_w)?;
-                }
-                let emit = t_range.start - prev_range.start;
-                let chunk = narrow_frames(&prev_buf, 0, emit)?
-                    .broadcast_div(&narrow_frames(&prev_w, 0, emit)?.clamp(1e-8, f64::MAX)?)?;
-                sink(chunk)?;
-            }
-            previous = Some((buf, weights, t_range));
-        }
-        if let Some((buf, weights, _)) = previous {
-            sink(buf.broadcast_div(&weights.clamp(1e-8, f64::MAX)?)?)?;
-        }
-        Ok(())
-    }
-
-    /// [`Self::tiled_decode`] collected into one `[B, 3, F, H, W]` tensor.
-    pub fn tiled_decode_all(
-        &self,
-        latent: &Tensor,
-        cfg: &TilingConfig,
-        timestep: Option<&Tensor>,
-        noise: Option<&Tensor>,
-    ) -> Result<Tensor> {
-        let mut chunks = Vec::new();
-        self.tiled_decode(latent, cfg, timestep, noise, |c| {
-            chunks.push(c);
-            Ok(())
-        })?;
-        Ok(Tensor::cat(&chunks, 2)?)
-    }
-}
-
-impl VideoEncoder {
-    /// Encodes `video` tile by tile and blends the latents with the reference's 0/1 masks.
-    pub fn tiled_encode(&self, video: &Tensor, cfg: &TilingConfig) -> Result<Tensor> {
-        cfg.validate()?;
-        let video = crop_to_valid_frames(video, SPACE_SCALE)?;
-        let (b, _, f, h, w) = video.dims5()?;
-        let c = self.latent_channels();
-        let shape = (
+/// The latent grid `[B, C, 1 + (F − 1) / 8, H / s, W / s]` of a video `[B, C, F, H, W]` whose frame
+/// count is 1 + 8k (channels kept as given).
+pub(crate) fn encoded_shape(video_shape: &[usize], space_scale: usize) -> Result<[usize; 5]> {
+    match *video_shape {
+        [b, c, f, h, w] if f > 0 => Ok([
             b,
             c,
             (f - 1) / TIME_SCALE + 1,
-            h / SPACE_SCALE,
-            w / SPACE_SCALE,
-        );
-        let dims = [shape.0, shape.1, shape.2, shape.3, shape.4];
-        let dev = video.device();
-        let dtype = video.dtype();
-        let mut buf = Tensor::zeros(shape, dtype, dev)?;
-        let mut weights = Tensor::zeros((1, 1, shape.2, shape.3, shape.4), dtype, dev)?;
-        for tile in encoder_tiles(video.dims(), cfg)? {
-            let [ib, ic, it, ih, iw] = tile.input.clone();
-            let latent = self.forward(&video.i((ib, ic, it, ih, iw))?)?;
-            let mask = tile.blend_mask(dev)?.to_dtype(dtype)?;
-            let region: [Range<usize>; 5] =
-                std::array::from_fn(|a| out_range(&tile.output[a], dims[a]));
-            buf = add_into(&buf, &region, &latent.broadcast_mul(&mask)?)?;
-            let [_, _, rt, rh, rw] = region;
-            weights = add_into(&weights, &[0..1, 0..1, rt, rh, rw], &mask)?;
-        }
-        Ok(buf.broadcast_div(&weights.clamp(1e-8, f64::MAX)?)?)
+            h / space_scale,
+            w / space_scale,
+        ]),
+        _ => Err(Error::InvalidInput(format!(
+            "video must be [B, C, F, H, W] with F > 0, got shape {video_shape:?}"
+        ))),
     }
+}
+
+/// Encoder tiles over a video `[B, C, F, H, W]` (F = 1 + 8k, H and W multiples of
+/// `space_scale`): the split is made on the latent grid and mapped back to frames and pixels
+/// (`prepare_tiles_for_encoding`). Overlaps below 64 px / 16 frames are refused
+/// ([`TilingConfig::validate_for_encoder`]).
+pub fn encoder_tiles(
+    video_shape: &[usize],
+    cfg: &TilingConfig,
+    space_scale: usize,
+) -> Result<Vec<Tile>> {
+    cfg.validate_for_encoder()?;
+    let latent = encoded_shape(video_shape, space_scale)?;
+    let mut axes: [AxisTiles; 5] = std::array::from_fn(|a| untiled_axis(video_shape[a]));
+    if let Some(t) = cfg.temporal {
+        let (size, overlap) =
+            latent_tile(t.tile_size_in_frames, t.tile_overlap_in_frames, TIME_SCALE);
+        let iv = split_temporal_causal(latent[2], size, overlap);
+        axes[2] = encoder_axis(&iv, true, TIME_SCALE);
+    }
+    if let Some(s) = cfg.spatial {
+        let (size, overlap) =
+            latent_tile(s.tile_size_in_pixels, s.tile_overlap_in_pixels, space_scale);
+        for axis in [3, 4] {
+            let iv = split_by_size(latent[axis], size, overlap);
+            axes[axis] = encoder_axis(&iv, false, space_scale);
+        }
+    }
+    Ok(cartesian(axes))
+}
+
+/// `masks_are_complementary`: whether, on every axis, the masks of the distinct output ranges
+/// sum to 1 (within 1e-5). Blending then needs no division by the summed weights.
+pub fn masks_are_complementary(tiles: &[Tile], full_shape: &[usize]) -> bool {
+    const ATOL: f32 = 1e-5;
+    (0..full_shape.len()).all(|axis| {
+        let len = full_shape[axis];
+        let mut acc = vec![0f32; len];
+        let mut seen: Vec<Range<usize>> = Vec::new();
+        for tile in tiles {
+            let range = out_range(&tile.output[axis], len);
+            if seen.contains(&range) {
+                continue;
+            }
+            for (k, a) in acc[range.clone()].iter_mut().enumerate() {
+                *a += tile.masks[axis].as_ref().map_or(1.0, |m| m[k]);
+            }
+            seen.push(range);
+        }
+        acc.iter().all(|a| (a - 1.0).abs() <= ATOL)
+    })
+}
+
+/// A tile's output range on an axis (`None`: the whole axis of length `len`).
+pub(crate) fn out_range(r: &Option<Range<usize>>, len: usize) -> Range<usize> {
+    r.clone().unwrap_or(0..len)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn spatial(size: usize, overlap: usize) -> Option<SpatialTilingConfig> {
+        Some(SpatialTilingConfig {
+            tile_size_in_pixels: size,
+            tile_overlap_in_pixels: overlap,
+        })
+    }
+
+    fn temporal(size: usize, overlap: usize) -> Option<TemporalTilingConfig> {
+        Some(TemporalTilingConfig {
+            tile_size_in_frames: size,
+            tile_overlap_in_frames: overlap,
+        })
+    }
+
     #[test]
     fn splits_like_the_reference_docstring() {
-        let iv = split_temporal_latents(56, 24, 8);
+        let iv = split_temporal_causal(56, 24, 8);
         assert_eq!(iv.starts, vec![0, 15, 31]);
         assert_eq!(iv.ends, vec![24, 40, 56]);
         assert_eq!(iv.left_ramps, vec![0, 9, 9]);
         assert_eq!(iv.right_ramps, vec![8, 8, 0]);
-        let whole = split_with_symmetric_overlaps(10, 16, 4);
+        let whole = split_by_size(10, 16, 4);
         assert_eq!(whole, DimensionIntervals::whole(10));
+        assert_eq!(latent_tile(96, 64, 32), (3, 2));
+        assert_eq!(latent_tile(24, 16, 8), (3, 2));
     }
 
     #[test]
@@ -610,37 +482,89 @@ mod tests {
         );
         assert_eq!(trapezoidal_mask(4, 2, 0, true), vec![0.0, 0.5, 1.0, 1.0]);
         assert_eq!(trapezoidal_mask(4, 0, 1, false), vec![1.0, 1.0, 1.0, 0.5]);
-        assert_eq!(rectangular_mask(5, 1, 2), vec![0.0, 1.0, 1.0, 0.0, 0.0]);
+    }
+
+    /// `(frames in, H px in, latent frames out, latent rows out)` of each tile.
+    fn layout(tiles: &[Tile]) -> Vec<[Range<usize>; 4]> {
+        let out = |t: &Tile, a: usize| t.output[a].clone().expect("tiled axis");
+        tiles
+            .iter()
+            .map(|t| [t.input[2].clone(), t.input[3].clone(), out(t, 2), out(t, 3)])
+            .collect()
+    }
+
+    #[test]
+    fn encoder_tiles_like_the_reference() {
+        // Layouts printed by 1.2.0's `prepare_tiles_for_encoding` for these shapes.
+        let cfg = TilingConfig {
+            spatial: spatial(96, 64),
+            temporal: temporal(24, 16),
+        };
+        let tiles = encoder_tiles(&[1, 3, 25, 128, 32], &cfg, 32).unwrap();
+        assert_eq!(
+            layout(&tiles),
+            vec![
+                [0..17, 0..96, 0..3, 0..3],
+                [0..17, 32..128, 0..3, 1..4],
+                [0..25, 0..96, 0..4, 0..3],
+                [0..25, 32..128, 0..4, 1..4],
+            ]
+        );
+        assert_eq!(
+            tiles[3].masks[2].as_deref(),
+            Some([0.0, 0.33333334, 0.6666666, 1.0].as_slice())
+        );
+        assert_eq!(
+            tiles[3].masks[3].as_deref(),
+            Some([0.33333334, 0.6666666, 1.0].as_slice())
+        );
+        assert!(masks_are_complementary(&tiles, &[1, 8, 4, 4, 1]));
+        // Six latent frames: the causal left ramp (3) overlaps the right one (2), the masks no
+        // longer sum to 1 and the blend is normalised.
+        let cfg = TilingConfig {
+            spatial: None,
+            temporal: temporal(24, 16),
+        };
+        let tiles = encoder_tiles(&[1, 3, 41, 64, 64], &cfg, 32).unwrap();
+        let frames: Vec<_> = tiles.iter().map(|t| t.input[2].clone()).collect();
+        assert_eq!(frames, vec![0..17, 0..25, 8..33, 16..41]);
+        assert_eq!(
+            tiles[1].masks[2].as_deref(),
+            Some([0.0, 0.33333334, 0.4444444, 0.33333334].as_slice())
+        );
+        assert!(!masks_are_complementary(&tiles, &[1, 8, 6, 2, 2]));
     }
 
     #[test]
     fn rejects_illegal_tiles() {
         let cfg = TilingConfig {
-            spatial: Some(SpatialTilingConfig {
-                tile_size_in_pixels: 48,
-                tile_overlap_in_pixels: 0,
-            }),
+            spatial: spatial(48, 0),
             temporal: None,
         };
         assert!(cfg.validate().is_err());
         let cfg = TilingConfig {
             spatial: None,
-            temporal: Some(TemporalTilingConfig {
-                tile_size_in_frames: 16,
-                tile_overlap_in_frames: 16,
-            }),
+            temporal: temporal(16, 16),
         };
         assert!(cfg.validate().is_err());
         assert!(TilingConfig::reference_default().validate().is_ok());
-        // 64 px tiles: the encoder raises the overlap to 64 and the reference divides by zero.
-        let small = TilingConfig {
-            spatial: Some(SpatialTilingConfig {
-                tile_size_in_pixels: 64,
-                tile_overlap_in_pixels: 0,
-            }),
-            temporal: None,
-        };
-        assert!(encoder_tiles(&[1, 3, 9, 128, 64], &small).is_err());
-        assert_eq!(encoder_tiles(&[1, 3, 9, 64, 64], &small).unwrap().len(), 1);
+        assert!(TilingConfig::reference_default()
+            .validate_for_encoder()
+            .is_ok());
+        // The encoder refuses overlaps below 64 px / 16 frames, whatever the video size.
+        for cfg in [
+            TilingConfig {
+                spatial: spatial(512, 32),
+                temporal: None,
+            },
+            TilingConfig {
+                spatial: None,
+                temporal: temporal(64, 8),
+            },
+        ] {
+            assert!(cfg.validate().is_ok());
+            let err = encoder_tiles(&[1, 3, 9, 64, 64], &cfg, 32).unwrap_err();
+            assert!(matches!(err, Error::TileOverlap { .. }), "{err}");
+        }
     }
 }
