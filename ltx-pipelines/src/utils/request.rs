@@ -191,3 +191,38 @@ impl GuidanceRequest {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use ltx_core::model::video_vae::tiling::SpatialTilingConfig;
+
+    use super::*;
+
+    #[test]
+    fn tiling_is_checked_before_any_model() {
+        let mut req = GenerationRequest {
+            prompt: "a cat".into(),
+            seed: 0,
+            noise: NoiseKind::default(),
+            height: 512,
+            width: 768,
+            num_frames: 121,
+            frame_rate: 24.0,
+            images: Vec::new(),
+            tiling: Some(TilingConfig::reference_default()),
+            enhance_prompt: None,
+        };
+        assert!(req.validate(true).is_ok());
+        req.tiling = Some(TilingConfig {
+            spatial: Some(SpatialTilingConfig {
+                tile_size_in_pixels: 48,
+                tile_overlap_in_pixels: 0,
+            }),
+            temporal: None,
+        });
+        assert!(matches!(
+            req.validate(true),
+            Err(Error::Core(ltx_core::Error::InvalidInput(_)))
+        ));
+    }
+}
