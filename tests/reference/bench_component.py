@@ -22,6 +22,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 from safetensors import safe_open
@@ -103,6 +104,26 @@ def _transformer_and_inputs(args: argparse.Namespace, meta: dict, tensors: dict)
     return model, generate.split_io(tensors, "input"), call, device, dtype
 
 
+def _time_transformer_runs(args: argparse.Namespace, device: torch.device, t0: float, run: Any) -> int:
+    """Times `run()` `--warmup` + `--runs` times (synchronising a CUDA device around each) and reports."""
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    model_rss = current_rss_mb()
+    LOG.info("built the transformer in %.1f s, RSS %.0f MB", time.perf_counter() - t0, model_rss)
+    times = []
+    for i in range(args.warmup + args.runs):
+        sync()
+        start = time.perf_counter()
+        out = run()
+        sync()
+        elapsed = time.perf_counter() - start
+        LOG.info("%s %d: %.3f s", "warm-up" if i < args.warmup else "run", i, elapsed)
+        if i >= args.warmup:
+            times.append(elapsed)
+        del out
+    _report(times, model_rss)
+    return 0
+
+
 def bench_transformer(args: argparse.Namespace, meta: dict, tensors: dict, t0: float) -> int:
     """One LTXModel velocity forward of both streams (`ltx bench dit-block`), on `--device` in `--dtype`
     (bf16 on CUDA as the pipelines run it; sigma and timesteps stay float32)."""
@@ -127,23 +148,8 @@ def bench_transformer(args: argparse.Namespace, meta: dict, tensors: dict, t0: f
 
     video, audio = modality("video"), modality("audio")
     perturbations = ref_compat.batched_perturbations(None, 1, len(model.transformer_blocks), dtype)
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    model_rss = current_rss_mb()
-    LOG.info("built the transformer in %.1f s, RSS %.0f MB", time.perf_counter() - t0, model_rss)
-    times = []
     with torch.inference_mode():
-        for i in range(args.warmup + args.runs):
-            sync()
-            start = time.perf_counter()
-            out = model(video, audio, perturbations)
-            sync()
-            elapsed = time.perf_counter() - start
-            LOG.info("%s %d: %.3f s", "warm-up" if i < args.warmup else "run", i, elapsed)
-            if i >= args.warmup:
-                times.append(elapsed)
-            del out
-    _report(times, model_rss)
-    return 0
+        return _time_transformer_runs(args, device, t0, lambda: model(video, audio, perturbations))
 
 
 def bench_step(args: argparse.Namespace, meta: dict, tensors: dict, t0: float) -> int:
@@ -155,22 +161,9 @@ def bench_step(args: argparse.Namespace, meta: dict, tensors: dict, t0: float) -
     replay = []
     while f"noise_{len(replay)}" in inputs:
         replay.append(inputs[f"noise_{len(replay)}"])
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    model_rss = current_rss_mb()
-    LOG.info("built the transformer in %.1f s, RSS %.0f MB", time.perf_counter() - t0, model_rss)
-    times = []
-    for i in range(args.warmup + args.runs):
-        sync()
-        start = time.perf_counter()
-        out, _ = generate.run_denoise_loop(model, inputs, call, replay, torch.Generator(), device)
-        sync()
-        elapsed = time.perf_counter() - start
-        LOG.info("%s %d: %.3f s", "warm-up" if i < args.warmup else "run", i, elapsed)
-        if i >= args.warmup:
-            times.append(elapsed)
-        del out
-    _report(times, model_rss)
-    return 0
+    return _time_transformer_runs(
+        args, device, t0, lambda: generate.run_denoise_loop(model, inputs, call, replay, torch.Generator(), device)
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
