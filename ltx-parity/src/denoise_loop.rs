@@ -1,9 +1,10 @@
 //! `denoise_loop` fixtures: `denoise_audio_video` with the Euler loop (one conditional pass, the
-//! CFG guider or the multimodal guider) or the res_2s loop, on a tiny audio-video transformer, the reference's noise replayed.
+//! CFG guider or the multimodal guider), the Euler ancestral loop or the res_2s loop, on a tiny audio-video transformer, the reference's noise replayed.
 
 use std::sync::Arc;
 
 use candle_core::{DType, Device, Tensor};
+use ltx_core::components::diffusion_steps::EulerAncestralDiffusionStep;
 use ltx_core::components::guiders::{CfgGuider, MultiModalGuiderFactory, MultiModalGuiderParams};
 use ltx_core::conditioning::{ConditioningItem, VideoConditionByLatentIndex};
 use ltx_core::loader::StateDict;
@@ -16,7 +17,8 @@ use ltx_pipelines::utils::denoisers::{
 };
 use ltx_pipelines::utils::helpers::{denoise_audio_video, StageAudio, StageInputs};
 use ltx_pipelines::utils::samplers::{
-    euler_denoising_loop, res2s_audio_video_denoising_loop, Res2sOptions, SingleStreamSde,
+    euler_ancestral_denoising_loop, euler_denoising_loop, res2s_audio_video_denoising_loop,
+    Res2sOptions, SingleStreamSde,
 };
 use ltx_pipelines::utils::types::{NoiseSource, ReplayNoise};
 use serde_json::Value;
@@ -158,9 +160,18 @@ pub fn run_with_model(
         }
         other => return Err(fx.bad(format!("unknown guidance kind {other:?}"))),
     };
-    let res2s = match fx.call_str("loop")? {
-        "euler" => false,
-        "res2s" => true,
+    enum Loop {
+        Euler,
+        Ancestral(EulerAncestralDiffusionStep),
+        Res2s,
+    }
+    let lp = match fx.call_str("loop")? {
+        "euler" => Loop::Euler,
+        "euler_ancestral" => Loop::Ancestral(EulerAncestralDiffusionStep::new(
+            fx.call_f64("eta")?,
+            fx.call_f64("s_noise")?,
+        )?),
+        "res2s" => Loop::Res2s,
         other => return Err(fx.bad(format!("unknown loop `{other}`"))),
     };
     let noise_scale = fx
@@ -170,23 +181,30 @@ pub fn run_with_model(
         .unwrap_or(1.0);
     // the res_2s loop draws its SDE noise from the same recorded sequence, after the two initial
     // draws of the noiser
-    let mut run_loop = |v, a, noise: &mut dyn NoiseSource| {
-        if res2s {
-            res2s_audio_video_denoising_loop(
-                &sigmas,
-                v,
-                a,
-                denoiser.as_mut(),
-                &mut SingleStreamSde(noise),
-                Res2sOptions {
-                    model_dtype: dtype,
-                    ..Default::default()
-                },
-                &mut |_, _| {},
-            )
-        } else {
-            euler_denoising_loop(&sigmas, v, a, denoiser.as_mut(), &mut |_, _| {})
-        }
+    let mut run_loop = |v, a, noise: &mut dyn NoiseSource| match &lp {
+        Loop::Res2s => res2s_audio_video_denoising_loop(
+            &sigmas,
+            v,
+            a,
+            denoiser.as_mut(),
+            &mut SingleStreamSde(noise),
+            Res2sOptions {
+                model_dtype: dtype,
+                ..Default::default()
+            },
+            &mut |_, _| {},
+        ),
+        Loop::Ancestral(stepper) => euler_ancestral_denoising_loop(
+            &sigmas,
+            v,
+            a,
+            denoiser.as_mut(),
+            stepper,
+            noise,
+            dtype,
+            &mut |_, _| {},
+        ),
+        Loop::Euler => euler_denoising_loop(&sigmas, v, a, denoiser.as_mut(), &mut |_, _| {}),
     };
     let inputs = StageInputs {
         shape: &shape,

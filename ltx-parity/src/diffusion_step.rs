@@ -1,11 +1,13 @@
-//! `diffusion_step` fixtures: `call.op` = `euler`, `res2s`, `coefficients`, `sampler` or
+//! `diffusion_step` fixtures: `call.op` = `euler`, `euler_ancestral`, `res2s`, `coefficients`, `sampler` or
 //! `sde_noise` (see `docs/parity.md`). Inputs are read in their stored dtypes (f32, bf16 or f64)
 //! and every output is produced in the dtype the reference returns.
 
 use std::sync::Arc;
 
 use candle_core::{DType, Device, Tensor};
-use ltx_core::components::diffusion_steps::{EulerDiffusionStep, Res2sDiffusionStep};
+use ltx_core::components::diffusion_steps::{
+    EulerAncestralDiffusionStep, EulerDiffusionStep, Res2sDiffusionStep,
+};
 use ltx_core::components::noisers::GaussianNoiser;
 use ltx_core::loader::StateDict;
 use ltx_core::types::LatentState;
@@ -79,6 +81,7 @@ pub(super) fn run(fx: &Fixture, inputs: &Arc<StateDict>, device: &Device) -> Res
     };
     match fx.call_str("op")? {
         "euler" => euler(&inp),
+        "euler_ancestral" => euler_ancestral(&inp),
         "res2s" => res2s(&inp),
         "coefficients" => coefficients(&inp),
         "sampler" => sampler(&inp),
@@ -131,6 +134,36 @@ fn euler(inp: &Inputs) -> Result<Outputs> {
     ));
     out.push(("velocity".into(), v));
     out.push(("velocity_bf16".into(), vb));
+    Ok(out)
+}
+
+/// `call.params` = `[[eta, s_noise], ...]`: every step index of each parameter pair, f32 and bf16,
+/// with the stored per-index noise.
+fn euler_ancestral(inp: &Inputs) -> Result<Outputs> {
+    let fx = inp.fx;
+    let params: Vec<(f64, f64)> = serde_json::from_value(fx.call["params"].clone())
+        .map_err(|e| fx.bad(format!("call.params must be [[eta, s_noise], ...]: {e}")))?;
+    let sigmas = inp.f32_list("sigmas")?;
+    let (x, d) = (inp.get("sample")?, inp.get("denoised")?);
+    let (xb, db) = (inp.get("sample_bf16")?, inp.get("denoised_bf16")?);
+    let mut out = Vec::new();
+    for (p, &(eta, s_noise)) in params.iter().enumerate() {
+        let step = EulerAncestralDiffusionStep::new(eta, s_noise)?;
+        for i in 0..sigmas.len() - 1 {
+            let (n, nb) = (
+                inp.get(&format!("noise_{i}"))?,
+                inp.get(&format!("noise_bf16_{i}"))?,
+            );
+            out.push((
+                format!("p{p}_{i}"),
+                step.step(&x, &d, &sigmas, i, Some(&n))?,
+            ));
+            out.push((
+                format!("p{p}_bf16_{i}"),
+                step.step(&xb, &db, &sigmas, i, Some(&nb))?,
+            ));
+        }
+    }
     Ok(out)
 }
 

@@ -22,6 +22,7 @@ mod audio_vae;
 mod conditioning;
 pub mod denoise_loop;
 mod diffusion_step;
+mod duration_head;
 mod embeddings_processor;
 mod gemma;
 mod gemma_generate;
@@ -309,6 +310,7 @@ pub fn run_fixture(path: &Path, device: &Device) -> Result<Vec<OutputCheck>> {
         "scheduler" => scheduler::run(&fx, device)?,
         "guider" => guider::run(&fx, &inputs, device)?,
         "diffusion_step" => diffusion_step::run(&fx, &inputs, device)?,
+        "duration_head" => duration_head::run(&fx, &inputs, device)?,
         "patchifier" => patchifier::run(&fx, &inputs, device)?,
         "conditioning" => conditioning::run(&fx, &inputs, device)?,
         "transformer" => transformer::run(&fx, &inputs, device)?,

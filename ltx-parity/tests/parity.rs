@@ -82,6 +82,7 @@ fn every_committed_fixture_matches_the_reference() {
         "retake_mask",
         "gemma_generate",
         "noise",
+        "duration_head",
     ] {
         assert!(components.contains(needed), "no fixture covers {needed}");
     }

@@ -1267,7 +1267,11 @@ def _run_denoise_loop_1_2(
     from ltx_core.types import AudioLatentShape, VideoLatentShape
     from ltx_pipelines.utils.denoisers import GuidedDenoiser, SimpleDenoiser
     from ltx_pipelines.utils.helpers import create_noised_state
-    from ltx_pipelines.utils.samplers import euler_denoising_loop, res2s_audio_video_denoising_loop
+    from ltx_pipelines.utils.samplers import (
+        euler_ancestral_denoising_loop,
+        euler_denoising_loop,
+        res2s_audio_video_denoising_loop,
+    )
 
     dtype, x0, shape, ctx, conditionings = _loop_inputs(model, inputs, call, device)
     sigmas = torch.tensor(call["sigmas"], dtype=torch.float32, device=device)
@@ -1297,10 +1301,20 @@ def _run_denoise_loop_1_2(
         loop_args = (sigmas, video_state, audio_state)
         if call["loop"] == "euler":
             video_state, audio_state = euler_denoising_loop(*loop_args, EulerDiffusionStep(), x0, denoiser)
-        else:
+        elif call["loop"] == "euler_ancestral":
+            # the distilled pipeline's stage 1 on 2.5 checkpoints (its noise seed is irrelevant: draws are recorded)
+            from ltx_core.components.diffusion_steps import EulerAncestralDiffusionStep
+
+            stepper = EulerAncestralDiffusionStep(eta=call["eta"], s_noise=call["s_noise"])
+            video_state, audio_state = euler_ancestral_denoising_loop(
+                *loop_args, stepper, x0, denoiser, noise_seed=10000, model_dtype=dtype
+            )
+        elif call["loop"] == "res2s":
             video_state, audio_state = res2s_audio_video_denoising_loop(
                 *loop_args, Res2sDiffusionStep(), x0, denoiser, noise_seed=0, model_dtype=dtype
             )
+        else:
+            raise ValueError(f"unknown loop {call['loop']!r}")
         video_state = video_tools.unpatchify(video_tools.clear_conditioning(video_state))
         audio_state = audio_tools.unpatchify(audio_tools.clear_conditioning(audio_state))
     return {"video_latent": video_state.latent, "audio_latent": audio_state.latent}, draws
@@ -1460,6 +1474,25 @@ DENOISE_CASES: list[Case] = [
         125,
         "the distilled pipeline's loop: 3 Euler steps, one conditional pass per step (simple_denoising_func)",
         lambda ctx: denoise_loop_case(ctx, {"loop": "euler", "sigmas": [1.0, 0.72, 0.42, 0.0], "guidance": {"kind": "simple"}}),
+    ),
+    Case(
+        "denoise_loop_euler_ancestral",
+        "denoise_loop",
+        130,
+        "LTX-2.5 distilled stage 1: 3 Euler ancestral steps (eta 1, s_noise 1) ending at 0, one pass per step, an "
+        "image latent at frame 0 (strength 0.8: the clean latent re-blended after each noise injection)",
+        lambda ctx: denoise_loop_case(
+            ctx,
+            {
+                "loop": "euler_ancestral",
+                "eta": 1.0,
+                "s_noise": 1.0,
+                "sigmas": [1.0, 0.7, 0.4, 0.0],
+                "guidance": {"kind": "simple"},
+                "cond_strength": 0.8,
+            },
+            conditioned=True,
+        ),
     ),
     Case(
         "denoise_loop_res2s",

@@ -1,5 +1,5 @@
-//! Port of `ltx_core/components/diffusion_steps.py`: the first-order Euler step and the res_2s
-//! step with SDE noise injection.
+//! Port of `ltx_core/components/diffusion_steps.py`: the first-order Euler step, its ancestral
+//! (SDE) variant and the res_2s step with SDE noise injection.
 
 use candle_core::{DType, Tensor};
 
@@ -42,6 +42,103 @@ impl EulerDiffusionStep {
         let dt = Tensor::new(next - sigma, sample.device())?;
         let moved = velocity.to_dtype(DType::F32)?.broadcast_mul(&dt)?;
         Ok((sample.to_dtype(DType::F32)? + moved)?.to_dtype(sample.dtype())?)
+    }
+}
+
+/// The ancestral (SDE) Euler step of the rectified-flow parameterisation (`α = 1 − σ`), which
+/// LTX-2.5's distilled stage 1 samples with. The step moves deterministically to
+/// `σ_down = σ_next·(1 + (σ_next/σ − 1)·η)` and then renoises up to `σ_next`, scaling the signal
+/// by `α_next/α_down` so the transition stays variance-preserving. `η = 0` is the plain Euler step
+/// (no noise drawn); `s_noise` scales the injected noise.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct EulerAncestralDiffusionStep {
+    pub eta: f64,
+    pub s_noise: f64,
+}
+
+impl Default for EulerAncestralDiffusionStep {
+    /// Fully ancestral, unscaled noise: what the reference's distilled pipeline uses.
+    fn default() -> Self {
+        Self {
+            eta: 1.0,
+            s_noise: 1.0,
+        }
+    }
+}
+
+impl EulerAncestralDiffusionStep {
+    /// Errors unless `eta` and `s_noise` are finite and non-negative.
+    pub fn new(eta: f64, s_noise: f64) -> Result<Self> {
+        for (name, v) in [("eta", eta), ("s_noise", s_noise)] {
+            if !v.is_finite() || v < 0.0 {
+                return Err(Error::InvalidInput(format!(
+                    "Euler ancestral {name} must be finite and >= 0, got {v}"
+                )));
+            }
+        }
+        Ok(Self { eta, s_noise })
+    }
+
+    /// Whether a step draws noise (the loop draws one tensor per modality per step only then).
+    pub fn draws_noise(&self) -> bool {
+        self.eta > 0.0
+    }
+
+    /// One step from `sigmas[step_index]` to `sigmas[step_index + 1]` (the f32 schedule). Every
+    /// coefficient is an f32 scalar computed as the reference's 0-d float32 tensors are; the
+    /// update runs in f32 and is cast back to the sample's dtype. A next sigma of 0 returns the
+    /// prediction itself. `noise` (the sample's shape) is required when `eta > 0`.
+    pub fn step(
+        &self,
+        sample: &Tensor,
+        denoised: &Tensor,
+        sigmas: &[f32],
+        step_index: usize,
+        noise: Option<&Tensor>,
+    ) -> Result<Tensor> {
+        check_step_index(sigmas.len(), step_index)?;
+        check_same_shape("denoised sample", denoised.dims(), sample.dims())?;
+        let (sigma, next) = (sigmas[step_index], sigmas[step_index + 1]);
+        if next == 0.0 {
+            return Ok(denoised.to_dtype(sample.dtype())?);
+        }
+        let noise = match (self.draws_noise(), noise) {
+            (true, None) => {
+                return Err(Error::InvalidInput(
+                    "the Euler ancestral step needs a noise tensor when eta > 0".into(),
+                ))
+            }
+            (true, Some(n)) => {
+                check_same_shape("ancestral noise", n.dims(), sample.dims())?;
+                Some(n)
+            }
+            (false, _) => None,
+        };
+        let eta = self.eta as f32;
+        let down_ratio = 1.0f32 + (next / sigma - 1.0f32) * eta;
+        let sigma_down = next * down_ratio;
+        let ratio = sigma_down / sigma;
+        let dev = sample.device();
+        let scalar = |v: f32| Tensor::new(v, dev);
+        let x = sample.to_dtype(DType::F32)?;
+        let d = denoised.to_dtype(DType::F32)?;
+        let mut x_next =
+            (x.broadcast_mul(&scalar(ratio)?)? + d.broadcast_mul(&scalar(1.0f32 - ratio)?)?)?;
+        if let Some(noise) = noise {
+            let alpha_next = 1.0f32 - next;
+            let alpha_down = 1.0f32 - sigma_down;
+            let radicand = next * next
+                - sigma_down * sigma_down * (alpha_next * alpha_next) / (alpha_down * alpha_down);
+            // `clamp(min=0)` keeps a NaN, as torch's does
+            let radicand = if radicand < 0.0 { 0.0 } else { radicand };
+            let renoise = radicand.sqrt();
+            let injected = noise
+                .to_dtype(DType::F32)?
+                .broadcast_mul(&scalar(self.s_noise as f32)?)?
+                .broadcast_mul(&scalar(renoise)?)?;
+            x_next = (x_next.broadcast_mul(&scalar(alpha_next / alpha_down)?)? + injected)?;
+        }
+        Ok(x_next.to_dtype(sample.dtype())?)
     }
 }
 
@@ -307,6 +404,35 @@ mod tests {
         let b = Res2sDiffusionStep.step(&x, &d, &sigmas, 0, &x.ones_like()?)?;
         let diff = (b - a)?.to_vec1::<f64>()?;
         assert!(diff.iter().all(|v| (v - 0.25).abs() < 1e-12), "{diff:?}");
+        Ok(())
+    }
+
+    #[test]
+    fn ancestral_errors_and_limits() -> Result<()> {
+        let dev = Device::Cpu;
+        let x = Tensor::new(&[1.0f32, 2.0], &dev)?;
+        let d = Tensor::new(&[0.5f32, 0.5], &dev)?;
+        let sigmas = [1.0f32, 0.5, 0.0];
+        let full = EulerAncestralDiffusionStep::default();
+        // eta > 0 needs noise; a misshaped one is refused
+        assert!(matches!(
+            full.step(&x, &d, &sigmas, 0, None),
+            Err(Error::InvalidInput(_))
+        ));
+        let short = Tensor::new(&[0.5f32], &dev)?;
+        assert!(matches!(
+            full.step(&x, &d, &sigmas, 0, Some(&short)),
+            Err(Error::TensorShape { .. })
+        ));
+        assert!(EulerAncestralDiffusionStep::new(-0.1, 1.0).is_err());
+        assert!(EulerAncestralDiffusionStep::new(1.0, f64::NAN).is_err());
+        // the last step returns the prediction; eta 0 is the plain Euler step
+        let last = full.step(&x, &d, &sigmas, 1, None)?;
+        assert_eq!(last.to_vec1::<f32>()?, [0.5, 0.5]);
+        let plain = EulerAncestralDiffusionStep::new(0.0, 1.0)?.step(&x, &d, &sigmas, 0, None)?;
+        let euler = EulerDiffusionStep.step(&x, &d, &sigmas, 0)?;
+        assert_eq!(plain.to_vec1::<f32>()?, euler.to_vec1::<f32>()?);
+        assert!(full.step(&x, &d, &sigmas, 2, None).is_err());
         Ok(())
     }
 }

@@ -3,6 +3,7 @@
 pub mod blocks;
 pub mod constants;
 pub mod denoisers;
+pub mod duration;
 pub mod helpers;
 pub mod model_ledger;
 pub mod offload;

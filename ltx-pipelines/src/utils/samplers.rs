@@ -1,9 +1,12 @@
-//! Port of `ltx_pipelines/utils/samplers.py`: the denoising loops (Euler, res_2s) and their
+//! Port of `ltx_pipelines/utils/samplers.py`: the denoising loops (Euler, Euler ancestral,
+//! res_2s) and their
 //! per-step math — SDE noise normalisation and injection, the gradient-estimation update.
 //! Dtypes follow the reference's torch promotion rules (see `ltx_core::utils`).
 
 use candle_core::{DType, Device, Tensor};
-use ltx_core::components::diffusion_steps::{EulerDiffusionStep, Res2sDiffusionStep};
+use ltx_core::components::diffusion_steps::{
+    EulerAncestralDiffusionStep, EulerDiffusionStep, Res2sDiffusionStep,
+};
 use ltx_core::components::noisers::{NoiseKind, SeededNoise};
 use ltx_core::error::bad_shape;
 use ltx_core::types::LatentState;
@@ -139,6 +142,73 @@ pub fn euler_denoising_loop(
         // one step's kernels are ever queued
         video.latent.device().synchronize()?;
         progress(step + 1, total);
+    }
+    Ok((video, audio))
+}
+
+/// The seed offset of the ancestral loop's generator in the reference's distilled pipeline
+/// (`seed + 10000`): without it the loop's first draw would repeat the initial noise.
+pub const ANCESTRAL_NOISE_SEED_OFFSET: u64 = 10000;
+
+/// `euler_ancestral_denoising_loop`: each step the denoised predictions (blended back to the
+/// clean latent where the mask is 0), then per modality — video first, then audio, from one
+/// generator — a noise draw in the latent's dtype (only when `eta > 0`), the ancestral step, and
+/// the clean latent blended back in again. At a next sigma of 0 the latents become the
+/// predictions and the loop ends. Latents are stored in `model_dtype` after every step.
+#[allow(clippy::too_many_arguments)]
+pub fn euler_ancestral_denoising_loop(
+    sigmas: &Tensor,
+    mut video: LatentState,
+    mut audio: LatentState,
+    denoise: &mut dyn DenoisingFunc,
+    stepper: &EulerAncestralDiffusionStep,
+    noise: &mut dyn NoiseSource,
+    model_dtype: DType,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<(LatentState, LatentState)> {
+    let s: Vec<f32> = sigmas.to_dtype(DType::F32)?.to_vec1()?;
+    if s.len() < 2 {
+        return Err(CoreError::InvalidInput(format!(
+            "a sigma schedule needs at least 2 values, got {}",
+            s.len()
+        ))
+        .into());
+    }
+    let total = s.len() - 1;
+    for step in 0..total {
+        let (dv, da) = denoise.denoise((&video, &audio), sigmas, step)?;
+        let terminal = s[step + 1] == 0.0;
+        for (state, pred) in [(&mut video, dv), (&mut audio, da)] {
+            let pred = post_process_latent(
+                &pred.to_dtype(DType::F32)?,
+                &state.denoise_mask,
+                &state.clean_latent,
+            )?;
+            if terminal {
+                state.latent = pred.to_dtype(model_dtype)?;
+                continue;
+            }
+            let drawn = if stepper.draws_noise() {
+                Some(noise.randn(
+                    state.latent.dims(),
+                    state.latent.dtype(),
+                    state.latent.device(),
+                )?)
+            } else {
+                None
+            };
+            let sample = state.latent.to_dtype(DType::F32)?;
+            let mut next = stepper.step(&sample, &pred, &s, step, drawn.as_ref())?;
+            if drawn.is_some() {
+                next = post_process_latent(&next, &state.denoise_mask, &state.clean_latent)?;
+            }
+            state.latent = next.to_dtype(model_dtype)?;
+        }
+        video.latent.device().synchronize()?;
+        progress(step + 1, total);
+        if terminal {
+            break;
+        }
     }
     Ok((video, audio))
 }

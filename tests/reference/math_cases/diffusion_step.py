@@ -4,7 +4,7 @@ ltx_pipelines/utils/samplers.py and helpers.py (post_process_latent, timesteps_f
 normalisation and injection, the gradient-estimation update) and GaussianNoiser, on seeded random inputs.
 
 Every output comes from the reference functions themselves (the gradient-estimation update is the loop's own
-nested function, rebuilt from its code object). call = {"op": "euler" | "res2s" | "coefficients" | "sampler" |
+nested function, rebuilt from its code object). call = {"op": "euler" | "euler_ancestral" | "res2s" | "coefficients" | "sampler" |
 "sde_noise"}; inputs and outputs keep the reference's dtypes (f32, bf16 or f64); numbers the port must read
 exactly (Python floats, sigma lists) are stored as tensors, never as JSON.
 
@@ -71,6 +71,42 @@ def euler_case(ctx: CaseContext) -> FixtureResult:
     out["denoised_bf16"] = to_denoised(xb, out["velocity_bf16"], sigmas[2])
     assert out["euler_bf16_0"].dtype == torch.bfloat16 and out["velocity_bf16"].dtype == torch.bfloat16
     return FixtureResult("diffusion_step", {}, {"op": "euler"}, "0", "0", _pack(inputs, out), {})
+
+
+# (eta, s_noise) of the ancestral cases: the distilled pipeline's (1, 1), a partial step, and eta 0 (no noise)
+ANCESTRAL_PARAMS = [[1.0, 1.0], [0.5, 0.8], [0.0, 1.0]]
+
+
+def euler_ancestral_case(ctx: CaseContext) -> FixtureResult:
+    """EulerAncestralDiffusionStep at every index of a schedule ending at 0 (the last index returns the
+    prediction), for f32 and bf16 samples; noise drawn per index from a seeded stream."""
+    from ltx_core.components.diffusion_steps import EulerAncestralDiffusionStep
+
+    gen = ctx.generator(STREAM_INPUT)
+    shape = (1, TOKENS, CHANNELS)
+    sigmas = _descending_sigmas(gen, 3)
+    inputs = {
+        "sigmas": sigmas,
+        "sample": torch.randn(*shape, generator=gen),
+        "denoised": torch.randn(*shape, generator=gen),
+        "sample_bf16": torch.randn(*shape, generator=gen).to(torch.bfloat16),
+        "denoised_bf16": torch.randn(*shape, generator=gen).to(torch.bfloat16),
+    }
+    noise_gen = ctx.generator(STREAM_NOISE)
+    for i in range(len(sigmas) - 1):
+        inputs[f"noise_{i}"] = torch.randn(*shape, generator=noise_gen)
+        inputs[f"noise_bf16_{i}"] = torch.randn(*shape, generator=noise_gen).to(torch.bfloat16)
+    out = {}
+    for p, (eta, s_noise) in enumerate(ANCESTRAL_PARAMS):
+        step = EulerAncestralDiffusionStep(eta=eta, s_noise=s_noise)
+        for i in range(len(sigmas) - 1):
+            out[f"p{p}_{i}"] = step.step(inputs["sample"], inputs["denoised"], sigmas, i, noise=inputs[f"noise_{i}"])
+            out[f"p{p}_bf16_{i}"] = step.step(
+                inputs["sample_bf16"], inputs["denoised_bf16"], sigmas, i, noise=inputs[f"noise_bf16_{i}"]
+            )
+    assert out["p0_bf16_0"].dtype == torch.bfloat16
+    call = {"op": "euler_ancestral", "params": ANCESTRAL_PARAMS}
+    return FixtureResult("diffusion_step", {}, call, "0", "0", _pack(inputs, out), {})
 
 
 def res2s_case(ctx: CaseContext) -> FixtureResult:
@@ -329,6 +365,14 @@ def sde_noise_case(ctx: CaseContext) -> FixtureResult:
 
 
 CASES: list[Case] = [
+    Case(
+        "diffusion_step_euler_ancestral",
+        "diffusion_step",
+        126,
+        "EulerAncestralDiffusionStep (eta, s_noise) = (1, 1), (0.5, 0.8), (0, 1) at every index incl. the final "
+        "sigma 0, f32 and bf16 samples",
+        euler_ancestral_case,
+    ),
     Case(
         "diffusion_step_euler",
         "diffusion_step",
