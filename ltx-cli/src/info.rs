@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use ltx_core::loader::{SDOps, SafetensorsFiles};
-use ltx_pipelines::utils::constants::LTX_2_3_MODEL_VERSION_PREFIX;
+use ltx_pipelines::utils::constants::{model_family, parse_model_version};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -20,7 +20,7 @@ pub struct Args {
 
 /// The component a checkpoint key belongs to (the key prefixes of the released files).
 fn component(key: &str) -> &'static str {
-    const MAP: [(&str, &str); 10] = [
+    const MAP: [(&str, &str); 13] = [
         (
             "model.diffusion_model.video_embeddings_connector.",
             "text connectors",
@@ -37,7 +37,17 @@ fn component(key: &str) -> &'static str {
         ("audio_vae.encoder.", "audio VAE encoder"),
         ("audio_vae.decoder.", "audio VAE decoder"),
         ("audio_vae.", "audio VAE statistics"),
+        ("duration_head.", "duration head"),
+        // split (per-component) files keep their keys bare
+        ("encoder.", "video VAE encoder"),
+        ("decoder.", "video VAE decoder"),
     ];
+    if key.contains("lora_A") || key.contains("lora_B") || key.contains("lora_down") {
+        return "LoRA";
+    }
+    if key.starts_with("model.layers.") || key.starts_with("vision_model.") {
+        return "Gemma";
+    }
     if key.starts_with("vocoder.") {
         return "vocoder";
     }
@@ -58,12 +68,11 @@ fn human(n: u64) -> String {
 pub fn run(args: &Args) -> Result<()> {
     let files = SafetensorsFiles::open(&args.checkpoint)?;
     let version = files.metadata_entry("model_version").unwrap_or("");
-    let family = if version.starts_with(LTX_2_3_MODEL_VERSION_PREFIX) {
-        "LTX-2.3"
-    } else if files.metadata_entry("config").is_some() {
-        "LTX-2 (no 2.3 model_version)"
-    } else {
-        "unknown (no `config` metadata)"
+    let family = match model_family(&parse_model_version(version)) {
+        Some(f) => f,
+        None if files.metadata_entry("config").is_some() => "LTX-2 (no later model_version)",
+        None if files.metadata_entry("gemma_config").is_some() => "Gemma text encoder",
+        None => "unknown (no `config` metadata)",
     };
     println!(
         "model: {family}{}",
@@ -123,6 +132,24 @@ pub fn run(args: &Args) -> Result<()> {
                 }
             );
         }
+    }
+    for (key, what) in [
+        ("gemma_source_checkpoint", "text encoder it pairs with"),
+        ("lora_rank", "LoRA rank"),
+    ] {
+        if let Some(v) = files.metadata_entry(key) {
+            println!("{what}: {v}");
+        }
+    }
+    if let Some(g) = files.metadata_entry("gemma_config") {
+        let g: serde_json::Value = serde_json::from_str(g).unwrap_or_default();
+        println!(
+            "text encoder: {} ({})",
+            g.get("model_type").and_then(|v| v.as_str()).unwrap_or("?"),
+            g.get("gemma_version")
+                .and_then(|v| v.as_str())
+                .unwrap_or("no gemma_version")
+        );
     }
     if args.config {
         println!("{}", serde_json::to_string_pretty(&config)?);

@@ -44,6 +44,7 @@ pub trait LatentTools {
             denoise_mask: state.denoise_mask.ones_like()?.narrow(1, 0, n)?,
             positions: state.positions.narrow(2, 0, n)?,
             attention_mask: None,
+            keyframes_mask: None,
         })
     }
 }
@@ -60,6 +61,8 @@ fn map_state(
         denoise_mask: mask_f(&state.denoise_mask)?,
         positions: state.positions.clone(),
         attention_mask: state.attention_mask.clone(),
+        // the marker shares the denoise mask's layout and converts with it
+        keyframes_mask: state.keyframes_mask.as_ref().map(&mask_f).transpose()?,
     })
 }
 
@@ -85,6 +88,7 @@ fn initial_state(
         denoise_mask: Tensor::ones(dims.1.as_slice(), DType::F32, device)?,
         positions,
         attention_mask: None,
+        keyframes_mask: None,
     })
 }
 
@@ -177,6 +181,18 @@ impl VideoLatentTools {
     }
 }
 
+impl VideoLatentTools {
+    /// Tokens of one latent frame of the target grid.
+    pub fn tokens_per_latent_frame(&self) -> usize {
+        let one = VideoLatentShape {
+            frames: 1,
+            batch: 1,
+            ..self.target_shape
+        };
+        self.patchifier.get_token_count(&one)
+    }
+}
+
 impl LatentTools for VideoLatentTools {
     fn token_count(&self) -> usize {
         self.patchifier.get_token_count(&self.target_shape)
@@ -197,7 +213,23 @@ impl LatentTools for VideoLatentTools {
         let positions = self.positions_for(&shape, self.causal_fix, 0, device)?;
         let dims = (shape.dims().to_vec(), shape.mask_shape().dims().to_vec());
         let state = initial_state("video", dims, initial_latent, positions, (dtype, device))?;
-        self.patchify(&state)
+        let state = self.patchify(&state)?;
+        // the causal encoder's first latent frame covers one pixel frame: the same token class as
+        // a generated keyframe, marked whether or not the model reads the marker
+        let mask = &state.denoise_mask;
+        let (b, n, c) = mask.dims3()?;
+        let first = self.tokens_per_latent_frame().min(n);
+        let marked = Tensor::cat(
+            &[
+                Tensor::ones((b, first, c), mask.dtype(), device)?,
+                Tensor::zeros((b, n - first, c), mask.dtype(), device)?,
+            ],
+            1,
+        )?;
+        Ok(LatentState {
+            keyframes_mask: Some(marked),
+            ..state
+        })
     }
 
     fn patchify(&self, state: &LatentState) -> Result<LatentState> {

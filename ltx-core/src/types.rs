@@ -286,7 +286,10 @@ pub struct Audio {
 /// - `denoise_mask`: per-token denoising strength `[B, T, 1]` (1 = fully denoised, 0 = kept), f32;
 /// - `positions`: `[B, 3, T, 2]` (video: frame-seconds/pixel bounds) or `[B, 1, T, 2]` (audio: seconds);
 /// - `clean_latent`: the latent before noising, with any conditioning tokens written in;
-/// - `attention_mask`: optional `[B, T, T]` self-attention weights in `[0, 1]` (`None` = full).
+/// - `attention_mask`: optional `[B, T, T]` self-attention weights in `[0, 1]` (`None` = full);
+/// - `keyframes_mask`: optional `[B, T, 1]` marker (denoise mask layout) of the tokens that encode
+///   a single pixel frame — the video target's first latent frame, generated keyframe slots —
+///   which get the model's keyframe embedding where it has one (reference 1.2.0).
 #[derive(Clone, Debug)]
 pub struct LatentState {
     pub latent: Tensor,
@@ -294,6 +297,7 @@ pub struct LatentState {
     pub positions: Tensor,
     pub clean_latent: Tensor,
     pub attention_mask: Option<Tensor>,
+    pub keyframes_mask: Option<Tensor>,
 }
 
 impl LatentState {

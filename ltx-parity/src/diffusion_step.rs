@@ -69,6 +69,7 @@ impl Inputs<'_> {
             positions: Tensor::zeros((b, 3, t, 2), DType::F32, self.device)?,
             clean_latent: clean.clone(),
             attention_mask: None,
+            keyframes_mask: None,
         })
     }
 }

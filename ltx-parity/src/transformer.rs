@@ -91,7 +91,8 @@ fn modality(
 }
 
 /// One stream's [`Modality`] from its named tensors (`latent`, `sigma`, `timesteps`,
-/// `positions`, `context`, optional `context_mask` / `attention_mask`); `None` without a latent.
+/// `positions`, `context`, optional `context_mask` / `attention_mask` / `keyframes_mask`); `None`
+/// without a latent.
 /// Latent, positions, context and the attention mask are cast to `dtype`.
 pub fn modality_from(
     get: &dyn Fn(&str) -> Result<Option<Tensor>>,
@@ -117,6 +118,7 @@ pub fn modality_from(
             Some(m) => Some(m.to_dtype(DType::F32)?.to_dtype(dtype)?),
             None => None,
         },
+        keyframes_mask: get("keyframes_mask")?,
     }))
 }
 

@@ -9,9 +9,11 @@
 use ltx_core::types::Audio;
 
 use crate::utils::blocks::{encode_prompt, ConditioningEncoder};
+use crate::utils::constants::ANCESTRAL_SAMPLER_SINCE_VERSION;
 use crate::utils::helpers::ImageConditioningMode;
 use crate::utils::model_ledger::ModelLedger;
 pub use crate::utils::request::{GenerationRequest, ImageConditioningInput};
+use crate::utils::samplers::ANCESTRAL_NOISE_SEED_OFFSET;
 use crate::utils::stages::{distilled_stage_1, Sampler, StageTwo, TwoStageFlow};
 use crate::utils::types::PipelineNoise;
 pub use crate::utils::types::{ProgressEvent, RunIo};
@@ -27,6 +29,22 @@ impl DistilledPipeline {
 
     pub fn new(ledger: ModelLedger) -> Self {
         Self { ledger }
+    }
+
+    /// Stage 1's sampler: Euler ancestral from LTX-2.5 on (its generator seeded with
+    /// `seed + 10000`, so its first draw is not the initial noise again), else Euler. Stage 2
+    /// always uses Euler: three steps cannot remove freshly injected noise.
+    pub fn stage_1_sampler(ledger: &ModelLedger, seed: u64) -> Result<Sampler> {
+        let version = ledger.model_version()?;
+        Ok(
+            if version.as_slice() >= ANCESTRAL_SAMPLER_SINCE_VERSION.as_slice() {
+                Sampler::EulerAncestral {
+                    noise_seed: seed.wrapping_add(ANCESTRAL_NOISE_SEED_OFFSET),
+                }
+            } else {
+                Sampler::Euler
+            },
+        )
     }
 
     /// Runs the pipeline; decoded video chunks (`[f, H, W, 3]` u8) go to `sink` as they are
@@ -46,6 +64,7 @@ impl DistilledPipeline {
         let transformer = ledger.transformer()?;
         let stage_1 = distilled_stage_1(
             ledger,
+            Self::stage_1_sampler(ledger, req.seed)?,
             (&shape1, &conds1),
             (&transformer, contexts),
             &mut noise,

@@ -228,6 +228,7 @@ impl ICLoraPipeline {
         let shape1 = req.pixel_shape(2);
         let stage_1 = distilled_stage_1(
             &self.stage_1,
+            Sampler::Euler,
             (&shape1, &conds1),
             (&self.stage_1.transformer()?, contexts),
             &mut noise,

@@ -36,6 +36,7 @@ fn modality(tokens: usize, channels: usize, axes: usize, seed: u64) -> Modality 
         enabled: true,
         context_mask: None,
         attention_mask: None,
+        keyframes_mask: None,
     }
 }
 

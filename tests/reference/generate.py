@@ -859,6 +859,33 @@ def tiny_ltx23_transformer(**overrides: Any) -> dict:
 _ABSENT = object()
 
 
+def tiny_ltx25_transformer(**overrides: Any) -> dict:
+    """2.5 layout at tiny widths: the 2.3 layout with bias-free video feed-forwards and the keyframe
+    absolute-position embedding (the released header's two new keys; its prompt AdaLN stays on)."""
+    return tiny_ltx23_transformer(ff_bias=False, use_keyframes_abs_pos_embedding=True, **overrides)
+
+
+RELEASED_LTX25 = Path(__file__).resolve().parent / "released_ltx25"
+
+
+def released_ltx25_metadata(name: str) -> dict:
+    """The `__metadata__` of a released Lightricks/LTX-2.5 file (read from the file's header; license text left
+    out), JSON strings decoded: `released_ltx25/<name>.metadata.json`."""
+    raw = json.loads((RELEASED_LTX25 / f"{name}.metadata.json").read_text())["__metadata__"]
+    out = {}
+    for key, value in raw.items():
+        try:
+            out[key] = json.loads(value)
+        except (TypeError, json.JSONDecodeError):
+            out[key] = value
+    return out
+
+
+def full_ltx25_transformer() -> dict:
+    """The released LTX-2.5 22B transformer config, verbatim from its header."""
+    return {"transformer": released_ltx25_metadata("ltx-2.5-22b-distilled-transformer-bf16")["config"]["transformer"]}
+
+
 def full_transformer(v23: bool) -> dict:
     """Released LTX-2 19B / LTX-2.3 22B transformer configs (LTX-ARCH.md 2.2)."""
     cfg = {
@@ -975,6 +1002,9 @@ def run_transformer(
         ts_dtype = torch.float64 if dtype == torch.float64 else torch.float32
         mask = inputs.get(f"{name}_context_mask")
         attention = inputs.get(f"{name}_attention_mask")
+        extra = {}
+        if f"{name}_keyframes_mask" in inputs:
+            extra["keyframes_mask"] = inputs[f"{name}_keyframes_mask"].to(dtype)
         modalities[name] = Modality(
             latent=inputs[f"{name}_latent"].to(dtype),
             sigma=inputs[f"{name}_sigma"].to(ts_dtype),
@@ -984,6 +1014,7 @@ def run_transformer(
             enabled=True,
             context_mask=None if mask is None else mask.to(torch.int64),
             attention_mask=None if attention is None else attention.to(dtype),
+            **extra,
         )
     batch = next(iter(modalities.values())).latent.shape[0]
     perturbations = _perturbations(call, batch, len(model.transformer_blocks), dtype)
@@ -1024,11 +1055,14 @@ def transformer_inputs(
     keyframe_attention: float | None = None,
     context_len: int = 16,
     context_mask_valid: int | None = None,
+    keyframes_mask: bool = False,
 ) -> dict[str, torch.Tensor]:
     """Latents, contexts (N(0,1)), positions from the reference latent tools, per-token timesteps
     sigma·denoise_mask. `pertoken`: an image-conditioned first latent frame (mask 0 there);
     `keyframe_attention`: a keyframe appended through ConditioningItemAttentionStrengthWrapper (self-attention
-    mask); `context_mask_valid`: left-padded int64 text masks."""
+    mask); `context_mask_valid`: left-padded int64 text masks; `keyframes_mask`: the video state's
+    `keyframes_mask` (1.2.0's tools mark the first latent frame; appended keyframe tokens unmarked) as the input
+    `video_keyframes_mask` [B, T, 1]."""
     from ltx_core.components.patchifiers import AudioPatchifier, VideoLatentPatchifier
     from ltx_core.conditioning import (
         ConditioningItemAttentionStrengthWrapper,
@@ -1075,10 +1109,14 @@ def transformer_inputs(
         inputs["video_context"] = context(caption or t["num_attention_heads"] * t["attention_head_dim"])
         if state.attention_mask is not None:
             inputs["video_attention_mask"] = state.attention_mask
+        if keyframes_mask:
+            if state.keyframes_mask is None:
+                raise RuntimeError("the reference's video tools made no keyframes_mask")
+            inputs["video_keyframes_mask"] = state.keyframes_mask
         if context_mask_valid is not None:
             inputs["video_context_mask"] = cmask()
     if audio_frames is not None:
-        shape = AudioLatentShape(batch, 8, audio_frames, t["audio_in_channels"] // 8)
+        shape = AudioLatentShape(batch, 8, audio_frames, t.get("audio_in_channels", 128) // 8)
         tools = AudioLatentTools(AudioPatchifier(patch_size=1), shape)
         latent = _normal(torch.Size(shape), gen).to(dt).float()
         state = tools.create_initial_state(torch.device("cpu"), torch.float32, latent)
@@ -1103,11 +1141,11 @@ def transformer_case(ctx: CaseContext, config: dict, call: dict, **input_kw: Any
     return result
 
 
-def transformer_manifest_case(ctx: CaseContext, v23: bool) -> FixtureResult:
+def transformer_manifest_case(ctx: CaseContext, v23: bool, config: dict | None = None) -> FixtureResult:
     """Parameter names and shapes of the released model, from a meta-device reference model."""
     from ltx_core.model.transformer import LTXModelConfigurator
 
-    config = full_transformer(v23)
+    config = config if config is not None else full_transformer(v23)
     with torch.device("meta"):
         model = ref_compat.build_model(LTXModelConfigurator, config)
     params = sorted([name, list(t.shape)] for name, t in model.state_dict().items())
@@ -1673,6 +1711,76 @@ TRANSFORMER_CASES: list[Case] = [
             context_len=32,
         ),
         full_size=True,
+    ),
+    Case(
+        "transformer_ltx25_av",
+        "transformer",
+        131,
+        "2.5-style tiny AV: bias-free video feed-forward, keyframe embedding on the tokens the tools' keyframes_mask "
+        "marks (first latent frame; an appended keyframe unmarked), first frame image-conditioned",
+        lambda ctx: transformer_case(
+            ctx,
+            tiny_ltx25_transformer(),
+            {"model_type": "audio_video"},
+            pertoken=True,
+            keyframe_attention=0.5,
+            keyframes_mask=True,
+        ),
+    ),
+    Case(
+        "transformer_kv_cacheable",
+        "transformer",
+        132,
+        "use_prompt_adaln_single false (text K/V modulated by the per-block table only) and audio_ff_bias false, "
+        "2.5-style tiny AV, batch 2 with sigmas 0.7/0.3",
+        lambda ctx: transformer_case(
+            ctx,
+            tiny_ltx25_transformer(use_prompt_adaln_single=False, audio_ff_bias=False),
+            {"model_type": "audio_video"},
+            batch=2,
+            sigma=(0.7, 0.3),
+            keyframes_mask=True,
+        ),
+    ),
+    Case(
+        "transformer_ltx25_video_only",
+        "transformer",
+        133,
+        "LTXVideoOnlyModelConfigurator with the 2.5 keys (bias-free feed-forward, keyframe embedding), 3 latent "
+        "frames 2x2",
+        lambda ctx: transformer_case(
+            ctx,
+            tiny_ltx25_transformer(),
+            {"model_type": "video_only"},
+            video=(3, 2, 2),
+            audio_frames=None,
+            keyframes_mask=True,
+        ),
+    ),
+    Case(
+        "transformer_ltx25_full",
+        "transformer",
+        134,
+        "LTX-2.5 22B transformer, the released header's config, 1 of its 48 blocks, bf16 weights; 32 video + 10 "
+        "audio tokens (first frame marked), 32 context tokens",
+        lambda ctx: transformer_case(
+            ctx,
+            _with_layers(full_ltx25_transformer(), 1),
+            {"model_type": "audio_video"},
+            video=(2, 4, 4),
+            audio_frames=10,
+            context_len=32,
+            keyframes_mask=True,
+        ),
+        full_size=True,
+    ),
+    Case(
+        "transformer_manifest_ltx25",
+        "transformer_manifest",
+        135,
+        "released LTX-2.5 22B transformer (header config): every parameter name and shape (meta-device reference "
+        "model)",
+        lambda ctx: transformer_manifest_case(ctx, v23=True, config=full_ltx25_transformer()),
     ),
     Case(
         "transformer_manifest_ltx2",

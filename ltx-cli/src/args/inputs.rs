@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use ltx_core::loader::SafetensorsFiles;
 use ltx_pipelines::utils::constants::{
-    PipelineParams, DEFAULT_IMAGE_CRF, DEFAULT_LORA_STRENGTH, DEFAULT_NEGATIVE_PROMPT,
+    PipelineParams, DEFAULT_LORA_STRENGTH, DEFAULT_NEGATIVE_PROMPT,
 };
 use ltx_pipelines::utils::model_ledger::LoraSpec;
 use ltx_pipelines::utils::request::{GuidanceRequest, ImageConditioningInput, PromptEnhancement};
@@ -80,11 +80,12 @@ pub fn images(flat: &[String]) -> Result<Vec<ImageConditioningInput>> {
             .parse()
             .with_context(|| format!("--image FRAME_IDX `{}`", flat[i + 1]))?;
         let strength = unit_strength("--image STRENGTH", &flat[i + 2])?;
+        // without a CRF the checkpoint generation's default applies (33; 18 from LTX-2.4 on)
         let (crf, used) = match flat.get(i + 3).and_then(|s| s.parse::<u32>().ok()) {
-            Some(c) => (c, 4),
-            None => (DEFAULT_IMAGE_CRF, 3),
+            Some(c) => (Some(c), 4),
+            None => (None, 3),
         };
-        if crf > 51 {
+        if let Some(crf) = crf.filter(|&c| c > 51) {
             bail!("--image CRF {crf} is outside the H.264 range 0..=51");
         }
         out.push(ImageConditioningInput {

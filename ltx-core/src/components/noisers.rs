@@ -267,6 +267,7 @@ mod tests {
             positions: Tensor::zeros((1, 3, 3, 2), DType::F32, &dev)?,
             clean_latent: Tensor::ones((1, 3, 2), DType::F32, &dev)?,
             attention_mask: None,
+            keyframes_mask: None,
         };
         let noise = Tensor::zeros((1, 3, 2), DType::F32, &dev)?;
         let out = GaussianNoiser.apply(&state, &noise, 1.0)?;

@@ -119,7 +119,8 @@ impl<'a> ConditioningEncoder<'a> {
         size: (usize, usize),
     ) -> Result<Vec<Box<dyn ConditioningItem>>> {
         let (dtype, device) = (self.ledger.dtype, &self.ledger.device);
-        image_conditionings(mode, images, size, &self.encoder, dtype, device)
+        let crf = self.ledger.default_image_crf()?;
+        image_conditionings(mode, images, crf, size, &self.encoder, dtype, device)
     }
 
     /// Pixels `[B, 3, F, H, W]` in [-1, 1] → their latent.

@@ -27,6 +27,8 @@ pub struct PipelineParams {
     pub num_inference_steps: usize,
     pub video_guider_params: MultiModalGuiderParams,
     pub audio_guider_params: MultiModalGuiderParams,
+    /// H.264 CRF of the round trip a conditioning image without its own CRF goes through.
+    pub default_image_crf: u32,
 }
 
 impl PipelineParams {
@@ -59,6 +61,7 @@ impl PipelineParams {
             num_inference_steps: 40,
             video_guider_params: guider(3.0),
             audio_guider_params: guider(7.0),
+            default_image_crf: DEFAULT_IMAGE_CRF,
         }
     }
 
@@ -69,6 +72,14 @@ impl PipelineParams {
         p.video_guider_params.stg_blocks = Some(vec![28]);
         p.audio_guider_params.stg_blocks = Some(vec![28]);
         p
+    }
+
+    /// LTX-2.4 and later (2.5): the 2.3 knobs with image CRF 18.
+    pub fn ltx_2_4() -> Self {
+        Self {
+            default_image_crf: LTX_2_4_IMAGE_CRF,
+            ..Self::ltx_2_3()
+        }
     }
 
     /// LTX-2.3 HQ (res_2s) defaults: 960×544 stage 1, 15 steps, no STG, rescale 0.45 (video) /
@@ -93,26 +104,70 @@ impl PipelineParams {
     }
 }
 
-/// The `model_version` prefix of LTX-2.3 checkpoints.
-pub const LTX_2_3_MODEL_VERSION_PREFIX: &str = "2.3";
+/// A checkpoint's `model_version` as comparable numbers (the reference's
+/// `parse_model_version` after `detect_model_version`'s separator normalisation): `-` counts as
+/// `.`, parsing stops at the first part that is not a plain integer (`"2.3.rc1"` → `[2, 3]`),
+/// and an empty or non-numeric version is `[]`, below every real one. `Vec` ordering is the
+/// tuple ordering the reference compares with (`[2, 3] < [2, 4, 0]`).
+pub fn parse_model_version(version: &str) -> Vec<u32> {
+    version
+        .replace('-', ".")
+        .split('.')
+        .map_while(|part| {
+            (!part.is_empty() && part.bytes().all(|b| b.is_ascii_digit()))
+                .then(|| part.parse::<u32>().ok())
+                .flatten()
+        })
+        .collect()
+}
 
-/// Default parameters for a checkpoint: [`PipelineParams::ltx_2_3`] when its `model_version`
-/// metadata starts with "2.3", else [`PipelineParams::ltx_2`].
+/// The parsed `model_version` of a checkpoint (`[]` when it has none).
+pub fn checkpoint_model_version(checkpoint: &SafetensorsFiles) -> Vec<u32> {
+    checkpoint
+        .metadata_entry("model_version")
+        .map(parse_model_version)
+        .unwrap_or_default()
+}
+
+/// The model generation a parsed `model_version` names (`None`: no version).
+pub fn model_family(version: &[u32]) -> Option<&'static str> {
+    Some(match version {
+        [] => return None,
+        v if v >= [2, 6].as_slice() => "LTX (newer than 2.5)",
+        v if v >= [2, 5].as_slice() => "LTX-2.5",
+        v if v >= [2, 4].as_slice() => "LTX-2.4",
+        v if v >= [2, 3].as_slice() => "LTX-2.3",
+        _ => "LTX-2",
+    })
+}
+
+/// The generation from which the distilled pipeline samples stage 1 with the ancestral Euler
+/// sampler (LTX-2.5).
+pub const ANCESTRAL_SAMPLER_SINCE_VERSION: [u32; 2] = [2, 5];
+
+/// Image CRF of LTX-2.4 and later checkpoints (`LTX_2_4_IMAGE_CRF`).
+pub const LTX_2_4_IMAGE_CRF: u32 = 18;
+
+/// Default parameters for a checkpoint: those of the newest generation its `model_version` is
+/// at or above ([`PipelineParams::ltx_2_4`] from 2.4 — 2.5 included —, [`PipelineParams::ltx_2_3`]
+/// from 2.3), else [`PipelineParams::ltx_2`].
 pub fn detect_params(checkpoint: &SafetensorsFiles) -> PipelineParams {
-    match checkpoint.metadata_entry("model_version") {
-        Some(v) if v.starts_with(LTX_2_3_MODEL_VERSION_PREFIX) => PipelineParams::ltx_2_3(),
-        Some(v) => {
-            tracing::info!(version = v, "using the LTX-2 pipeline defaults");
-            PipelineParams::ltx_2()
-        }
-        None => {
-            tracing::warn!(
+    let raw = checkpoint.metadata_entry("model_version");
+    let version = checkpoint_model_version(checkpoint);
+    if version.as_slice() >= [2, 4].as_slice() {
+        PipelineParams::ltx_2_4()
+    } else if version.as_slice() >= [2, 3].as_slice() {
+        PipelineParams::ltx_2_3()
+    } else {
+        match raw {
+            Some(v) => tracing::info!(version = v, "using the LTX-2 pipeline defaults"),
+            None => tracing::warn!(
                 "the checkpoint has no `model_version` metadata: assuming LTX-2 and its pipeline \
                  defaults (steps, STG blocks, frame rate); pass the flags explicitly if it is \
                  another model"
-            );
-            PipelineParams::ltx_2()
+            ),
         }
+        PipelineParams::ltx_2()
     }
 }
 
@@ -175,5 +230,29 @@ mod tests {
         assert_eq!(p, PipelineParams::ltx_2());
         assert!(detect_params_from_path(&dir.path().join("missing.safetensors")).is_err());
         assert_eq!(PipelineParams::ltx_2_3_hq().stage_2_width(), 1920);
+        // 2.4 and 2.5 (and an unknown newer generation) get the 2.4 row: 2.3's knobs, CRF 18
+        for (name, v) in [("d", "2.5.0"), ("e", "2.4-rc2"), ("f", "3.0")] {
+            let p = detect_params_from_path(&checkpoint(dir.path(), name, Some(v))).unwrap();
+            assert_eq!(p, PipelineParams::ltx_2_4(), "{v}");
+            assert_eq!((p.num_inference_steps, p.default_image_crf), (30, 18));
+        }
+        let p = detect_params_from_path(&checkpoint(dir.path(), "g", Some("2.3.rc1"))).unwrap();
+        assert_eq!(p, PipelineParams::ltx_2_3());
+    }
+
+    #[test]
+    fn parses_versions_as_the_reference() {
+        assert_eq!(parse_model_version("2.5.0"), [2, 5, 0]);
+        assert_eq!(parse_model_version("2.3.rc1"), [2, 3]);
+        assert_eq!(parse_model_version("2.4-rc2"), [2, 4]);
+        assert_eq!(parse_model_version("v2.5"), Vec::<u32>::new());
+        assert_eq!(parse_model_version(""), Vec::<u32>::new());
+        assert!(parse_model_version("2.3") < parse_model_version("2.4.0"));
+        assert!(
+            parse_model_version("2.5.0").as_slice() >= ANCESTRAL_SAMPLER_SINCE_VERSION.as_slice()
+        );
+        assert!(
+            parse_model_version("2.3.1").as_slice() < ANCESTRAL_SAMPLER_SINCE_VERSION.as_slice()
+        );
     }
 }

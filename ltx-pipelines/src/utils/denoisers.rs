@@ -100,6 +100,7 @@ fn cat_modalities(parts: &[Modality]) -> Result<Option<Modality>> {
         enabled: first.enabled,
         context_mask: cat_opt(|m| m.context_mask.as_ref())?,
         attention_mask: cat_opt(|m| m.attention_mask.as_ref())?,
+        keyframes_mask: cat_opt(|m| m.keyframes_mask.as_ref())?,
     }))
 }
 

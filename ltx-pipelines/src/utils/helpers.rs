@@ -61,10 +61,13 @@ pub enum ImageConditioningMode {
 }
 
 /// Image conditionings of a stage in `mode`: each image loaded at `height` x `width` (after its
-/// CRF round trip), encoded by `encoder` and cast to `dtype` on `device`.
+/// CRF round trip — `default_crf` for an image without one), encoded by `encoder` and cast to
+/// `dtype` on `device`.
+#[allow(clippy::too_many_arguments)]
 pub fn image_conditionings(
     mode: ImageConditioningMode,
     images: &[ImageConditioningInput],
+    default_crf: u32,
     (height, width): (usize, usize),
     encoder: &VideoEncoder,
     dtype: DType,
@@ -72,10 +75,14 @@ pub fn image_conditionings(
 ) -> Result<Vec<Box<dyn ConditioningItem>>> {
     let mut out: Vec<Box<dyn ConditioningItem>> = Vec::new();
     for img in images {
-        let pixels =
-            crate::media::image::load_image_conditioning(&img.path, height, width, img.crf as f64)?
-                .to_dtype(dtype)?
-                .to_device(device)?;
+        let pixels = crate::media::image::load_image_conditioning(
+            &img.path,
+            height,
+            width,
+            img.crf.unwrap_or(default_crf) as f64,
+        )?
+        .to_dtype(dtype)?
+        .to_device(device)?;
         let latent = encoder.forward(&pixels)?;
         if img.frame_idx == 0 && mode == ImageConditioningMode::Combined {
             out.push(Box::new(VideoConditionByLatentIndex::new(
@@ -111,6 +118,7 @@ pub fn modality_from_latent_state(
         enabled,
         context_mask: None,
         attention_mask: state.attention_mask.clone(),
+        keyframes_mask: state.keyframes_mask.clone(),
     })
 }
 

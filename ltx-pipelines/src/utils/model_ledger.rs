@@ -153,6 +153,16 @@ impl ModelLedger {
         Ok(Arc::new(files.state_dict(ops)?))
     }
 
+    /// The checkpoint's parsed `model_version` (`[]` without one).
+    pub fn model_version(&self) -> Result<Vec<u32>> {
+        Ok(super::constants::checkpoint_model_version(&self.open()?))
+    }
+
+    /// The CRF of conditioning images that name none: the checkpoint generation's.
+    pub fn default_image_crf(&self) -> Result<u32> {
+        Ok(super::constants::detect_params(&self.open()?).default_image_crf)
+    }
+
     /// The checkpoint's `config` metadata.
     pub fn config(&self) -> Result<serde_json::Value> {
         Ok(self.open()?.config()?)

@@ -27,7 +27,8 @@ pub struct ImageConditioningInput {
     pub path: std::path::PathBuf,
     pub frame_idx: usize,
     pub strength: f64,
-    pub crf: u32,
+    /// `None`: the checkpoint generation's default (33, or 18 from LTX-2.4 on).
+    pub crf: Option<u32>,
 }
 
 /// The inputs of one generation.

@@ -434,6 +434,7 @@ mod tests {
             positions: Tensor::zeros((1, 3, 2, 2), DType::F32, latent.device()).unwrap(),
             clean_latent: latent.zeros_like().unwrap(),
             attention_mask: None,
+            keyframes_mask: None,
         }
     }
 

@@ -5,6 +5,7 @@
 //! HQ and keyframe-interpolation pipelines share.
 
 use candle_core::Tensor;
+use ltx_core::components::diffusion_steps::EulerAncestralDiffusionStep;
 use ltx_core::components::guiders::{MultiModalGuiderFactory, MultiModalGuiderParams};
 use ltx_core::components::noisers::SeededNoise;
 use ltx_core::components::schedulers::Ltx2Scheduler;
@@ -20,7 +21,8 @@ use super::request::{
     check_schedule, GenerationRequest, GuidanceRequest, GuidedRequest, ImageConditioningInput,
 };
 use super::samplers::{
-    euler_denoising_loop, res2s_audio_video_denoising_loop, Res2sOptions, SeededSdeNoise,
+    euler_ancestral_denoising_loop, euler_denoising_loop, res2s_audio_video_denoising_loop,
+    Res2sOptions, SeededSdeNoise,
 };
 use super::types::{DenoisingFunc, NoiseSource, PipelineNoise, ProgressEvent, RunIo};
 use crate::Result;
@@ -30,6 +32,11 @@ use ltx_core::model::transformer::model::X0Model;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Sampler {
     Euler,
+    /// Euler ancestral (η = 1, s_noise = 1), its noise from a generator of the pipeline's kind
+    /// seeded with `noise_seed` (the distilled stage 1 of LTX-2.5: the pipeline seed + 10000).
+    EulerAncestral {
+        noise_seed: u64,
+    },
     /// res_2s with the reference's fixed SDE noise seeds (-1 for the steps, 9999 for the
     /// substeps).
     Res2s,
@@ -62,6 +69,25 @@ pub fn run_stage(
         Sampler::Euler => {
             let mut lp = |v, a, _n: &mut dyn NoiseSource| {
                 euler_denoising_loop(&sigmas, v, a, &mut *denoiser, &mut report)
+            };
+            denoise_audio_video(&stage.inputs, noise, &mut lp)
+        }
+        Sampler::EulerAncestral { noise_seed } => {
+            let kind = noise.kind().unwrap_or_default();
+            let mut loop_noise = PipelineNoise::new(kind, noise_seed);
+            let stepper = EulerAncestralDiffusionStep::default();
+            let dtype = stage.inputs.dtype;
+            let mut lp = |v, a, _n: &mut dyn NoiseSource| {
+                euler_ancestral_denoising_loop(
+                    &sigmas,
+                    v,
+                    a,
+                    &mut *denoiser,
+                    &stepper,
+                    &mut loop_noise,
+                    dtype,
+                    &mut report,
+                )
             };
             denoise_audio_video(&stage.inputs, noise, &mut lp)
         }
@@ -109,9 +135,10 @@ pub fn first_stage_inputs<'a>(
 }
 
 /// The distilled first stage (the distilled and IC-LoRA pipelines) at `shape`: the 8 distilled
-/// sigmas with Euler and one conditional pass of `transformer` per step.
+/// sigmas with `sampler` and one conditional pass of `transformer` per step.
 pub fn distilled_stage_1(
     ledger: &ModelLedger,
+    sampler: Sampler,
     (shape, conditionings): (&VideoPixelShape, &[Box<dyn ConditioningItem>]),
     (transformer, contexts): (&X0Model, (Tensor, Tensor)),
     noise: &mut dyn NoiseSource,
@@ -119,7 +146,7 @@ pub fn distilled_stage_1(
 ) -> Result<StageOneOutput> {
     let stage = Stage {
         name: "denoise (stage 1)",
-        sampler: Sampler::Euler,
+        sampler,
         sigmas: &super::constants::DISTILLED_SIGMA_VALUES,
         inputs: first_stage_inputs(ledger, shape, conditionings, StageAudio::FRESH),
     };

@@ -85,6 +85,7 @@ impl ConditioningItem for VideoConditionByLatentIndex {
             denoise_mask: write(mask, &fill)?,
             positions: state.positions.clone(),
             attention_mask: state.attention_mask.clone(),
+            keyframes_mask: state.keyframes_mask.clone(),
         })
     }
 }

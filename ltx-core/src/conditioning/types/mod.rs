@@ -69,7 +69,30 @@ fn append_tokens(
         positions: cat_promoted(&latent_state.positions, positions, 2)?,
         clean_latent: cat_promoted(&latent_state.clean_latent, &tokens, 1)?,
         attention_mask,
+        // given-content tokens are never marked (`extend_keyframes_mask(marked=False)`)
+        keyframes_mask: extend_keyframes_mask(latent_state, m, false)?,
     })
+}
+
+/// The state's keyframe marker extended over `new_tokens` appended tokens, marked (ones) or not
+/// (zeros); `None` when there is no marker and the new tokens are unmarked.
+pub fn extend_keyframes_mask(
+    state: &LatentState,
+    new_tokens: usize,
+    marked: bool,
+) -> Result<Option<Tensor>> {
+    let existing = match (&state.keyframes_mask, marked) {
+        (None, false) => return Ok(None),
+        (None, true) => state.denoise_mask.zeros_like()?,
+        (Some(m), _) => m.clone(),
+    };
+    let (b, _, c) = existing.dims3()?;
+    let pad = if marked {
+        Tensor::ones((b, new_tokens, c), existing.dtype(), existing.device())?
+    } else {
+        Tensor::zeros((b, new_tokens, c), existing.dtype(), existing.device())?
+    };
+    Ok(Some(Tensor::cat(&[existing, pad], 1)?))
 }
 
 #[cfg(test)]

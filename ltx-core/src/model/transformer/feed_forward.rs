@@ -5,7 +5,8 @@ use candle_nn::{Linear, VarBuilder};
 
 use crate::kernels::activations::gelu_tanh;
 
-/// `Linear(dim → 4·dim)` → tanh-GELU → `Linear(4·dim → dim_out)` (keys `net.0.proj`, `net.2`).
+/// `Linear(dim → 4·dim)` → tanh-GELU → `Linear(4·dim → dim_out)` (keys `net.0.proj`, `net.2`),
+/// both with or both without biases.
 #[derive(Clone, Debug)]
 pub struct FeedForward {
     proj_in: Linear,
@@ -13,11 +14,17 @@ pub struct FeedForward {
 }
 
 impl FeedForward {
-    pub fn new(dim: usize, dim_out: usize, mult: usize, vb: VarBuilder) -> Result<Self> {
+    pub fn new(
+        dim: usize,
+        dim_out: usize,
+        mult: usize,
+        bias: bool,
+        vb: VarBuilder,
+    ) -> Result<Self> {
         let inner = dim * mult;
         Ok(Self {
-            proj_in: candle_nn::linear(dim, inner, vb.pp("net.0.proj"))?,
-            proj_out: candle_nn::linear(inner, dim_out, vb.pp("net.2"))?,
+            proj_in: candle_nn::linear_b(dim, inner, bias, vb.pp("net.0.proj"))?,
+            proj_out: candle_nn::linear_b(inner, dim_out, bias, vb.pp("net.2"))?,
         })
     }
 }

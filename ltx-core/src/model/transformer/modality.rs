@@ -21,4 +21,8 @@ pub struct Modality {
     pub context_mask: Option<Tensor>,
     /// Optional self-attention weights `[B, T, T]` in `[0, 1]`.
     pub attention_mask: Option<Tensor>,
+    /// Optional `[B, T, 1]` marker of the tokens that encode a single pixel frame (the first
+    /// latent frame, generated keyframe slots): they get the model's keyframe embedding, where
+    /// it has one.
+    pub keyframes_mask: Option<Tensor>,
 }

@@ -146,7 +146,7 @@ pub struct BlockSpec {
 
 impl BlockSpec {
     pub fn new(cfg: &LtxModelConfig, model_type: LtxModelType) -> Self {
-        let stream = |enabled: bool, dim, heads, d_head, context_dim| {
+        let stream = |enabled: bool, dim, heads, d_head, context_dim, ff_bias| {
             enabled.then_some(StreamConfig {
                 dim,
                 heads,
@@ -154,6 +154,7 @@ impl BlockSpec {
                 context_dim,
                 apply_gated_attention: cfg.apply_gated_attention,
                 cross_attention_adaln: cfg.cross_attention_adaln,
+                ff_bias,
             })
         };
         Self {
@@ -163,6 +164,7 @@ impl BlockSpec {
                 cfg.num_attention_heads,
                 cfg.attention_head_dim,
                 cfg.cross_attention_dim,
+                cfg.ff_bias,
             ),
             audio: stream(
                 model_type.is_audio_enabled(),
@@ -170,6 +172,7 @@ impl BlockSpec {
                 cfg.audio_num_attention_heads,
                 cfg.audio_attention_head_dim,
                 cfg.audio_cross_attention_dim,
+                cfg.audio_ff_bias,
             ),
             norm_eps: cfg.norm_eps,
         }
@@ -292,12 +295,19 @@ impl LtxModel {
                     rope: rope(max_pos, heads),
                     timestep_scale_multiplier: cfg.timestep_scale_multiplier,
                     caption_projection: caption_projection(cfg, inner, vb.pp(caption_key))?,
-                    prompt_adaln: if cfg.cross_attention_adaln {
+                    prompt_adaln: if cfg.has_prompt_adaln() {
                         Some(AdaLayerNormSingle::new(inner, 2, p("prompt_adaln_single"))?)
                     } else {
                         None
                     },
                     cross,
+                    // the video stream's only
+                    keyframes_embedding: if prefix.is_empty() && cfg.use_keyframes_abs_pos_embedding
+                    {
+                        Some(vb.get((1, inner), "keyframes_abs_pos_embedding")?)
+                    } else {
+                        None
+                    },
                 },
                 scale_shift_table: vb.get((2, inner), &format!("{prefix}scale_shift_table"))?,
                 proj_out: candle_nn::linear(inner, out_ch, p("proj_out"))?,
@@ -552,6 +562,7 @@ mod tests {
             enabled: true,
             context_mask: None,
             attention_mask: None,
+            keyframes_mask: None,
         }
     }
 

@@ -131,6 +131,21 @@ pub struct LtxModelConfig {
     /// Input width of the 19B caption projections (required when they are in the transformer).
     #[serde(default)]
     pub caption_channels: Option<usize>,
+    /// With the cross-attention AdaLN: whether the text K/V modulation has a timestep-driven MLP
+    /// (`prompt_adaln_single`) on top of the per-block table. `false` makes the modulated context,
+    /// and so the text K/V, independent of the step (KV-cacheable checkpoints).
+    #[serde(default = "d_true")]
+    pub use_prompt_adaln_single: bool,
+    /// Biases of the video feed-forward's two linears (`false` in LTX-2.5).
+    #[serde(default = "d_true")]
+    pub ff_bias: bool,
+    /// Biases of the audio feed-forward's two linears.
+    #[serde(default = "d_true")]
+    pub audio_ff_bias: bool,
+    /// A learned `[1, D]` vector added after `patchify_proj` to the video tokens the
+    /// `keyframes_mask` marks (the first latent frame, generated keyframe slots; LTX-2.5).
+    #[serde(default)]
+    pub use_keyframes_abs_pos_embedding: bool,
 }
 
 /// Keys the reference asserts on, with the only value it accepts (compared as JSON numbers,
@@ -195,8 +210,37 @@ impl LtxModelConfig {
                 ));
             }
         }
-        let cfg: Self = serde_json::from_value(section)
+        if model_type == LtxModelType::AudioVideo {
+            // 1.2.0's audio-video configurator requires the two head counts, present and equal
+            let heads = section.get("num_attention_heads").cloned();
+            let audio_heads = section.get("audio_num_attention_heads").cloned();
+            let equal = matches!((&heads, &audio_heads), (Some(a), Some(b)) if json_equal(a, b));
+            if !equal {
+                return Err(unsupported(
+                    "transformer.num_attention_heads",
+                    heads.unwrap_or(Value::Null),
+                    &format!(
+                        "the same count as audio_num_attention_heads ({})",
+                        audio_heads.unwrap_or(Value::Null)
+                    ),
+                ));
+            }
+        }
+        let mut cfg: Self = serde_json::from_value(section)
             .map_err(|e| Error::InvalidConfig(format!("transformer config: {e}")))?;
+        match model_type {
+            // the reference's audio-only configurator passes none of these on: its model keeps
+            // the constructor defaults whatever the file says
+            LtxModelType::AudioOnly => {
+                cfg.use_prompt_adaln_single = true;
+                cfg.ff_bias = true;
+                cfg.audio_ff_bias = true;
+                cfg.use_keyframes_abs_pos_embedding = false;
+            }
+            // nor does the video-only one pass the audio feed-forward's bias
+            LtxModelType::VideoOnly => cfg.audio_ff_bias = true,
+            LtxModelType::AudioVideo => {}
+        }
         cfg.validate(model_type)?;
         Ok(cfg)
     }
@@ -273,6 +317,17 @@ impl LtxModelConfig {
 
     pub fn audio_inner_dim(&self) -> usize {
         self.audio_num_attention_heads * self.audio_attention_head_dim
+    }
+
+    /// Whether the model has the timestep-driven prompt AdaLN (`prompt_adaln_single`).
+    pub fn has_prompt_adaln(&self) -> bool {
+        self.cross_attention_adaln && self.use_prompt_adaln_single
+    }
+
+    /// Whether the text cross-attention's modulated context, and so its K/V projections, do
+    /// not depend on the step: no cross-attention AdaLN, or one without the prompt MLP.
+    pub fn text_kv_step_invariant(&self) -> bool {
+        !self.has_prompt_adaln()
     }
 
     /// AdaLN coefficients per block: 6, or 9 with the cross-attention AdaLN (2.3).

@@ -23,6 +23,8 @@ pub struct StreamConfig {
     pub context_dim: usize,
     pub apply_gated_attention: bool,
     pub cross_attention_adaln: bool,
+    /// Biases of the feed-forward linears.
+    pub ff_bias: bool,
 }
 
 /// One stream's layers in a block.
@@ -120,7 +122,7 @@ impl StreamLayers {
         Ok(Self {
             attn1: attn("attn1", None)?,
             attn2: attn("attn2", Some(cfg.context_dim))?,
-            ff: FeedForward::new(cfg.dim, cfg.dim, 4, p("ff"))?,
+            ff: FeedForward::new(cfg.dim, cfg.dim, 4, cfg.ff_bias, p("ff"))?,
             scale_shift_table: vb.get((k, cfg.dim), &table_name("scale_shift_table"))?,
             prompt_scale_shift_table: if cfg.cross_attention_adaln {
                 Some(vb.get((2, cfg.dim), &table_name("prompt_scale_shift_table"))?)
@@ -230,12 +232,24 @@ impl BasicAvTransformerBlock {
             let prompt_table = layers.prompt_scale_shift_table.as_ref().ok_or_else(|| {
                 candle_core::Error::Msg("cross-attention AdaLN without a prompt table".into())
             })?;
-            let prompt_ts = args.prompt_timestep.as_ref().ok_or_else(|| {
-                candle_core::Error::Msg("cross-attention AdaLN without a prompt timestep".into())
-            })?;
-            let [shift_kv, scale_kv] =
-                <[Tensor; 2]>::try_from(ada_values(prompt_table, prompt_ts, 0, 2)?)
-                    .expect("two rows");
+            // with the prompt MLP, its per-sample output on top of the table; without it
+            // (KV-cacheable checkpoints) the table alone, the same for every step
+            let [shift_kv, scale_kv] = match args.prompt_timestep.as_ref() {
+                Some(prompt_ts) => {
+                    <[Tensor; 2]>::try_from(ada_values(prompt_table, prompt_ts, 0, 2)?)
+                        .expect("two rows")
+                }
+                None => {
+                    let d = prompt_table.dim(1)?;
+                    let row = |i| {
+                        prompt_table
+                            .narrow(0, i, 1)?
+                            .to_dtype(args.context.dtype())?
+                            .reshape((1, 1, d))
+                    };
+                    [row(0)?, row(1)?]
+                }
+            };
             let q_in = norm_modulate(&x, self.norm_eps, &scale_q, &shift_q)?;
             let ctx = modulate(&args.context, &scale_kv, &shift_kv)?;
             let text = layers.attn2.forward(

@@ -38,6 +38,24 @@ pub struct TransformerArgs {
     pub self_attention_mask: Option<Tensor>,
 }
 
+/// `x + (mask > 0)·embedding`: the keyframe marker on the tokens the `[B, T, 1]` mask marks
+/// (`apply_keyframes_absolute_embedding`), in `x`'s dtype.
+fn add_keyframes_embedding(x: &Tensor, mask: &Tensor, embedding: &Tensor) -> Result<Tensor> {
+    let (b, t, d) = x.dims3()?;
+    if mask.dims() != [b, t, 1] || embedding.dims() != [1, d] {
+        return Err(candle_core::Error::Msg(format!(
+            "keyframes mask {:?} / embedding {:?} do not fit tokens {:?} (want [{b}, {t}, 1] / \
+             [1, {d}])",
+            mask.dims(),
+            embedding.dims(),
+            x.dims()
+        )));
+    }
+    let marked = mask.gt(0.0)?.to_dtype(x.dtype())?;
+    let embedding = embedding.to_dtype(x.dtype())?.unsqueeze(0)?;
+    x + marked.broadcast_mul(&embedding)?
+}
+
 /// The modules and settings of one stream's preprocessing.
 #[derive(Clone, Debug)]
 pub struct TransformerArgsPreprocessor {
@@ -50,6 +68,9 @@ pub struct TransformerArgsPreprocessor {
     pub prompt_adaln: Option<AdaLayerNormSingle>,
     /// Present in audio-video models.
     pub cross: Option<CrossModalPreprocessor>,
+    /// The learned keyframe marker `[1, D]` (video stream of models with
+    /// `use_keyframes_abs_pos_embedding`).
+    pub keyframes_embedding: Option<Tensor>,
 }
 
 /// The audio-video extras of [`TransformerArgsPreprocessor`] (the reference's
@@ -166,6 +187,10 @@ impl TransformerArgsPreprocessor {
     ) -> Result<TransformerArgs> {
         let dtype = modality.latent.dtype();
         let x = self.patchify_proj.forward(&modality.latent)?;
+        let x = match (&self.keyframes_embedding, &modality.keyframes_mask) {
+            (Some(embedding), Some(mask)) => add_keyframes_embedding(&x, mask, embedding)?,
+            _ => x,
+        };
         let batch = x.dim(0)?;
         let (timesteps, embedded_timestep) =
             self.prepare_timestep(&modality.timesteps, &self.adaln, batch, dtype)?;

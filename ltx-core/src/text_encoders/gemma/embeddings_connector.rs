@@ -24,6 +24,8 @@ pub struct Embeddings1DConnectorConfig {
     pub rope_type: RopeType,
     pub double_precision_rope: bool,
     pub apply_gated_attention: bool,
+    /// Biases of the feed-forward linears (`connector_ff_bias`, default true).
+    pub ff_bias: bool,
 }
 
 impl Embeddings1DConnectorConfig {
@@ -96,6 +98,12 @@ impl Embeddings1DConnectorConfig {
                 .get("connector_apply_gated_attention")
                 .and_then(Value::as_bool)
                 .unwrap_or(false),
+            ff_bias: match t.get("connector_ff_bias") {
+                None => true,
+                Some(v) => v.as_bool().ok_or_else(|| {
+                    Error::InvalidConfig("transformer.connector_ff_bias must be a boolean".into())
+                })?,
+            },
         })
     }
 
@@ -132,7 +140,7 @@ impl Embeddings1DConnector {
                         cfg.apply_gated_attention,
                         vb.pp("attn1"),
                     )?,
-                    ff: FeedForward::new(dim, dim, 4, vb.pp("ff"))?,
+                    ff: FeedForward::new(dim, dim, 4, cfg.ff_bias, vb.pp("ff"))?,
                 })
             })
             .collect::<Result<Vec<_>>>()?;
