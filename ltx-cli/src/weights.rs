@@ -118,6 +118,9 @@ fn check_local(w: &WeightArgs) -> Result<()> {
     if let Some(p) = &w.spatial_upsampler_path {
         check_readable("spatial upsampler", p)?;
     }
+    if let Some(p) = &w.duration_head_path {
+        check_readable("duration head", p)?;
+    }
     if let Some(root) = &w.gemma_root {
         if !root.is_dir() {
             bail!(

@@ -124,6 +124,16 @@ fn bad_inputs_are_refused_before_the_weights() {
         ),
         ("generate", args(&["--num-frames", "120"]), "8k + 1".into()),
         (
+            "distilled",
+            args(&["--auto-duration", "5", "2"]),
+            "must be <= MAX_SECONDS".into(),
+        ),
+        (
+            "one-stage",
+            args(&["--auto-duration", "1", "5"]),
+            "only available with `ltx distilled`".into(),
+        ),
+        (
             "generate",
             args(&["--max-memory", "0"]),
             "not a positive number of gigabytes".into(),
@@ -348,4 +358,36 @@ fn offloaded_runs_match_resident_ones_and_short_budgets_are_refused_first() {
         );
         assert!(!e.contains("encoding") && !short.exists(), "{e}");
     }
+}
+
+#[test]
+fn auto_duration_needs_a_duration_head() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = std::env::temp_dir().join("ltx-rs-test-cache");
+    let tiny = ltx_pipelines::tiny::ensure_tiny_model(&cache).unwrap();
+    let out = dir.path().join("out.mp4");
+    let o = ltx(&dir.path().join("hf"))
+        .args([
+            "distilled",
+            "--prompt",
+            "a cat",
+            "--auto-duration",
+            "1",
+            "3",
+        ])
+        .args(["--height", "64", "--width", "64"])
+        .arg("--checkpoint-path")
+        .arg(&tiny.checkpoint)
+        .arg("--gemma-root")
+        .arg(&tiny.gemma_root)
+        .arg("--spatial-upsampler-path")
+        .arg(&tiny.spatial_upsampler)
+        .arg("--output-path")
+        .arg(&out)
+        .output()
+        .unwrap();
+    let e = stderr(&o);
+    assert!(!o.status.success(), "{e}");
+    assert!(e.contains("needs a duration head"), "{e}");
+    assert!(!e.contains("encoding") && !out.exists(), "{e}");
 }

@@ -63,6 +63,7 @@ fn distilled_pipeline_decodes_through_an_exported_package() {
         images: Vec::new(),
         tiling: None,
         enhance_prompt: None,
+        auto_duration: None,
     };
     let candle = frames(ledger.clone(), &req);
     let mut with_package = ledger;

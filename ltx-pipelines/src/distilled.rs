@@ -8,7 +8,9 @@
 
 use ltx_core::types::Audio;
 
-use crate::utils::blocks::{encode_prompt, ConditioningEncoder};
+use crate::utils::blocks::{
+    check_duration_source, encode_prompt, resolve_duration, ConditioningEncoder,
+};
 use crate::utils::constants::ANCESTRAL_SAMPLER_SINCE_VERSION;
 use crate::utils::helpers::ImageConditioningMode;
 use crate::utils::model_ledger::ModelLedger;
@@ -51,10 +53,12 @@ impl DistilledPipeline {
     /// produced, the audio is returned.
     pub fn run(&self, req: &GenerationRequest, io: RunIo) -> Result<Audio> {
         let RunIo { progress, sink } = io;
-        req.validate(true)?;
+        req.validate_with_auto_duration(true)?;
         let ledger = &self.ledger;
+        check_duration_source(ledger, req)?;
         let mut noise = PipelineNoise::new(req.noise, req.seed);
         let contexts = encode_prompt(ledger, req, progress)?;
+        let req = &resolve_duration(ledger, req, (&contexts.0, &contexts.1), true)?;
         let shape1 = req.pixel_shape(2);
         let conds1 = ConditioningEncoder::new(ledger)?.images(
             Self::FLOW.mode,

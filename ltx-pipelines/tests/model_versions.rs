@@ -9,6 +9,7 @@ use candle_core::{DType, Device, Tensor};
 use ltx_core::components::noisers::NoiseKind;
 use ltx_core::loader::SafetensorsFiles;
 use ltx_pipelines::distilled::{DistilledPipeline, GenerationRequest, RunIo};
+use ltx_pipelines::utils::duration::AutoDuration;
 use ltx_pipelines::utils::model_ledger::ModelLedger;
 use ltx_pipelines::utils::stages::Sampler;
 
@@ -50,6 +51,17 @@ fn ledger(dir: &Path, version: &str) -> ModelLedger {
 }
 
 fn generate(ledger: ModelLedger) -> Vec<f32> {
+    generate_with(ledger, None)
+}
+
+fn generate_with(ledger: ModelLedger, auto_duration: Option<AutoDuration>) -> Vec<f32> {
+    try_generate(ledger, auto_duration).unwrap()
+}
+
+fn try_generate(
+    ledger: ModelLedger,
+    auto_duration: Option<AutoDuration>,
+) -> ltx_pipelines::Result<Vec<f32>> {
     let req = GenerationRequest {
         prompt: "a red ball".into(),
         seed: 7,
@@ -61,6 +73,7 @@ fn generate(ledger: ModelLedger) -> Vec<f32> {
         images: vec![],
         tiling: None,
         enhance_prompt: None,
+        auto_duration,
     };
     let mut frames = Vec::new();
     let mut sink = |t: Tensor| {
@@ -71,8 +84,8 @@ fn generate(ledger: ModelLedger) -> Vec<f32> {
         progress: &mut |_| {},
         sink: &mut sink,
     };
-    DistilledPipeline::new(ledger).run(&req, io).unwrap();
-    frames
+    DistilledPipeline::new(ledger).run(&req, io)?;
+    Ok(frames)
 }
 
 #[test]
@@ -101,4 +114,37 @@ fn ltx_2_5_distilled_run_samples_stage_1_ancestrally() {
     // the injected noise changes the video; the same seed reproduces it
     assert_ne!(euler, ancestral);
     assert_eq!(ancestral, generate(ledger(dir.path(), "2.5.0")));
+}
+
+#[test]
+fn an_automatic_duration_comes_from_the_duration_head() {
+    use ltx_core::model::duration_head::{DurationHead, DurationHeadConfig};
+    let dir = tempfile::tempdir().unwrap();
+    // a random head over the tiny model's contexts (both 24 wide)
+    let config = serde_json::json!({
+        "transformer": {"cross_attention_dim": 24, "audio_cross_attention_dim": 24},
+        "duration_head": {"pooler_hidden_dim": 8, "num_queries": 1, "num_pooler_heads": 2, "mlp_hidden": 8}
+    });
+    let cfg = DurationHeadConfig::from_checkpoint_config(&config).unwrap();
+    let weights =
+        ltx_core::loader::synthetic::random_weights(5, DType::F32, "duration_head.", |vb| {
+            DurationHead::new(&cfg, vb)
+        })
+        .unwrap();
+    let head = dir.path().join("head.safetensors");
+    let meta = HashMap::from([("config".to_string(), config.to_string())]);
+    ltx_core::loader::synthetic::save_safetensors(&head, &weights, meta).unwrap();
+
+    let mut l = ledger(dir.path(), "2.5.0");
+    // the tiny checkpoint has no head: an automatic duration is refused before any work
+    let window = AutoDuration {
+        min_seconds: 0.3,
+        max_seconds: 0.4,
+    };
+    let err = try_generate(ledger(dir.path(), "2.5.0"), Some(window)).unwrap_err();
+    assert!(err.to_string().contains("no duration head"), "{err}");
+    l.duration_head = Some(head);
+    // [0.3, 0.4] s at 24 fps is [7, 10] frames: whatever the prediction, 9 frames on the grid
+    let frames = generate_with(l, Some(window));
+    assert_eq!(frames.len(), 9 * 64 * 64 * 3);
 }

@@ -1077,7 +1077,9 @@ def transformer_inputs(
     dt = _input_dtype(ctx)
     sig = torch.tensor(sigma if len(sigma) == batch else sigma * batch, dtype=torch.float32)
     inputs: dict[str, torch.Tensor] = {}
-    caption = t.get("caption_channels")
+    # contexts arrive at caption_channels only where the transformer has the caption projections (19B); the 22B
+    # headers keep a caption_channels key for the text encoder's projection
+    caption = None if t.get("caption_proj_before_connector", False) else t.get("caption_channels")
 
     def context(width: int) -> torch.Tensor:
         return _normal(torch.Size([batch, context_len, width]), gen).to(dt)

@@ -9,6 +9,7 @@ use ltx_core::loader::SafetensorsFiles;
 use ltx_pipelines::utils::constants::{
     PipelineParams, DEFAULT_LORA_STRENGTH, DEFAULT_NEGATIVE_PROMPT,
 };
+use ltx_pipelines::utils::duration::AutoDuration;
 use ltx_pipelines::utils::model_ledger::LoraSpec;
 use ltx_pipelines::utils::request::{GuidanceRequest, ImageConditioningInput, PromptEnhancement};
 
@@ -64,6 +65,27 @@ pub fn unit_strength(flag: &str, value: &str) -> Result<f64> {
         bail!("{flag}: strength {v} is outside [0, 1]");
     }
     Ok(v)
+}
+
+/// `--auto-duration MIN_SECONDS MAX_SECONDS` as a window (min <= max, both finite).
+pub fn auto_duration(values: Option<&[f64]>) -> Result<Option<AutoDuration>> {
+    let Some(values) = values else {
+        return Ok(None);
+    };
+    let &[min_seconds, max_seconds] = values else {
+        bail!("--auto-duration takes MIN_SECONDS MAX_SECONDS");
+    };
+    let window = AutoDuration {
+        min_seconds,
+        max_seconds,
+    };
+    if !(min_seconds.is_finite() && max_seconds.is_finite()) || min_seconds > max_seconds {
+        bail!("--auto-duration: MIN_SECONDS ({min_seconds}) must be <= MAX_SECONDS ({max_seconds}), both finite");
+    }
+    if min_seconds <= 0.0 {
+        bail!("--auto-duration: MIN_SECONDS must be positive, got {min_seconds}");
+    }
+    Ok(Some(window))
 }
 
 /// `--image` values come flat; each group starts with a path (3 or 4 values). The files are

@@ -97,9 +97,15 @@ pub struct CommonArgs {
     /// model's preset; 768 for the tiny model).
     #[arg(long)]
     pub width: Option<usize>,
-    /// Number of frames, 8k + 1 (default: the model's preset; 121 for the tiny model).
+    /// Number of frames, 8k + 1 (default: the model's preset; 121 for the tiny model; with
+    /// `ltx distilled` on a checkpoint with a duration head (LTX-2.5), predicted from the prompt
+    /// within 1–20 s).
     #[arg(long)]
     pub num_frames: Option<usize>,
+    /// Predict the number of frames from the prompt with the duration head (LTX-2.5, `ltx
+    /// distilled`), clamped to [MIN_SECONDS, MAX_SECONDS]. --num-frames wins when both are given.
+    #[arg(long, num_args = 2, value_names = ["MIN_SECONDS", "MAX_SECONDS"])]
+    pub auto_duration: Option<Vec<f64>>,
     /// Frames per second (default: the model's preset).
     #[arg(long)]
     pub frame_rate: Option<f64>,
@@ -270,6 +276,10 @@ pub struct WeightArgs {
     /// Spatial x2 latent upsampler (.safetensors); two-stage pipelines.
     #[arg(long)]
     pub spatial_upsampler_path: Option<PathBuf>,
+    /// Duration head (.safetensors, LTX-2.5's `model_patches/`) for an automatic frame count
+    /// (default: the checkpoint, when it holds one).
+    #[arg(long)]
+    pub duration_head_path: Option<PathBuf>,
     /// Where the built-in tiny model is cached (default: $LTX_CACHE, $XDG_CACHE_HOME/ltx-rs or
     /// ~/.cache/ltx-rs).
     #[arg(long)]

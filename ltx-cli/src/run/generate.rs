@@ -18,6 +18,7 @@ use ltx_pipelines::ti2vid_one_stage::TI2VidOneStagePipeline;
 use ltx_pipelines::ti2vid_two_stages::TI2VidTwoStagesPipeline;
 use ltx_pipelines::ti2vid_two_stages_hq::TI2VidTwoStagesHQPipeline;
 use ltx_pipelines::utils::constants::PipelineParams;
+use ltx_pipelines::utils::duration::AutoDuration;
 use ltx_pipelines::utils::model_ledger::LoraSpec;
 use ltx_pipelines::utils::request::{GenerationRequest, GuidanceRequest};
 use ltx_pipelines::utils::stages::GuidedTwoStages;
@@ -27,7 +28,7 @@ use crate::args::inputs::{self, check_output, check_readable, unit_strength};
 use crate::args::pipelines::{
     A2VidArgs, DistilledArgs, IcLoraArgs, OneStageArgs, TwoStageArgs, TwoStageHqArgs,
 };
-use crate::args::{CommonArgs, GuidanceArgs};
+use crate::args::{CommonArgs, GuidanceArgs, VaeBackend};
 use crate::hub::Variant;
 use crate::weights::{self, Needs};
 
@@ -263,6 +264,7 @@ fn request(args: &CommonArgs, pipeline: &Pipeline, tiny: bool) -> Result<Generat
         images: inputs::images(&args.images)?,
         tiling: tiling(args.run.tiled_decode),
         enhance_prompt: inputs::enhancement(&args.run)?,
+        auto_duration: None,
     };
     req.validate(pipeline.two_stage())?;
     inputs::check_images(&req.images)?;
@@ -288,7 +290,14 @@ fn run(args: CommonArgs, pipeline: Pipeline, target: &Target) -> Result<()> {
     check_output(&args.output_path, args.run.force)?;
     let loras = inputs::loras(&args.run.loras)?;
     let tiny = args.model.weights.checkpoint_path.is_none() && args.model.weights.model.is_none();
-    let req = request(&args, &pipeline, tiny)?;
+    let mut req = request(&args, &pipeline, tiny)?;
+    let asked_window = inputs::auto_duration(args.auto_duration.as_deref())?;
+    if asked_window.is_some() && !matches!(pipeline, Pipeline::Distilled) {
+        bail!("--auto-duration is only available with `ltx distilled`");
+    }
+    if asked_window.is_some() && args.num_frames.is_some() {
+        tracing::warn!("both --num-frames and --auto-duration were given: using --num-frames");
+    }
     if let Some(g) = pipeline.guidance() {
         inputs::check_guidance(g)?;
     }
@@ -331,6 +340,27 @@ fn run(args: CommonArgs, pipeline: Pipeline, target: &Target) -> Result<()> {
         None => None,
     };
     let mut loaded = Loaded::new(weights, loras, target, args.model.memory.policy())?;
+    loaded.ledger.duration_head = args.model.weights.duration_head_path.clone();
+    if matches!(pipeline, Pipeline::Distilled) && args.num_frames.is_none() {
+        // --auto-duration, or --num-frames omitted on a checkpoint with a duration head
+        let has_head = loaded.ledger.duration_predictor()?.is_some();
+        req.auto_duration = match asked_window {
+            Some(_) if !has_head => bail!(
+                "--auto-duration needs a duration head (LTX-2.5): `{}` has none; pass                  --duration-head-path or --num-frames",
+                loaded
+                    .ledger
+                    .duration_head
+                    .as_ref()
+                    .unwrap_or(&loaded.ledger.checkpoint)
+                    .display()
+            ),
+            Some(w) => Some(w),
+            None => has_head.then(AutoDuration::default),
+        };
+        if req.auto_duration.is_some() && args.model.vae.vae_backend != VaeBackend::Candle {
+            bail!("a Core ML decoder is exported for one frame count: pass --num-frames");
+        }
+    }
     let guidance = pipeline
         .guidance()
         .map(|g| -> Result<GuidanceRequest> {

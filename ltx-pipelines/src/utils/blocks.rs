@@ -11,6 +11,7 @@ use ltx_core::model::video_vae::{DecodeInputs, TilingConfig, VideoEncoder};
 use ltx_core::text_encoders::gemma::PaddingSide;
 use ltx_core::types::Audio;
 
+use super::duration::{require_num_frames_source, resolve_num_frames, NumFrames};
 use super::helpers::{image_conditionings, ImageConditioningMode};
 use super::model_ledger::ModelLedger;
 use super::request::{GenerationRequest, ImageConditioningInput, PromptEnhancement};
@@ -94,6 +95,45 @@ pub fn encode_prompt(
         progress,
     )?;
     Ok(v.remove(0))
+}
+
+/// Before any work: an automatic duration needs a duration head (`require_num_frames_source`).
+pub fn check_duration_source(ledger: &ModelLedger, req: &GenerationRequest) -> Result<()> {
+    if req.auto_duration.is_none() {
+        return Ok(());
+    }
+    let predictor = ledger.duration_predictor()?;
+    let frames = NumFrames::Auto(req.auto_duration.unwrap_or_default());
+    require_num_frames_source(frames, predictor.as_ref())
+}
+
+/// The request with its frame count known: as given, or — with an automatic duration — predicted
+/// by the ledger's duration head from the prompt's encoded contexts (`resolve_num_frames`), then
+/// checked as a given count is (images within the video, 8k+1).
+pub fn resolve_duration(
+    ledger: &ModelLedger,
+    req: &GenerationRequest,
+    (video, audio): (&Tensor, &Tensor),
+    two_stage: bool,
+) -> Result<GenerationRequest> {
+    let Some(window) = req.auto_duration else {
+        return Ok(req.clone());
+    };
+    let predictor = ledger.duration_predictor()?;
+    let frames = resolve_num_frames(
+        NumFrames::Auto(window),
+        predictor.as_ref(),
+        Some(video),
+        Some(audio),
+        req.frame_rate,
+    )?;
+    let resolved = GenerationRequest {
+        num_frames: frames,
+        auto_duration: None,
+        ..req.clone()
+    };
+    resolved.validate(two_stage)?;
+    Ok(resolved)
 }
 
 /// A ledger's video encoder, for what conditions a stage: images and control videos encoded in

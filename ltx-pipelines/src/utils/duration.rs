@@ -66,6 +66,19 @@ pub struct AutoDuration {
     pub max_seconds: f64,
 }
 
+impl AutoDuration {
+    /// Errors unless both bounds are finite and `min_seconds <= max_seconds`.
+    pub fn validate(&self) -> Result<()> {
+        let (lo, hi) = (self.min_seconds, self.max_seconds);
+        if !lo.is_finite() || !hi.is_finite() || lo > hi {
+            return Err(Error::InvalidArgument(format!(
+                "the duration window [{lo}, {hi}] s must be finite with min <= max"
+            )));
+        }
+        Ok(())
+    }
+}
+
 impl Default for AutoDuration {
     fn default() -> Self {
         Self {
@@ -137,11 +150,7 @@ impl DurationPredictor {
                 "the frame rate must be a positive number, got {frame_rate}"
             )));
         }
-        if !min_seconds.is_finite() || !max_seconds.is_finite() || min_seconds > max_seconds {
-            return Err(Error::InvalidArgument(format!(
-                "the duration window [{min_seconds}, {max_seconds}] s must be finite with min <= max"
-            )));
-        }
+        window.validate()?;
         if video.is_none() && audio.is_none() {
             return Err(Error::InvalidArgument(
                 "duration prediction needs video or audio connector outputs".into(),

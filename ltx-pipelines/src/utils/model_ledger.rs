@@ -30,6 +30,7 @@ use ltx_core::text_encoders::gemma::{
     GemmaTextEncoder,
 };
 
+use super::duration::DurationPredictor;
 use super::offload::{host_available_memory, ComponentSize, MemoryPolicy, Offload, Plan};
 use crate::{Error, Result};
 
@@ -55,6 +56,8 @@ pub struct ModelLedger {
     /// Offload mode and memory budget of the transformer's blocks and the text encoder's layers
     /// (each planned on its own: the pipelines drop the encoder before building the transformer).
     pub memory: MemoryPolicy,
+    /// The duration head's file (`--duration-head-path`); `None`: the checkpoint.
+    pub duration_head: Option<PathBuf>,
 }
 
 fn is_block_key(key: &str) -> bool {
@@ -128,6 +131,7 @@ impl ModelLedger {
             loras,
             video_decoder_backend: None,
             memory: MemoryPolicy::default(),
+            duration_head: None,
         })
     }
 
@@ -151,6 +155,14 @@ impl ModelLedger {
         ops: &ltx_core::loader::SDOps,
     ) -> Result<Arc<StateDict>> {
         Ok(Arc::new(files.state_dict(ops)?))
+    }
+
+    /// The duration predictor of the duration-head file (by default the checkpoint itself), or
+    /// `None` when it holds no head (files older than LTX-2.5).
+    pub fn duration_predictor(&self) -> Result<Option<DurationPredictor>> {
+        let path = self.duration_head.as_ref().unwrap_or(&self.checkpoint);
+        let files = SafetensorsFiles::open(&[path])?;
+        DurationPredictor::from_files(&files, self.dtype, &self.device)
     }
 
     /// The checkpoint's parsed `model_version` (`[]` without one).

@@ -7,6 +7,7 @@ use ltx_core::components::noisers::NoiseKind;
 use ltx_core::components::schedulers::Ltx2Scheduler;
 use ltx_core::model::video_vae::TilingConfig;
 
+use super::duration::AutoDuration;
 use super::helpers::{assert_num_frames, assert_resolution};
 use crate::{Error, Result};
 
@@ -47,6 +48,9 @@ pub struct GenerationRequest {
     pub tiling: Option<TilingConfig>,
     /// `Some`: Gemma rewrites the prompt first (sampled with `seed`).
     pub enhance_prompt: Option<PromptEnhancement>,
+    /// `Some`: `num_frames` is predicted from the encoded prompt by the checkpoint's duration
+    /// head (LTX-2.5), clamped to the window; `num_frames` is then only a placeholder.
+    pub auto_duration: Option<AutoDuration>,
 }
 
 impl GenerationRequest {
@@ -74,10 +78,25 @@ impl GenerationRequest {
         }
     }
 
-    /// The checks every pipeline makes before any model is loaded.
+    /// The checks every pipeline makes before any model is loaded. An automatic duration is
+    /// refused here: only the pipelines that predict one accept it
+    /// ([`Self::validate_with_auto_duration`]).
     pub fn validate(&self, two_stage: bool) -> Result<()> {
+        if self.auto_duration.is_some() {
+            return Err(Error::InvalidArgument(
+                "this pipeline takes no automatic duration: give the number of frames".into(),
+            ));
+        }
+        self.validate_with_auto_duration(two_stage)
+    }
+
+    /// [`Self::validate`] for a pipeline that predicts the frame count when asked.
+    pub fn validate_with_auto_duration(&self, two_stage: bool) -> Result<()> {
         assert_resolution(self.height, self.width, two_stage)?;
-        assert_num_frames(self.num_frames)?;
+        match &self.auto_duration {
+            None => assert_num_frames(self.num_frames)?,
+            Some(window) => window.validate()?,
+        }
         if !(self.frame_rate.is_finite() && self.frame_rate > 0.0) {
             return Err(Error::InvalidArgument(format!(
                 "frame rate {} must be a positive number",
@@ -91,7 +110,8 @@ impl GenerationRequest {
             tiling.validate()?;
         }
         for img in &self.images {
-            if img.frame_idx >= self.num_frames {
+            // with an automatic duration the frame indices are checked once it is known
+            if self.auto_duration.is_none() && img.frame_idx >= self.num_frames {
                 return Err(Error::InvalidArgument(format!(
                     "image `{}` conditions frame {}, but the video has {} frames",
                     img.path.display(),
@@ -212,6 +232,7 @@ mod tests {
             images: Vec::new(),
             tiling: Some(TilingConfig::reference_default()),
             enhance_prompt: None,
+            auto_duration: None,
         };
         assert!(req.validate(true).is_ok());
         req.tiling = Some(TilingConfig {
