@@ -25,6 +25,7 @@ mod diffusion_step;
 mod duration_head;
 mod embeddings_processor;
 mod gemma;
+mod gemma4;
 mod gemma_generate;
 mod gemma_tokenizer;
 mod guider;
@@ -318,6 +319,7 @@ pub fn run_fixture(path: &Path, device: &Device) -> Result<Vec<OutputCheck>> {
         "embeddings_processor" => embeddings_processor::run(&fx, &inputs, device)?,
         "pipeline_params" => pipeline_params::run(&fx, device)?,
         "gemma_text_encoder" => gemma::run(&fx, &inputs, device)?,
+        "gemma4_text_encoder" => gemma4::run(&fx, &inputs, device)?,
         "gemma_tokenizer" => gemma_tokenizer::run(&fx, device)?,
         "gemma_generate" => gemma_generate::run(&fx, &inputs, device)?,
         "transformer_manifest" => transformer::run_manifest(&fx, device)?,

@@ -69,6 +69,7 @@ fn every_committed_fixture_matches_the_reference() {
         "latent_upsampler",
         "embeddings_processor",
         "gemma_text_encoder",
+        "gemma4_text_encoder",
         "gemma_tokenizer",
         "audio_encoder",
         "audio_decoder",

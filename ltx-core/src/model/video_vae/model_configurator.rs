@@ -345,8 +345,12 @@ pub fn vae_encoder_keys_filter() -> SDOps {
     SDOps::new("VAE_ENCODER_COMFY_KEYS_FILTER")
         .with_matching("vae.encoder.", "")
         .with_matching("vae.per_channel_statistics.", "")
+        // the bare keys of a per-component VAE file (LTX-2.5's `vae/`, reference 1.2.0)
+        .with_matching("encoder.", "")
+        .with_matching("per_channel_statistics.", "")
         .with_replacement("vae.encoder.", "")
         .with_replacement("vae.per_channel_statistics.", "per_channel_statistics.")
+        .with_replacement("encoder.", "")
 }
 
 /// Keys of the video decoder in a single-file checkpoint (`VAE_DECODER_COMFY_KEYS_FILTER`).
@@ -354,14 +358,52 @@ pub fn vae_decoder_keys_filter() -> SDOps {
     SDOps::new("VAE_DECODER_COMFY_KEYS_FILTER")
         .with_matching("vae.decoder.", "")
         .with_matching("vae.per_channel_statistics.", "")
+        .with_matching("decoder.", "")
+        .with_matching("per_channel_statistics.", "")
         .with_replacement("vae.decoder.", "")
         .with_replacement("vae.per_channel_statistics.", "per_channel_statistics.")
+        .with_replacement("decoder.", "")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn vae_filters_take_monolith_and_split_keys() {
+        let (enc, dec) = (vae_encoder_keys_filter(), vae_decoder_keys_filter());
+        for key in [
+            "vae.encoder.conv_in.conv.weight",
+            "encoder.conv_in.conv.weight",
+        ] {
+            assert_eq!(
+                enc.apply_to_key(key).as_deref(),
+                Some("conv_in.conv.weight")
+            );
+            assert_eq!(dec.apply_to_key(key), None);
+        }
+        for key in [
+            "vae.decoder.conv_out.conv.bias",
+            "decoder.conv_out.conv.bias",
+        ] {
+            assert_eq!(dec.apply_to_key(key).as_deref(), Some("conv_out.conv.bias"));
+        }
+        for key in [
+            "vae.per_channel_statistics.mean-of-means",
+            "per_channel_statistics.mean-of-means",
+        ] {
+            let want = Some("per_channel_statistics.mean-of-means".to_string());
+            assert_eq!(enc.apply_to_key(key), want);
+            assert_eq!(dec.apply_to_key(key), want);
+        }
+        // the transformer's and the audio VAE's keys stay out
+        assert_eq!(dec.apply_to_key("audio_vae.decoder.conv_in.weight"), None);
+        assert_eq!(
+            enc.apply_to_key("model.diffusion_model.patchify_proj.weight"),
+            None
+        );
+    }
 
     #[test]
     fn defaults_match_the_configurators() {

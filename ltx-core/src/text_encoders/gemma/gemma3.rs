@@ -144,14 +144,14 @@ fn rotate_half(x: &Tensor) -> Result<Tensor> {
 /// The additive bias of a masked key for a model in `dtype`: the reference's `finfo(dtype).min`
 /// (finite once the mask is cast to `dtype`, which `f32::MIN` is not in bf16 or f16), no lower
 /// than f32's since the scores are f32.
-fn masked_bias(dtype: DType) -> f32 {
+pub(super) fn masked_bias(dtype: DType) -> f32 {
     finfo(dtype).0.max(f32::MIN as f64) as f32
 }
 
 /// Additive mask rows `[n, keep.len()]` of the queries at positions `start..start + n`, appended
 /// to `out`: 0 where key `j` is a token (`keep[j] != 0`), `j <= i` and, with a `window`,
 /// `j + window > i`; `masked` elsewhere.
-fn push_mask_rows(
+pub(super) fn push_mask_rows(
     out: &mut Vec<f32>,
     keep: &[f32],
     start: usize,

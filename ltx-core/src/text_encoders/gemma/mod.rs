@@ -6,6 +6,7 @@ pub mod embeddings_processor;
 pub mod encoders;
 pub mod feature_extractor;
 pub mod gemma3;
+pub mod gemma4;
 pub mod tokenizer;
 
 pub use config::Gemma3TextConfig;
@@ -19,4 +20,5 @@ pub use encoders::{
 };
 pub use feature_extractor::{FeatureExtractor, GemmaDims, PaddingSide};
 pub use gemma3::{gemma_llm_key_ops, Gemma3DecoderLayer, Gemma3TextModel, GemmaKvCache};
+pub use gemma4::{gemma4_llm_key_ops, Gemma4DecoderLayer, Gemma4TextConfig, Gemma4TextModel};
 pub use tokenizer::{read_prompt_file, LtxvGemmaTokenizer, TokenizedPrompt};
