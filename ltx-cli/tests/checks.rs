@@ -283,13 +283,12 @@ fn stg_blocks_are_checked_against_the_model_and_a_missing_version_warns() {
     assert!(!out.exists());
 }
 
-/// Runs the tiny distilled pipeline with `extra` into `out`.
-fn tiny_distilled(dir: &Path, out: &Path, extra: &[&str]) -> Output {
+/// `ltx distilled --prompt "a cat"` at 64x64 on the tiny model, into `out`.
+fn tiny_command(dir: &Path, out: &Path) -> Command {
     let cache = std::env::temp_dir().join("ltx-rs-test-cache");
     let tiny = ltx_pipelines::tiny::ensure_tiny_model(&cache).unwrap();
-    ltx(&dir.join("hf"))
-        .env("RUST_LOG", "ltx_pipelines=info")
-        .args(["distilled", "--prompt", "a cat", "--num-frames", "9"])
+    let mut c = ltx(&dir.join("hf"));
+    c.args(["distilled", "--prompt", "a cat"])
         .args(["--height", "64", "--width", "64"])
         .arg("--checkpoint-path")
         .arg(&tiny.checkpoint)
@@ -298,7 +297,15 @@ fn tiny_distilled(dir: &Path, out: &Path, extra: &[&str]) -> Output {
         .arg("--spatial-upsampler-path")
         .arg(&tiny.spatial_upsampler)
         .arg("--output-path")
-        .arg(out)
+        .arg(out);
+    c
+}
+
+/// Runs the tiny distilled pipeline (9 frames) with `extra` into `out`.
+fn tiny_distilled(dir: &Path, out: &Path, extra: &[&str]) -> Output {
+    tiny_command(dir, out)
+        .env("RUST_LOG", "ltx_pipelines=info")
+        .args(["--num-frames", "9"])
         .args(extra)
         .output()
         .unwrap()
@@ -363,27 +370,9 @@ fn offloaded_runs_match_resident_ones_and_short_budgets_are_refused_first() {
 #[test]
 fn auto_duration_needs_a_duration_head() {
     let dir = tempfile::tempdir().unwrap();
-    let cache = std::env::temp_dir().join("ltx-rs-test-cache");
-    let tiny = ltx_pipelines::tiny::ensure_tiny_model(&cache).unwrap();
     let out = dir.path().join("out.mp4");
-    let o = ltx(&dir.path().join("hf"))
-        .args([
-            "distilled",
-            "--prompt",
-            "a cat",
-            "--auto-duration",
-            "1",
-            "3",
-        ])
-        .args(["--height", "64", "--width", "64"])
-        .arg("--checkpoint-path")
-        .arg(&tiny.checkpoint)
-        .arg("--gemma-root")
-        .arg(&tiny.gemma_root)
-        .arg("--spatial-upsampler-path")
-        .arg(&tiny.spatial_upsampler)
-        .arg("--output-path")
-        .arg(&out)
+    let o = tiny_command(dir.path(), &out)
+        .args(["--auto-duration", "1", "3"])
         .output()
         .unwrap();
     let e = stderr(&o);

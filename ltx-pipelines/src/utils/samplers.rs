@@ -112,6 +112,19 @@ pub fn update_velocity_and_sample(
     Ok((current, denoised))
 }
 
+/// The f32 values of a sigma schedule; errors unless it has at least 2 (one step).
+fn schedule_values(sigmas: &Tensor) -> Result<Vec<f32>> {
+    let s: Vec<f32> = sigmas.to_dtype(DType::F32)?.to_vec1()?;
+    if s.len() < 2 {
+        return Err(CoreError::InvalidInput(format!(
+            "a sigma schedule needs at least 2 values, got {}",
+            s.len()
+        ))
+        .into());
+    }
+    Ok(s)
+}
+
 /// `euler_denoising_loop`: for each step, the denoised prediction (blended back to the clean
 /// latent where the mask is 0), then one Euler step of each modality. `sigmas` is the f32
 /// schedule; `progress(done, total)` is called after every step.
@@ -122,14 +135,7 @@ pub fn euler_denoising_loop(
     denoise: &mut dyn DenoisingFunc,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<(LatentState, LatentState)> {
-    let s: Vec<f32> = sigmas.to_dtype(DType::F32)?.to_vec1()?;
-    if s.len() < 2 {
-        return Err(CoreError::InvalidInput(format!(
-            "a sigma schedule needs at least 2 values, got {}",
-            s.len()
-        ))
-        .into());
-    }
+    let s = schedule_values(sigmas)?;
     let stepper = EulerDiffusionStep;
     let total = s.len() - 1;
     for step in 0..total {
@@ -166,14 +172,7 @@ pub fn euler_ancestral_denoising_loop(
     model_dtype: DType,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<(LatentState, LatentState)> {
-    let s: Vec<f32> = sigmas.to_dtype(DType::F32)?.to_vec1()?;
-    if s.len() < 2 {
-        return Err(CoreError::InvalidInput(format!(
-            "a sigma schedule needs at least 2 values, got {}",
-            s.len()
-        ))
-        .into());
-    }
+    let s = schedule_values(sigmas)?;
     let total = s.len() - 1;
     for step in 0..total {
         let (dv, da) = denoise.denoise((&video, &audio), sigmas, step)?;
