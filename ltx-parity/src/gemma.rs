@@ -17,8 +17,13 @@ pub(super) fn run(fx: &Fixture, inputs: &Arc<StateDict>, device: &Device) -> Res
     sd.report_unused("gemma_text_encoder");
     let ids = inputs.raw_tensor("input_ids", device)?;
     let mask = inputs.raw_tensor("attention_mask", device)?;
-    let states = model.forward(&ids, &mask)?;
-    let stacked = Tensor::stack(&states, 3)?;
+    masked_hidden_states(&model.forward(&ids, &mask)?, &mask)
+}
+
+/// Every hidden state stacked `[B, T, D, layers + 1]`, padded positions zeroed (as the
+/// generator stores them): the output of the Gemma text-model fixtures.
+pub(super) fn masked_hidden_states(states: &[Tensor], mask: &Tensor) -> Result<Outputs> {
+    let stacked = Tensor::stack(states, 3)?;
     let keep = mask.to_dtype(DType::F32)?.unsqueeze(2)?.unsqueeze(3)?;
     Ok(vec![(
         "hidden_states".into(),

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::{DType, Device};
 use ltx_core::loader::StateDict;
 use ltx_core::text_encoders::gemma::{gemma4_llm_key_ops, Gemma4TextConfig, Gemma4TextModel};
 use serde_json::Value;
@@ -48,11 +48,5 @@ pub(super) fn run(fx: &Fixture, inputs: &Arc<StateDict>, device: &Device) -> Res
     }
     let ids = inputs.raw_tensor("input_ids", device)?;
     let mask = inputs.raw_tensor("attention_mask", device)?;
-    let states = model.forward(&ids, &mask)?;
-    let stacked = Tensor::stack(&states, 3)?;
-    let keep = mask.to_dtype(DType::F32)?.unsqueeze(2)?.unsqueeze(3)?;
-    Ok(vec![(
-        "hidden_states".into(),
-        stacked.broadcast_mul(&keep)?,
-    )])
+    super::gemma::masked_hidden_states(&model.forward(&ids, &mask)?, &mask)
 }
