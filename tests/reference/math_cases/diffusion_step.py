@@ -38,19 +38,28 @@ def _descending_sigmas(gen: torch.Generator, n: int) -> torch.Tensor:
     return torch.tensor([1.0, *inner, 0.0], dtype=torch.float32)
 
 
-def euler_case(ctx: CaseContext) -> FixtureResult:
-    from ltx_core.components.diffusion_steps import EulerDiffusionStep
-    from ltx_core.utils import to_denoised, to_velocity
-
+def _step_inputs(ctx: CaseContext) -> tuple[torch.Generator, dict[str, torch.Tensor]]:
+    """The input stream's generator and its first draws: a 5-value schedule, f32 and bf16 samples and
+    predictions [1, TOKENS, CHANNELS] (the cases draw more from the same generator after these)."""
     gen = ctx.generator(STREAM_INPUT)
     shape = (1, TOKENS, CHANNELS)
-    sigmas = _descending_sigmas(gen, 3)
     inputs = {
-        "sigmas": sigmas,
+        "sigmas": _descending_sigmas(gen, 3),
         "sample": torch.randn(*shape, generator=gen),
         "denoised": torch.randn(*shape, generator=gen),
         "sample_bf16": torch.randn(*shape, generator=gen).to(torch.bfloat16),
         "denoised_bf16": torch.randn(*shape, generator=gen).to(torch.bfloat16),
+    }
+    return gen, inputs
+
+
+def euler_case(ctx: CaseContext) -> FixtureResult:
+    from ltx_core.components.diffusion_steps import EulerDiffusionStep
+    from ltx_core.utils import to_denoised, to_velocity
+
+    gen, inputs = _step_inputs(ctx)
+    shape, sigmas = inputs["sample"].shape, inputs["sigmas"]
+    inputs |= {
         "timesteps": torch.rand(1, TOKENS, 1, generator=gen) * 0.9 + 0.05,
         # a Python float that is not a float32 value (stored as a 0-d f64 tensor)
         "sigma_float": torch.rand((), generator=gen, dtype=torch.float64) * 0.9 + 0.05,
@@ -82,16 +91,8 @@ def euler_ancestral_case(ctx: CaseContext) -> FixtureResult:
     prediction), for f32 and bf16 samples; noise drawn per index from a seeded stream."""
     from ltx_core.components.diffusion_steps import EulerAncestralDiffusionStep
 
-    gen = ctx.generator(STREAM_INPUT)
-    shape = (1, TOKENS, CHANNELS)
-    sigmas = _descending_sigmas(gen, 3)
-    inputs = {
-        "sigmas": sigmas,
-        "sample": torch.randn(*shape, generator=gen),
-        "denoised": torch.randn(*shape, generator=gen),
-        "sample_bf16": torch.randn(*shape, generator=gen).to(torch.bfloat16),
-        "denoised_bf16": torch.randn(*shape, generator=gen).to(torch.bfloat16),
-    }
+    gen, inputs = _step_inputs(ctx)
+    shape, sigmas = inputs["sample"].shape, inputs["sigmas"]
     noise_gen = ctx.generator(STREAM_NOISE)
     for i in range(len(sigmas) - 1):
         inputs[f"noise_{i}"] = torch.randn(*shape, generator=noise_gen)

@@ -480,11 +480,15 @@ impl Gemma3TextModel {
             states.push(x.clone());
             Ok(())
         })?;
-        // the last state is returned after the final norm
-        let last = states.pop().expect("at least the embeddings");
-        states.push(self.norm.forward(&last)?);
-        Ok(states)
+        Ok(final_norm_last(states, &self.norm)?)
     }
+}
+
+/// The hidden states as the encoders return them: the last one after the final norm.
+pub(super) fn final_norm_last(mut states: Vec<Tensor>, norm: &dyn Module) -> Result<Vec<Tensor>> {
+    let last = states.pop().expect("at least the embeddings");
+    states.push(norm.forward(&last)?);
+    Ok(states)
 }
 
 /// Gemma checkpoint keys -> [`Gemma3TextModel`] keys: the language model's weights under

@@ -18,7 +18,7 @@
 use candle_core::{DType, Device, Module, Result, Tensor, D};
 use candle_nn::{Embedding, Linear, VarBuilder};
 
-use super::super::gemma3::{masked_bias, push_mask_rows};
+use super::super::gemma3::{final_norm_last, masked_bias, push_mask_rows};
 use super::config::{Gemma4LayerType, Gemma4TextConfig};
 use crate::kernels::activations::gelu_tanh;
 use crate::loader::block_store::{BlockStore, BlockStreamer};
@@ -363,10 +363,7 @@ impl Gemma4TextModel {
             states.push(x.clone());
             Ok(())
         })?;
-        // the last state is returned after the final norm
-        let last = states.pop().expect("at least the embeddings");
-        states.push(self.norm.forward(&last)?);
-        Ok(states)
+        Ok(final_norm_last(states, &self.norm)?)
     }
 }
 
