@@ -67,3 +67,33 @@ pub(super) fn run_vocoder(
     };
     Ok(vec![("waveform".into(), waveform)])
 }
+
+#[cfg(test)]
+mod tests {
+    use candle_core::{DType, Device};
+    use ltx_core::loader::shape_only_var_builder;
+    use ltx_core::model::audio_vae::vocoder::{VocoderModel, VocoderModelConfig};
+
+    use super::*;
+    use crate::video_vae::released_ltx25::{header, keyed, Manifest};
+
+    /// `ltx-2.5-audio-vae-bf16`: audio encoder + decoder (one copy of the statistics) + the
+    /// vocoder with BWE (its kaiser filters and STFT bases are stored tensors).
+    #[test]
+    fn ltx25_audio_vae_matches_the_header_counts() {
+        let (config, want) = header("ltx-2.5-audio-vae-bf16");
+        let cfg = AudioVaeConfig::from_checkpoint_config(&config).unwrap();
+        let mut manifest = Manifest::default();
+        let (vb, record) = shape_only_var_builder(DType::F32, &Device::Cpu);
+        drop(AudioEncoder::new(&cfg, vb).unwrap());
+        manifest.add(&record, |n| keyed("audio_vae.encoder.", "audio_vae.", n));
+        let (vb, record) = shape_only_var_builder(DType::F32, &Device::Cpu);
+        drop(AudioDecoder::new(&cfg, vb).unwrap());
+        manifest.add(&record, |n| keyed("audio_vae.decoder.", "audio_vae.", n));
+        let vocoder = VocoderModelConfig::from_checkpoint_config(&config).unwrap();
+        let (vb, record) = shape_only_var_builder(DType::F32, &Device::Cpu);
+        drop(VocoderModel::new(&vocoder, vb).unwrap());
+        manifest.add(&record, |n| format!("vocoder.{n}"));
+        assert_eq!(manifest.counts(), want);
+    }
+}

@@ -47,3 +47,29 @@ pub(super) fn run(fx: &Fixture, inputs: &Arc<StateDict>, device: &Device) -> Res
     };
     Ok(vec![("latent".into(), out)])
 }
+
+#[cfg(test)]
+mod tests {
+    use candle_core::{DType, Device};
+    use ltx_core::loader::shape_only_var_builder;
+
+    use super::*;
+    use crate::video_vae::released_ltx25::{header, Manifest};
+
+    /// Both LTX-2.5 upsampler files (bare keys).
+    #[test]
+    fn ltx25_upsamplers_match_the_header_counts() {
+        for name in [
+            "ltx-2.5-latent-spatial-upscaler-x2-bf16-1.0",
+            "ltx-2.5-latent-temporal-upscaler-x2-bf16-1.0",
+        ] {
+            let (config, want) = header(name);
+            let cfg = LatentUpsamplerConfig::from_checkpoint_config(&config).unwrap();
+            let (vb, record) = shape_only_var_builder(DType::F32, &Device::Cpu);
+            drop(LatentUpsampler::new(&cfg, vb).unwrap());
+            let mut manifest = Manifest::default();
+            manifest.add(&record, str::to_string);
+            assert_eq!(manifest.counts(), want, "{name}");
+        }
+    }
+}

@@ -2537,9 +2537,179 @@ VAE_CASES: list[Case] = [
 ]
 
 
+# ---------------------------------------------------------------------------------------------------------
+# LTX-2.5: the conv video VAE, the audio VAE + vocoder and the latent upsamplers at the released headers'
+# configs (tests/reference/released_ltx25/*.metadata.json). Tiny cases change only the widths.
+# ---------------------------------------------------------------------------------------------------------
+
+LTX25_CONV_VAE = "ltx-2.5-video-vae-conv-bf16"
+LTX25_AUDIO_VAE = "ltx-2.5-audio-vae-bf16"
+LTX25_SPATIAL_UPSAMPLER = "ltx-2.5-latent-spatial-upscaler-x2-bf16-1.0"
+LTX25_TEMPORAL_UPSAMPLER = "ltx-2.5-latent-temporal-upscaler-x2-bf16-1.0"
+
+
+def ltx25_config(name: str) -> dict:
+    """The `config` metadata of a released LTX-2.5 file, verbatim (a fresh copy)."""
+    return json.loads(json.dumps(released_ltx25_metadata(name)["config"]))
+
+
+def tiny_ltx25_vae() -> dict:
+    """The 2.5 conv VAE header (block list, `latent_log_var: uniform`, zeros padding, non-causal decoder, no
+    timestep conditioning) with latent 4 instead of 128: encoder widths 4, 8, 16, 32, 32 (multipliers 2/2/2/1
+    as released), decoder base 4 (bottleneck 4 x 2*1*2*2 = 32 -> 16 -> 16 -> 8 -> 4)."""
+    config = ltx25_config(LTX25_CONV_VAE)
+    config["vae"].update({"latent_channels": 4, "encoder_base_channels": 4, "decoder_base_channels": 4})
+    return config
+
+
+def tiny_ltx25_audio_vae() -> dict:
+    """The 2.5 audio VAE header's `audio_vae` section at tiny widths: ch 8, z 2, 16 mels (released 128, 8, 64;
+    the latent statistics are `ch` wide and cover z x mels/4 features, so the three shrink together). ch_mult
+    [1,2,4], 2 res blocks, double_z, no attention, causal on time, pixel norm: as released."""
+    audio = ltx25_config(LTX25_AUDIO_VAE)["audio_vae"]
+    audio["model"]["params"]["ddconfig"].update({"ch": 8, "z_channels": 2, "mel_bins": 16})
+    audio["preprocessing"]["mel"]["n_mel_channels"] = 16
+    return {"audio_vae": audio}
+
+
+def tiny_ltx25_vocoder() -> dict:
+    """The 2.5 header's `vocoder` section (BigVGAN AMP1/snakebeta x160, resblock kernels 3/7/11 -> causal STFT,
+    hop 80, 64 mels -> BWE x240 -> 48 kHz) with initial widths 64 (vocoder, released 1536) and 32 (BWE, released
+    512), which the six / five upsampling stages halve to 1, and an STFT of 128 instead of 512 (its stored DFT
+    bases would be 1 MB)."""
+    vocoder = ltx25_config(LTX25_AUDIO_VAE)["vocoder"]
+    vocoder["vocoder"]["upsample_initial_channel"] = 64
+    vocoder["bwe"].update({"upsample_initial_channel": 32, "n_fft": 128, "win_size": 128})
+    return {"vocoder": vocoder}
+
+
+def tiny_ltx25_upsampler(name: str) -> dict:
+    """A 2.5 upsampler header with in 8 / mid 32 instead of 128 / 1024 (spatial) or 128 / 512 (temporal) and 2
+    blocks per stage instead of 4 (half the fixture)."""
+    config = ltx25_config(name)
+    config.update({"in_channels": 8, "mid_channels": 32, "num_blocks_per_stage": 2})
+    return config
+
+
+LTX25_CASES: list[Case] = [
+    Case(
+        "video_encoder_ltx25",
+        "video_encoder",
+        150,
+        "LTX-2.5 conv VAE encoder from the released header (blocks, uniform log-var, zeros padding), latent 4, "
+        "widths 4..32, video [1,3,9,64,32]",
+        lambda ctx: video_encoder_case(ctx, tiny_ltx25_vae(), (1, 3, 9, 64, 32)),
+    ),
+    Case(
+        "video_decoder_ltx25",
+        "video_decoder",
+        151,
+        "LTX-2.5 conv VAE decoder from the released header (compress_all m2/m1, compress_time, compress_space, "
+        "non-causal, no TC), latent 4, base 4, latent [1,4,2,1,2] -> [1,3,9,32,64]",
+        lambda ctx: video_decoder_case(ctx, tiny_ltx25_vae(), (1, 4, 2, 1, 2)),
+    ),
+    Case(
+        "audio_encoder_ltx25",
+        "audio_encoder",
+        152,
+        "LTX-2.5 audio VAE encoder from the released header, ch 8, z 2, 16 mels, mel [1,2,17,16] -> [1,2,5,4]",
+        lambda ctx: audio_case(ctx, "audio_encoder", tiny_ltx25_audio_vae(), (1, 2, 17, 16)),
+    ),
+    Case(
+        "audio_decoder_ltx25",
+        "audio_decoder",
+        153,
+        "LTX-2.5 audio VAE decoder from the released header, ch 8, z 2, 16 mels, latent [1,2,6,4] -> mel [1,2,21,16]",
+        lambda ctx: audio_case(ctx, "audio_decoder", tiny_ltx25_audio_vae(), (1, 2, 6, 4)),
+    ),
+    Case(
+        "vocoder_bwe_ltx25",
+        "vocoder",
+        154,
+        "LTX-2.5 VocoderWithBWE from the released header (rates, kernels, hop verbatim), initial widths 64 / 32, "
+        "n_fft 128, mel [1,2,4,64] -> [1,2,1920] at 48 kHz",
+        lambda ctx: vocoder_case(ctx, tiny_ltx25_vocoder(), (1, 2, 4, 64)),
+    ),
+    Case(
+        "latent_upsampler_spatial_ltx25",
+        "latent_upsampler",
+        155,
+        "LTX-2.5 spatial x2 upsampler from the released header, in 8, mid 32, 2 blocks per stage, "
+        "latent [1,8,2,3,2] -> [1,8,2,6,4]",
+        lambda ctx: latent_upsampler_case(ctx, tiny_ltx25_upsampler(LTX25_SPATIAL_UPSAMPLER), (1, 8, 2, 3, 2)),
+    ),
+    Case(
+        "latent_upsampler_temporal_ltx25",
+        "latent_upsampler",
+        156,
+        "LTX-2.5 temporal x2 upsampler from the released header (rational_resampler true, ignored without spatial "
+        "upsampling), in 8, mid 32, 2 blocks per stage, latent [1,8,3,2,3] -> 5 frames",
+        lambda ctx: latent_upsampler_case(ctx, tiny_ltx25_upsampler(LTX25_TEMPORAL_UPSAMPLER), (1, 8, 3, 2, 3)),
+    ),
+    # ----- full size: the header configs verbatim, bf16 weights, small inputs ---------------------------
+    Case(
+        "video_decoder_ltx25_full",
+        "video_decoder",
+        160,
+        "LTX-2.5 conv VAE decoder, released header config verbatim, bf16 weights, latent [1,128,2,4,4]",
+        lambda ctx: video_decoder_case(ctx, ltx25_config(LTX25_CONV_VAE), (1, 128, 2, 4, 4)),
+        full_size=True,
+    ),
+    Case(
+        "video_encoder_ltx25_full",
+        "video_encoder",
+        161,
+        "LTX-2.5 conv VAE encoder, released header config verbatim, bf16 weights, video [1,3,9,128,128]",
+        lambda ctx: video_encoder_case(ctx, ltx25_config(LTX25_CONV_VAE), (1, 3, 9, 128, 128)),
+        full_size=True,
+    ),
+    Case(
+        "audio_decoder_ltx25_full",
+        "audio_decoder",
+        162,
+        "LTX-2.5 audio VAE decoder, released header config verbatim, bf16 weights, latent [1,8,10,16] -> 37 frames",
+        lambda ctx: audio_case(ctx, "audio_decoder", ltx25_config(LTX25_AUDIO_VAE), (1, 8, 10, 16)),
+        full_size=True,
+    ),
+    Case(
+        "audio_encoder_ltx25_full",
+        "audio_encoder",
+        163,
+        "LTX-2.5 audio VAE encoder, released header config verbatim, bf16 weights, mel [1,2,37,64]",
+        lambda ctx: audio_case(ctx, "audio_encoder", ltx25_config(LTX25_AUDIO_VAE), (1, 2, 37, 64)),
+        full_size=True,
+    ),
+    Case(
+        "vocoder_bwe_ltx25_full",
+        "vocoder",
+        164,
+        "LTX-2.5 VocoderWithBWE, released header config verbatim, bf16 weights, mel [1,2,20,64] -> 9600 samples",
+        lambda ctx: vocoder_case(ctx, ltx25_config(LTX25_AUDIO_VAE), (1, 2, 20, 64)),
+        full_size=True,
+    ),
+    Case(
+        "latent_upsampler_spatial_ltx25_full",
+        "latent_upsampler",
+        165,
+        "LTX-2.5 spatial x2 upsampler, released header config verbatim, bf16 weights, latent [1,128,2,4,4]",
+        lambda ctx: latent_upsampler_case(ctx, ltx25_config(LTX25_SPATIAL_UPSAMPLER), (1, 128, 2, 4, 4)),
+        full_size=True,
+    ),
+    Case(
+        "latent_upsampler_temporal_ltx25_full",
+        "latent_upsampler",
+        166,
+        "LTX-2.5 temporal x2 upsampler (mid 512, rational_resampler true), released header config verbatim, "
+        "bf16 weights, latent [1,128,3,4,4]",
+        lambda ctx: latent_upsampler_case(ctx, ltx25_config(LTX25_TEMPORAL_UPSAMPLER), (1, 128, 3, 4, 4)),
+        full_size=True,
+    ),
+]
+
+
 CASES: list[Case] = (
     VAE_CASES + TRANSFORMER_CASES + UPSAMPLER_CASES + TEXT_CASES + AUDIO_CASES + DENOISE_CASES + LORA_CASES
-    + math_cases.all_cases()
+    + LTX25_CASES + math_cases.all_cases()
 )
 
 

@@ -10,4 +10,4 @@ pub mod res_block;
 pub mod spatial_rational_resampler;
 
 pub use model::{upsample_video, LatentUpsampler};
-pub use model_configurator::{latent_upsampler_keys, LatentUpsamplerConfig};
+pub use model_configurator::{latent_upsampler_keys, LatentUpsamplerConfig, UpsamplerKind};

@@ -3,7 +3,7 @@
 use candle_core::{Module, Result, Tensor};
 use candle_nn::VarBuilder;
 
-use super::model_configurator::{rational_for_scale, LatentUpsamplerConfig};
+use super::model_configurator::{LatentUpsamplerConfig, UpsamplerKind};
 use super::pixel_shuffle::pixel_shuffle_nd;
 use super::res_block::ResBlock;
 use super::spatial_rational_resampler::SpatialRationalResampler;
@@ -95,15 +95,17 @@ impl LatentUpsampler {
                 .collect()
         };
         let up = vb.pp("upsampler");
-        let upsampler = match (cfg.spatial_upsample, cfg.temporal_upsample) {
-            (true, true) => Upsampler::SpatioTemporal(ConvNd::new(3, mid, 8 * mid, up.pp("0"))?),
-            (true, false) if cfg.rational_resampler => {
-                let (num, den) = rational_for_scale(cfg.spatial_scale)?;
+        let upsampler = match cfg.kind()? {
+            UpsamplerKind::SpatioTemporal => {
+                Upsampler::SpatioTemporal(ConvNd::new(3, mid, 8 * mid, up.pp("0"))?)
+            }
+            UpsamplerKind::Rational { num, den } => {
                 Upsampler::Rational(SpatialRationalResampler::new(mid, num, den, up)?)
             }
-            (true, false) => Upsampler::Spatial(ConvNd::new(2, mid, 4 * mid, up.pp("0"))?),
-            (false, true) => Upsampler::Temporal(ConvNd::new(3, mid, 2 * mid, up.pp("0"))?),
-            (false, false) => unreachable!("validated"),
+            UpsamplerKind::Spatial => Upsampler::Spatial(ConvNd::new(2, mid, 4 * mid, up.pp("0"))?),
+            UpsamplerKind::Temporal => {
+                Upsampler::Temporal(ConvNd::new(3, mid, 2 * mid, up.pp("0"))?)
+            }
         };
         Ok(Self {
             cfg: cfg.clone(),

@@ -10,6 +10,7 @@ use super::resnet::{build_norm, norm_silu, ResnetBlock3D, SpatialNoise, UNetMidB
 use super::sampling::DepthToSpaceUpsample;
 use crate::model::common::normalization::Norm;
 use crate::model::transformer::timestep_embedding::PixArtAlphaCombinedTimestepSizeEmbeddings;
+use crate::types::SpatioTemporalScaleFactors;
 use crate::{Error, Result as LtxResult};
 
 /// Share of noise mixed into the latent by a timestep-conditioned decoder.
@@ -44,9 +45,11 @@ pub struct DecodeInputs<'a> {
     pub spatial_noise: Option<&'a mut SpatialNoise>,
 }
 
-/// The video VAE decoder: `[B, 128, F', H', W']` → `[B, 3, 1 + 8(F'−1), 32H', 32W']` in about [-1, 1].
+/// The video VAE decoder: `[B, C, F', H', W']` → `[B, 3, 1 + t(F'−1), sH', sW']` in about
+/// [-1, 1], with the expansion `(t, s)` of the blocks (`(8, 32)` for the released layouts).
 pub struct VideoDecoder {
     patch_size: usize,
+    scale_factors: SpatioTemporalScaleFactors,
     causal: bool,
     latent_channels: usize,
     per_channel_statistics: PerChannelStatistics,
@@ -157,6 +160,7 @@ impl VideoDecoder {
         };
         Ok(Self {
             patch_size: cfg.patch_size,
+            scale_factors: cfg.decoder_scale_factors()?,
             causal: cfg.causal_decoder,
             latent_channels: cfg.latent_channels,
             per_channel_statistics: PerChannelStatistics::new(
@@ -173,6 +177,11 @@ impl VideoDecoder {
 
     pub fn latent_channels(&self) -> usize {
         self.latent_channels
+    }
+
+    /// Frames, rows and columns per latent (8 × 32 × 32 for the released layouts).
+    pub fn scale_factors(&self) -> SpatioTemporalScaleFactors {
+        self.scale_factors
     }
 
     pub fn has_timestep_conditioning(&self) -> bool {

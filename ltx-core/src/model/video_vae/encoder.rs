@@ -9,11 +9,13 @@ use super::ops::{patchify, PerChannelStatistics};
 use super::resnet::{build_norm, norm_silu, ResnetBlock3D, UNetMidBlock3D};
 use super::sampling::SpaceToDepthDownsample;
 use crate::model::common::normalization::Norm;
+use crate::types::SpatioTemporalScaleFactors;
 use crate::{Error, Result as LtxResult};
 
-/// Temporal compression of the released layouts: a video of `1 + 8k` frames → `1 + k` latents.
+/// Temporal compression of the released layouts (LTX-2, 2.3, 2.5): `1 + 8k` frames → `1 + k`
+/// latents. The models use their own, from the config ([`VideoVaeConfig::encoder_scale_factors`]).
 pub const TIME_SCALE: usize = 8;
-/// Spatial compression of the released layouts (patchify 4 × three 2× stages).
+/// Spatial compression of the released layouts (patchify 4 × three 2× stages); see [`TIME_SCALE`].
 pub const SPACE_SCALE: usize = 32;
 
 enum DownBlock {
@@ -35,11 +37,12 @@ impl DownBlock {
     }
 }
 
-/// The video VAE encoder: `[B, 3, F, H, W]` in [-1, 1] → `[B, 128, 1 + (F−1)/8, H/32, W/32]`.
+/// The video VAE encoder: `[B, 3, F, H, W]` in [-1, 1] → `[B, C, 1 + (F−1)/t, H/s, W/s]` with
+/// the compression `(t, s)` of the blocks (`(8, 32)` for the released layouts).
 pub struct VideoEncoder {
     patch_size: usize,
     latent_channels: usize,
-    space_factor: usize,
+    scale_factors: SpatioTemporalScaleFactors,
     conv_in: CausalConv3d,
     down_blocks: Vec<DownBlock>,
     conv_norm_out: Norm,
@@ -113,19 +116,6 @@ impl VideoEncoder {
             down_blocks.push(b);
             ch = out;
         }
-        let space_factor = cfg.patch_size
-            * cfg
-                .encoder_blocks()?
-                .iter()
-                .map(|b| match b {
-                    EncoderBlock::CompressSpace
-                    | EncoderBlock::CompressAll
-                    | EncoderBlock::CompressAllXY { .. }
-                    | EncoderBlock::CompressAllRes { .. }
-                    | EncoderBlock::CompressSpaceRes { .. } => 2,
-                    _ => 1,
-                })
-                .product::<usize>();
         let out_ch = match cfg.latent_log_var {
             LogVarianceType::PerChannel => 2 * latent,
             LogVarianceType::Uniform | LogVarianceType::Constant => latent + 1,
@@ -134,7 +124,7 @@ impl VideoEncoder {
         Ok(Self {
             patch_size: cfg.patch_size,
             latent_channels: latent,
-            space_factor,
+            scale_factors: cfg.encoder_scale_factors()?,
             conv_in,
             down_blocks,
             conv_norm_out: build_norm(norm, ch, vb.pp("conv_norm_out"))?,
@@ -155,16 +145,16 @@ impl VideoEncoder {
         self.latent_channels
     }
 
-    /// Pixels per latent along H and W (32 for the released layouts).
-    pub fn space_factor(&self) -> usize {
-        self.space_factor
+    /// Frames, rows and columns per latent (8 × 32 × 32 for the released layouts).
+    pub fn scale_factors(&self) -> SpatioTemporalScaleFactors {
+        self.scale_factors
     }
 
-    /// Encodes `video` `[B, 3, F, H, W]`. Like the reference, a frame count that is not `1 + 8k`
+    /// Encodes `video` `[B, 3, F, H, W]`. Like the reference, a frame count that is not `1 + t·k`
     /// is cropped (the trailing frames are dropped, with a warning); H and W must be multiples
-    /// of the spatial compression (32 for the released layouts).
+    /// of the spatial compression (see [`Self::scale_factors`]).
     pub fn forward(&self, video: &Tensor) -> LtxResult<Tensor> {
-        let video = crop_to_valid_frames(video, self.space_factor)?;
+        let video = crop_to_valid_frames(video, self.scale_factors)?;
         let mut x = patchify(&video, self.patch_size)?;
         drop(video);
         x = self.conv_in.forward(&x, true)?;
@@ -180,8 +170,12 @@ impl VideoEncoder {
     }
 }
 
-/// Checks `[B, 3, F, H, W]` and drops the last `(F − 1) mod 8` frames, as the reference does.
-pub(crate) fn crop_to_valid_frames(video: &Tensor, space_factor: usize) -> LtxResult<Tensor> {
+/// Checks `[B, 3, F, H, W]` against the compression and drops the last `(F − 1) mod t` frames, as
+/// the reference does.
+pub(crate) fn crop_to_valid_frames(
+    video: &Tensor,
+    scale: SpatioTemporalScaleFactors,
+) -> LtxResult<Tensor> {
     let dims = video.dims();
     if dims.len() != 5 {
         return Err(Error::InvalidInput(format!(
@@ -192,19 +186,79 @@ pub(crate) fn crop_to_valid_frames(video: &Tensor, space_factor: usize) -> LtxRe
     if f == 0 {
         return Err(Error::InvalidInput("video has no frames".into()));
     }
-    if h % space_factor != 0 || w % space_factor != 0 || h == 0 || w == 0 {
+    if h % scale.height != 0 || w % scale.width != 0 || h == 0 || w == 0 {
         return Err(Error::InvalidInput(format!(
-            "video size {h}x{w} is not a positive multiple of {space_factor}"
+            "video size {h}x{w} is not a positive multiple of {}x{}",
+            scale.height, scale.width
         )));
     }
-    let extra = (f - 1) % TIME_SCALE;
+    let extra = (f - 1) % scale.time;
     if extra == 0 {
         return Ok(video.clone());
     }
     tracing::warn!(
         frames = f,
         cropped = extra,
-        "frame count is not 1 + 8k; cropping the last frames"
+        time_scale = scale.time,
+        "frame count is not 1 + time_scale·k; cropping the last frames"
     );
     Ok(video.narrow(2, 0, f - extra)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use candle_core::{DType, Device};
+    use serde_json::json;
+
+    use super::*;
+    use crate::loader::synthetic::random_weights;
+    use crate::loader::StateDict;
+    use crate::model::video_vae::{DecodeInputs, VideoDecoder};
+
+    /// A VAE that is not 32×32×8: patch 2, one space and one space-time step (8×8×2).
+    #[test]
+    fn compression_follows_the_blocks() {
+        let cfg = VideoVaeConfig::from_checkpoint_config(&json!({"vae": {
+            "latent_channels": 8, "patch_size": 2, "decoder_base_channels": 8,
+            "timestep_conditioning": false, "spatial_padding_mode": "zeros",
+            "encoder_blocks": [["compress_space_res", {"multiplier": 1}],
+                               ["compress_all_res", {"multiplier": 1}]],
+            "decoder_blocks": [["compress_all", {"multiplier": 1}],
+                               ["compress_space", {"multiplier": 1}]],
+        }}))
+        .unwrap();
+        let dev = Device::Cpu;
+        let w = random_weights(1, DType::F32, "", |vb| VideoEncoder::new(&cfg, vb)).unwrap();
+        let encoder = VideoEncoder::new(
+            &cfg,
+            Arc::new(StateDict::from_tensors(w)).var_builder(DType::F32, &dev),
+        )
+        .unwrap();
+        let want = SpatioTemporalScaleFactors {
+            time: 2,
+            width: 8,
+            height: 8,
+        };
+        assert_eq!(encoder.scale_factors(), want);
+        // 6 frames: cropped to 1 + 2·2
+        let video = Tensor::zeros((1, 3, 6, 16, 24), DType::F32, &dev).unwrap();
+        let latent = encoder.forward(&video).unwrap();
+        assert_eq!(latent.dims(), &[1, 8, 3, 2, 3]);
+        let err = encoder
+            .forward(&Tensor::zeros((1, 3, 5, 12, 24), DType::F32, &dev).unwrap())
+            .unwrap_err();
+        assert!(err.to_string().contains("8x8"), "{err}");
+
+        let w = random_weights(2, DType::F32, "", |vb| VideoDecoder::new(&cfg, vb)).unwrap();
+        let decoder = VideoDecoder::new(
+            &cfg,
+            Arc::new(StateDict::from_tensors(w)).var_builder(DType::F32, &dev),
+        )
+        .unwrap();
+        assert_eq!(decoder.scale_factors(), want);
+        let video = decoder.forward(&latent, DecodeInputs::default()).unwrap();
+        assert_eq!(video.dims(), &[1, 3, 5, 16, 24]);
+    }
 }

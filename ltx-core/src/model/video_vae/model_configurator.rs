@@ -7,7 +7,12 @@ use serde_json::Value;
 use crate::error::unsupported;
 use crate::kernels::conv3d::PadMode;
 use crate::loader::SDOps;
+use crate::types::SpatioTemporalScaleFactors;
 use crate::{Error, Result};
+
+/// `_class_name` of the conv VAE (`_CONV_VAE_CLASS_NAME`); the reference builds the diffusion
+/// decoder for any other name.
+pub const CONV_VAE_CLASS_NAME: &str = "CausalVideoAutoencoder";
 
 /// `norm_layer`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
@@ -67,6 +72,21 @@ pub enum EncoderBlock {
     CompressTimeRes { multiplier: usize },
 }
 
+impl EncoderBlock {
+    /// Whether the block halves `(time, space)`: the `compress_time*`, `compress_space*` and
+    /// `compress_all*` names (`SpatioTemporalScaleFactors.from_blocks`).
+    pub fn compression(&self) -> (bool, bool) {
+        match self {
+            Self::CompressTime | Self::CompressTimeRes { .. } => (true, false),
+            Self::CompressSpace | Self::CompressSpaceRes { .. } => (false, true),
+            Self::CompressAll | Self::CompressAllXY { .. } | Self::CompressAllRes { .. } => {
+                (true, true)
+            }
+            Self::ResX { .. } | Self::ResXY { .. } => (false, false),
+        }
+    }
+}
+
 /// One entry of `decoder_blocks` (listed encoder-side first; the decoder builds them reversed).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DecoderBlock {
@@ -90,9 +110,40 @@ pub enum DecoderBlock {
     },
 }
 
+impl DecoderBlock {
+    /// Whether the block doubles `(time, space)` (see [`EncoderBlock::compression`]).
+    pub fn compression(&self) -> (bool, bool) {
+        match self {
+            Self::CompressTime { .. } => (true, false),
+            Self::CompressSpace { .. } => (false, true),
+            Self::CompressAll { .. } => (true, true),
+            Self::ResX { .. } | Self::ResXY { .. } => (false, false),
+        }
+    }
+}
+
+/// `SpatioTemporalScaleFactors.from_blocks`: `patch_size · 2^(spatial steps)` on H and W,
+/// `2^(temporal steps)` on time (a block's channel multiplier does not matter).
+fn scale_factors(
+    patch_size: usize,
+    steps: impl Iterator<Item = (bool, bool)>,
+) -> SpatioTemporalScaleFactors {
+    let (time, space) = steps.fold((1, patch_size), |(t, s), (dt, ds)| {
+        (if dt { 2 * t } else { t }, if ds { 2 * s } else { s })
+    });
+    SpatioTemporalScaleFactors {
+        time,
+        width: space,
+        height: space,
+    }
+}
+
 /// The raw `vae` config section. Unknown keys are ignored, as in the reference.
 #[derive(Clone, Debug, Deserialize)]
 pub struct VideoVaeConfig {
+    /// Absent or [`CONV_VAE_CLASS_NAME`]; anything else names the diffusion VAE (unsupported).
+    #[serde(default, rename = "_class_name")]
+    pub class_name: Option<String>,
     #[serde(default = "default_dims")]
     pub dims: Value,
     #[serde(default = "default_3")]
@@ -159,6 +210,15 @@ impl VideoVaeConfig {
     }
 
     pub fn validate(&self) -> Result<()> {
+        if let Some(name) = self
+            .class_name
+            .as_deref()
+            .filter(|n| *n != CONV_VAE_CLASS_NAME)
+        {
+            // e.g. LTX-2.5's `CausalDiffusionVAE` (`ltx-2.5-video-vae-bf16`): a nested
+            // encoder/decoder layout and a diffusion decoder, not this model
+            return Err(unsupported("vae._class_name", name, CONV_VAE_CLASS_NAME));
+        }
         if self.dims != 3 {
             return Err(unsupported("vae.dims", &self.dims, "3"));
         }
@@ -176,6 +236,26 @@ impl VideoVaeConfig {
         self.encoder_blocks()?;
         self.decoder_blocks()?;
         Ok(())
+    }
+
+    /// The encoder's compression (`VideoEncoder.video_scale_factors`), from its blocks and
+    /// `patch_size`: 8 × 32 × 32 for the released layouts.
+    pub fn encoder_scale_factors(&self) -> Result<SpatioTemporalScaleFactors> {
+        let blocks = self.encoder_blocks()?;
+        Ok(scale_factors(
+            self.patch_size,
+            blocks.iter().map(EncoderBlock::compression),
+        ))
+    }
+
+    /// The decoder's expansion (`ConvVideoDecoder.video_downscale_factors`), from its blocks and
+    /// `patch_size`.
+    pub fn decoder_scale_factors(&self) -> Result<SpatioTemporalScaleFactors> {
+        let blocks = self.decoder_blocks()?;
+        Ok(scale_factors(
+            self.patch_size,
+            blocks.iter().map(DecoderBlock::compression),
+        ))
     }
 
     pub fn encoder_padding(&self) -> Result<PadMode> {
@@ -217,6 +297,14 @@ impl VideoVaeConfig {
                     "compress_time_res" => EncoderBlock::CompressTimeRes {
                         multiplier: p.usize_or("multiplier", 2)?,
                     },
+                    // 1.2.0's encoder self-attention block (`AttnBlock3D`); no released file has it
+                    "attn" => {
+                        return Err(unsupported(
+                            "vae.encoder_blocks",
+                            "attn",
+                            "res_x|res_x_y|compress_*",
+                        ))
+                    }
                     other => return Err(unknown_block("vae.encoder_blocks", other)),
                 })
             })
@@ -413,6 +501,51 @@ mod tests {
         assert_eq!(cfg.encoder_padding().unwrap(), PadMode::Zeros);
         assert_eq!(cfg.decoder_padding().unwrap(), PadMode::Reflect);
         assert_eq!(cfg.decoder_base_channels, 128);
+    }
+
+    #[test]
+    fn scale_factors_come_from_the_blocks() {
+        // a 16×16×4 variant: patch 2, three spatial and two temporal steps; multipliers do not count
+        let cfg = VideoVaeConfig::from_checkpoint_config(&json!({"vae": {
+            "patch_size": 2,
+            "encoder_blocks": [["res_x", 1], ["compress_space_res", {"multiplier": 4}],
+                               ["compress_time", {}], ["compress_all_x_y", {"multiplier": 1}], ["compress_space", 1],
+                               ["res_x_y", {"multiplier": 2}]],
+            "decoder_blocks": [["compress_all", {"residual": true, "multiplier": 2}],
+                               ["compress_space", {}], ["res_x_y", 1], ["compress_time", {}],
+                               ["compress_space", {"multiplier": 2}]],
+        }}))
+        .unwrap();
+        let want = SpatioTemporalScaleFactors {
+            time: 4,
+            width: 16,
+            height: 16,
+        };
+        assert_eq!(cfg.encoder_scale_factors().unwrap(), want);
+        let dec = cfg.decoder_scale_factors().unwrap();
+        assert_eq!((dec.time, dec.height, dec.width), (4, 16, 16));
+        // no blocks: the patch alone
+        let bare =
+            VideoVaeConfig::from_checkpoint_config(&json!({"vae": {"patch_size": 4}})).unwrap();
+        assert_eq!(bare.encoder_scale_factors().unwrap().as_array(), [1, 4, 4]);
+    }
+
+    #[test]
+    fn diffusion_vae_and_encoder_attention_are_unsupported() {
+        let key_of = |v: serde_json::Value| match VideoVaeConfig::from_checkpoint_config(&v) {
+            Err(Error::UnsupportedConfig { key, .. }) => key,
+            other => panic!("expected an unsupported-config error, got {other:?}"),
+        };
+        assert_eq!(
+            key_of(json!({"vae": {"_class_name": "CausalDiffusionVAE"}})),
+            "vae._class_name"
+        );
+        assert_eq!(
+            key_of(json!({"vae": {"encoder_blocks": [["attn", {}]]}})),
+            "vae.encoder_blocks"
+        );
+        let conv = json!({"vae": {"_class_name": CONV_VAE_CLASS_NAME}});
+        assert!(VideoVaeConfig::from_checkpoint_config(&conv).is_ok());
     }
 
     #[test]

@@ -100,10 +100,24 @@ pub fn released_vae_config(layout: VaeLayout) -> Value {
     json!({ "vae": vae })
 }
 
+/// The decoded `config` metadata of a released LTX-2.5 file
+/// (`tests/reference/released_ltx25/<name>.metadata.json`, read from the file's header).
+#[cfg(test)]
+pub(crate) fn released_ltx25_config(name: &str) -> Value {
+    let path = format!(
+        "{}/../tests/reference/released_ltx25/{name}.metadata.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let header: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    serde_json::from_str(header["__metadata__"]["config"].as_str().unwrap()).unwrap()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::video_vae::model_configurator::LogVarianceType;
     use crate::model::video_vae::VideoVaeConfig;
+    use crate::types::SpatioTemporalScaleFactors;
 
     #[test]
     fn presets_parse() {
@@ -111,6 +125,34 @@ mod tests {
             let cfg = VideoVaeConfig::from_checkpoint_config(&released_vae_config(layout)).unwrap();
             assert_eq!(cfg.encoder_blocks().unwrap().len(), 9);
             assert!(!cfg.timestep_conditioning);
+            let factors = SpatioTemporalScaleFactors::default();
+            assert_eq!(cfg.encoder_scale_factors().unwrap(), factors);
+            assert_eq!(cfg.decoder_scale_factors().unwrap(), factors);
         }
+    }
+
+    /// The LTX-2.5 conv VAE header (`ltx-2.5-video-vae-conv-bf16`) is the LTX-2.3 layout.
+    #[test]
+    fn ltx25_conv_vae_header_is_the_ltx23_layout() {
+        let header = released_ltx25_config("ltx-2.5-video-vae-conv-bf16");
+        let cfg = VideoVaeConfig::from_checkpoint_config(&header).unwrap();
+        let v23 =
+            VideoVaeConfig::from_checkpoint_config(&released_vae_config(VaeLayout::Ltx23)).unwrap();
+        assert_eq!(cfg.encoder_blocks().unwrap(), v23.encoder_blocks().unwrap());
+        assert_eq!(cfg.decoder_blocks().unwrap(), v23.decoder_blocks().unwrap());
+        assert_eq!(cfg.latent_log_var, LogVarianceType::Uniform);
+        assert!(!cfg.timestep_conditioning && !cfg.causal_decoder);
+        assert_eq!(
+            cfg.encoder_padding().unwrap(),
+            v23.encoder_padding().unwrap()
+        );
+        assert_eq!(
+            cfg.decoder_padding().unwrap(),
+            v23.decoder_padding().unwrap()
+        );
+        assert_eq!(
+            cfg.decoder_scale_factors().unwrap(),
+            SpatioTemporalScaleFactors::default()
+        );
     }
 }

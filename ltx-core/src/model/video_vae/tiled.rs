@@ -9,7 +9,7 @@ use std::ops::Range;
 use candle_core::{DType, IndexOp, Tensor};
 
 use super::decoder::{DecodeInputs, VideoDecoder};
-use super::encoder::{crop_to_valid_frames, VideoEncoder, SPACE_SCALE, TIME_SCALE};
+use super::encoder::{crop_to_valid_frames, VideoEncoder};
 use super::tiling::{
     decoder_tiles, encoded_shape, encoder_tiles, masks_are_complementary, out_range, Tile,
     TilingConfig,
@@ -49,8 +49,10 @@ impl VideoDecoder {
         self.check_latent(latent)?;
         let (b, _, f, h, w) = latent.dims5()?;
         let out_c = 3;
-        let (full_f, full_h, full_w) = (1 + (f - 1) * TIME_SCALE, h * SPACE_SCALE, w * SPACE_SCALE);
-        let tiles = decoder_tiles(latent.dims(), cfg);
+        let scale = self.scale_factors();
+        let (full_f, full_h, full_w) =
+            (1 + (f - 1) * scale.time, h * scale.height, w * scale.width);
+        let tiles = decoder_tiles(latent.dims(), cfg, scale);
         // Tiles come time-major: group consecutive tiles sharing a temporal output slice.
         let mut groups: Vec<Vec<&Tile>> = Vec::new();
         for tile in &tiles {
@@ -154,10 +156,10 @@ impl VideoEncoder {
     /// Encodes `video` `[B, 3, F, H, W]` tile by tile (`VideoEncoder.tiled_encode`) and blends the
     /// tile latents with their trapezoidal masks. The tiling is checked before any tile is encoded.
     pub fn tiled_encode(&self, video: &Tensor, cfg: &TilingConfig) -> Result<Tensor> {
-        let space = self.space_factor();
-        let video = crop_to_valid_frames(video, space)?;
-        let tiles = encoder_tiles(video.dims(), cfg, space)?;
-        let mut dims = encoded_shape(video.dims(), space)?;
+        let scale = self.scale_factors();
+        let video = crop_to_valid_frames(video, scale)?;
+        let tiles = encoder_tiles(video.dims(), cfg, scale)?;
+        let mut dims = encoded_shape(video.dims(), scale)?;
         dims[1] = self.latent_channels();
         let (dev, dtype) = (video.device(), video.dtype());
         let mut buf = Tensor::zeros(dims.as_slice(), dtype, dev)?;

@@ -9,7 +9,7 @@ use std::ops::Range;
 use candle_core::{DType, Device, Tensor};
 use serde::Deserialize;
 
-use super::encoder::{SPACE_SCALE, TIME_SCALE};
+use crate::types::SpatioTemporalScaleFactors;
 use crate::utils::linspace_f32;
 use crate::{Error, Result};
 
@@ -341,43 +341,60 @@ fn cartesian(per_axis: [AxisTiles; 5]) -> Vec<Tile> {
     tiles
 }
 
+/// The factor of axis 2, 3 or 4 of a `[B, C, F, H, W]` tensor.
+fn axis_scale(scale: SpatioTemporalScaleFactors, axis: usize) -> usize {
+    match axis {
+        2 => scale.time,
+        3 => scale.height,
+        _ => scale.width,
+    }
+}
+
 /// Decoder tiles over the latent (`ConvVideoDecoder._prepare_tiles` with the spatial tile scaled
-/// to the latent's aspect, `TileSizeConfig.from_long_side`).
-pub fn decoder_tiles(latent_shape: &[usize], cfg: &TilingConfig) -> Vec<Tile> {
+/// to the latent's aspect, `TileSizeConfig.from_long_side`); `scale` is the decoder's expansion.
+pub fn decoder_tiles(
+    latent_shape: &[usize],
+    cfg: &TilingConfig,
+    scale: SpatioTemporalScaleFactors,
+) -> Vec<Tile> {
     let mut axes: [AxisTiles; 5] = std::array::from_fn(|a| untiled_axis(latent_shape[a]));
     if let Some(s) = cfg.spatial {
         let long_side = latent_shape[3].max(latent_shape[4]);
         for axis in [3, 4] {
-            let size = s.tile_size_in_pixels / SPACE_SCALE;
-            let overlap = s.tile_overlap_in_pixels / SPACE_SCALE;
+            let factor = axis_scale(scale, axis);
+            let size = s.tile_size_in_pixels / factor;
+            let overlap = s.tile_overlap_in_pixels / factor;
             let len = latent_shape[axis];
             let lower = 2.max(overlap + 1);
             // Python's `round` rounds halves to even.
             let tile =
                 lower.max((size as f64 * len as f64 / long_side as f64).round_ties_even() as usize);
             let iv = split_by_size(len, tile, overlap);
-            axes[axis] = decoder_axis(&iv, false, SPACE_SCALE);
+            axes[axis] = decoder_axis(&iv, false, factor);
         }
     }
     if let Some(t) = cfg.temporal {
         let (size, overlap) =
-            latent_tile(t.tile_size_in_frames, t.tile_overlap_in_frames, TIME_SCALE);
+            latent_tile(t.tile_size_in_frames, t.tile_overlap_in_frames, scale.time);
         let iv = split_temporal_causal(latent_shape[2], size, overlap);
-        axes[2] = decoder_axis(&iv, true, TIME_SCALE);
+        axes[2] = decoder_axis(&iv, true, scale.time);
     }
     cartesian(axes)
 }
 
-/// The latent grid `[B, C, 1 + (F − 1) / 8, H / s, W / s]` of a video `[B, C, F, H, W]` whose frame
-/// count is 1 + 8k (channels kept as given).
-pub(crate) fn encoded_shape(video_shape: &[usize], space_scale: usize) -> Result<[usize; 5]> {
+/// The latent grid `[B, C, 1 + (F − 1) / t, H / h, W / w]` of a video `[B, C, F, H, W]` whose
+/// frame count is 1 + t·k (channels kept as given).
+pub(crate) fn encoded_shape(
+    video_shape: &[usize],
+    scale: SpatioTemporalScaleFactors,
+) -> Result<[usize; 5]> {
     match *video_shape {
         [b, c, f, h, w] if f > 0 => Ok([
             b,
             c,
-            (f - 1) / TIME_SCALE + 1,
-            h / space_scale,
-            w / space_scale,
+            (f - 1) / scale.time + 1,
+            h / scale.height,
+            w / scale.width,
         ]),
         _ => Err(Error::InvalidInput(format!(
             "video must be [B, C, F, H, W] with F > 0, got shape {video_shape:?}"
@@ -385,30 +402,31 @@ pub(crate) fn encoded_shape(video_shape: &[usize], space_scale: usize) -> Result
     }
 }
 
-/// Encoder tiles over a video `[B, C, F, H, W]` (F = 1 + 8k, H and W multiples of
-/// `space_scale`): the split is made on the latent grid and mapped back to frames and pixels
-/// (`prepare_tiles_for_encoding`). Overlaps below 64 px / 16 frames are refused
+/// Encoder tiles over a video `[B, C, F, H, W]` (F = 1 + t·k, H and W multiples of the
+/// encoder's compression `scale`): the split is made on the latent grid and mapped back to frames
+/// and pixels (`prepare_tiles_for_encoding`). Overlaps below 64 px / 16 frames are refused
 /// ([`TilingConfig::validate_for_encoder`]).
 pub fn encoder_tiles(
     video_shape: &[usize],
     cfg: &TilingConfig,
-    space_scale: usize,
+    scale: SpatioTemporalScaleFactors,
 ) -> Result<Vec<Tile>> {
     cfg.validate_for_encoder()?;
-    let latent = encoded_shape(video_shape, space_scale)?;
+    let latent = encoded_shape(video_shape, scale)?;
     let mut axes: [AxisTiles; 5] = std::array::from_fn(|a| untiled_axis(video_shape[a]));
     if let Some(t) = cfg.temporal {
         let (size, overlap) =
-            latent_tile(t.tile_size_in_frames, t.tile_overlap_in_frames, TIME_SCALE);
+            latent_tile(t.tile_size_in_frames, t.tile_overlap_in_frames, scale.time);
         let iv = split_temporal_causal(latent[2], size, overlap);
-        axes[2] = encoder_axis(&iv, true, TIME_SCALE);
+        axes[2] = encoder_axis(&iv, true, scale.time);
     }
     if let Some(s) = cfg.spatial {
-        let (size, overlap) =
-            latent_tile(s.tile_size_in_pixels, s.tile_overlap_in_pixels, space_scale);
         for axis in [3, 4] {
+            let factor = axis_scale(scale, axis);
+            let (size, overlap) =
+                latent_tile(s.tile_size_in_pixels, s.tile_overlap_in_pixels, factor);
             let iv = split_by_size(latent[axis], size, overlap);
-            axes[axis] = encoder_axis(&iv, false, space_scale);
+            axes[axis] = encoder_axis(&iv, false, factor);
         }
     }
     Ok(cartesian(axes))
@@ -444,6 +462,12 @@ pub(crate) fn out_range(r: &Option<Range<usize>>, len: usize) -> Range<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const RELEASED: SpatioTemporalScaleFactors = SpatioTemporalScaleFactors {
+        time: 8,
+        width: 32,
+        height: 32,
+    };
 
     fn spatial(size: usize, overlap: usize) -> Option<SpatialTilingConfig> {
         Some(SpatialTilingConfig {
@@ -500,7 +524,7 @@ mod tests {
             spatial: spatial(96, 64),
             temporal: temporal(24, 16),
         };
-        let tiles = encoder_tiles(&[1, 3, 25, 128, 32], &cfg, 32).unwrap();
+        let tiles = encoder_tiles(&[1, 3, 25, 128, 32], &cfg, RELEASED).unwrap();
         assert_eq!(
             layout(&tiles),
             vec![
@@ -525,7 +549,7 @@ mod tests {
             spatial: None,
             temporal: temporal(24, 16),
         };
-        let tiles = encoder_tiles(&[1, 3, 41, 64, 64], &cfg, 32).unwrap();
+        let tiles = encoder_tiles(&[1, 3, 41, 64, 64], &cfg, RELEASED).unwrap();
         let frames: Vec<_> = tiles.iter().map(|t| t.input[2].clone()).collect();
         assert_eq!(frames, vec![0..17, 0..25, 8..33, 16..41]);
         assert_eq!(
@@ -563,7 +587,7 @@ mod tests {
             },
         ] {
             assert!(cfg.validate().is_ok());
-            let err = encoder_tiles(&[1, 3, 9, 64, 64], &cfg, 32).unwrap_err();
+            let err = encoder_tiles(&[1, 3, 9, 64, 64], &cfg, RELEASED).unwrap_err();
             assert!(matches!(err, Error::TileOverlap { .. }), "{err}");
         }
     }
