@@ -98,6 +98,10 @@ pub enum Error {
     #[error("{backend} backend: {reason}")]
     Backend { backend: String, reason: String },
 
+    /// A Gemma text encoder's files (config, tokenizer, sidecars) are missing or unusable.
+    #[error(transparent)]
+    Gemma(#[from] crate::text_encoders::gemma::GemmaError),
+
     #[error(transparent)]
     Candle(candle_core::Error),
 }

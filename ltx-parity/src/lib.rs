@@ -26,6 +26,7 @@ mod duration_head;
 mod embeddings_processor;
 mod gemma;
 mod gemma4;
+mod gemma4_prompt;
 mod gemma_generate;
 mod gemma_tokenizer;
 mod guider;
@@ -320,6 +321,8 @@ pub fn run_fixture(path: &Path, device: &Device) -> Result<Vec<OutputCheck>> {
         "pipeline_params" => pipeline_params::run(&fx, device)?,
         "gemma_text_encoder" => gemma::run(&fx, &inputs, device)?,
         "gemma4_text_encoder" => gemma4::run(&fx, &inputs, device)?,
+        "gemma4_tokenizer" => gemma4_prompt::run_tokenizer(&fx, &inputs, device)?,
+        "gemma4_prompt_encoding" => gemma4_prompt::run_encoding(&fx, &inputs, device)?,
         "gemma_tokenizer" => gemma_tokenizer::run(&fx, device)?,
         "gemma_generate" => gemma_generate::run(&fx, &inputs, device)?,
         "transformer_manifest" => transformer::run_manifest(&fx, device)?,

@@ -132,8 +132,11 @@ def _hf_config(root: dict):
     return build_gemma_hf_config(SimpleNamespace(config_dict=root, source="tiny Gemma-4 root"))
 
 
-def _checkpoint_weights(ctx: CaseContext, root: dict, dtype: torch.dtype) -> dict[str, torch.Tensor]:
-    """Seeded language-model weights under the released (Comfy-flat) keys, rounded to `dtype`."""
+def _checkpoint_weights(
+    ctx: CaseContext, root: dict, dtype: torch.dtype, comfy_flat: bool = True
+) -> dict[str, torch.Tensor]:
+    """Seeded language-model weights under the released (Comfy-flat) keys, or with `comfy_flat=False` the Hugging
+    Face keys (`model.language_model.*`) a Gemma root stores, rounded to `dtype`."""
     from transformers import AutoModelForImageTextToText
     from ltx_core.text_encoders.gemma.gemma_assets import _flatten_gemma4_unified_keys_for_comfy
 
@@ -147,7 +150,9 @@ def _checkpoint_weights(ctx: CaseContext, root: dict, dtype: torch.dtype) -> dic
     for name, value in sorted(state.items()):
         if name.endswith("layer_scalar"):
             value = 0.5 + torch.rand(value.shape, generator=gen)
-        key = _flatten_gemma4_unified_keys_for_comfy("model.language_model." + name)
+        key = "model.language_model." + name
+        if comfy_flat:
+            key = _flatten_gemma4_unified_keys_for_comfy(key)
         out[key] = value.to(dtype).contiguous().clone()
     return out
 

@@ -1,5 +1,6 @@
 //! Port of `ltx_core/text_encoders/gemma/`.
 
+pub mod assets;
 pub mod config;
 pub mod embeddings_connector;
 pub mod embeddings_processor;
@@ -9,13 +10,14 @@ pub mod gemma3;
 pub mod gemma4;
 pub mod tokenizer;
 
+pub use assets::{GemmaAssets, GemmaError, GemmaFamily, GemmaTextConfig};
 pub use config::Gemma3TextConfig;
 pub use embeddings_connector::{Embeddings1DConnector, Embeddings1DConnectorConfig};
 pub use embeddings_processor::{
     embeddings_processor_key_ops, EmbeddingsProcessor, EmbeddingsProcessorOutput,
 };
 pub use encoders::{
-    clean_response, GemmaLayers, GemmaTextEncoder, SampleRng, SamplingConfig,
+    clean_response, GemmaLayers, GemmaModel, GemmaTextEncoder, SampleRng, SamplingConfig,
     DEFAULT_T2V_SYSTEM_PROMPT,
 };
 pub use feature_extractor::{FeatureExtractor, GemmaDims, PaddingSide};

@@ -8,14 +8,19 @@
 //! end-of-turn token. The random draws come from this crate's own seeded generator, so the text
 //! differs from the reference's for the same seed (torch's sampler cannot be reproduced); greedy
 //! decoding (`temperature` 0) is deterministic and matches the reference token for token.
+//!
+//! Gemma-3 only: the Gemma-4 unified encoder of LTX-2.5 has no generation path (1.2.0 refuses to
+//! enhance with it too), and the dense instruct Gemma-4 1.2.0 enhances with is not ported.
 
 use std::path::Path;
 
 use candle_core::{DType, Tensor};
 use serde_json::Value;
 
-use super::base_encoder::GemmaTextEncoder;
+use super::base_encoder::{GemmaModel, GemmaTextEncoder};
 use crate::error::{Error, Result};
+use crate::text_encoders::gemma::assets::GemmaError;
+use crate::text_encoders::gemma::gemma3::Gemma3TextModel;
 
 /// The instructions Gemma gets for text-to-video enhancement. Users can pass their own (e.g. the
 /// reference's `gemma_t2v_system_prompt.txt`).
@@ -197,6 +202,17 @@ pub fn clean_response(text: &str) -> String {
 }
 
 impl GemmaTextEncoder {
+    /// The decoder that writes text: Gemma-3's (the only one with a generation path here).
+    fn generative_model(&self) -> Result<&Gemma3TextModel> {
+        match &self.model {
+            GemmaModel::Gemma3(m) => Ok(m),
+            GemmaModel::Gemma4(_) => Err(GemmaError::CannotGenerate {
+                path: self.source().to_path_buf(),
+            }
+            .into()),
+        }
+    }
+
     /// Continues `prompt_ids` until an end token or `cfg.max_new_tokens`; returns the new tokens
     /// (the end token excluded).
     pub fn generate(
@@ -211,15 +227,15 @@ impl GemmaTextEncoder {
                 "generation needs at least one prompt token".into(),
             ));
         }
+        let model = self.generative_model()?;
         let device = self.device();
-        let mut cache = self.model.new_cache();
+        let mut cache = model.new_cache();
         let ids = Tensor::new(prompt_ids, device)?.unsqueeze(0)?;
-        let mut hidden = self.model.forward_cached(&ids, &mut cache)?;
+        let mut hidden = model.forward_cached(&ids, &mut cache)?;
         let mut out = Vec::new();
         while out.len() < cfg.max_new_tokens {
             let last = hidden.narrow(1, hidden.dim(1)? - 1, 1)?;
-            let logits: Vec<f32> = self
-                .model
+            let logits: Vec<f32> = model
                 .logits(&last)?
                 .to_dtype(DType::F32)?
                 .flatten_all()?
@@ -231,7 +247,7 @@ impl GemmaTextEncoder {
             out.push(next);
             on_token(out.len());
             let ids = Tensor::new(&[next], device)?.unsqueeze(0)?;
-            hidden = self.model.forward_cached(&ids, &mut cache)?;
+            hidden = model.forward_cached(&ids, &mut cache)?;
         }
         Ok(out)
     }
@@ -245,6 +261,7 @@ impl GemmaTextEncoder {
         seed: u64,
         on_token: impl FnMut(usize),
     ) -> Result<String> {
+        self.generative_model()?;
         let chat = gemma_chat_prompt(
             system_prompt.unwrap_or(DEFAULT_T2V_SYSTEM_PROMPT),
             &format!("user prompt: {}", prompt.trim()),
