@@ -24,6 +24,15 @@ pub enum Error {
         hint: &'static str,
     },
 
+    /// Two component files that do not belong together (e.g. a Gemma-3 text encoder for an
+    /// LTX-2.5 transformer, a VAE of another generation).
+    #[error("`{first}` and `{second}` do not belong together: {reason}")]
+    Incompatible {
+        first: PathBuf,
+        second: PathBuf,
+        reason: String,
+    },
+
     #[error("cannot read or write `{path}`: {source}")]
     Io {
         path: PathBuf,

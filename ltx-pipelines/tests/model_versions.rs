@@ -143,7 +143,7 @@ fn an_automatic_duration_comes_from_the_duration_head() {
     };
     let err = try_generate(ledger(dir.path(), "2.5.0"), Some(window)).unwrap_err();
     assert!(err.to_string().contains("no duration head"), "{err}");
-    l.duration_head = Some(head);
+    l.paths.duration_head = Some(head);
     // [0.3, 0.4] s at 24 fps is [7, 10] frames: whatever the prediction, 9 frames on the grid
     let frames = generate_with(l, Some(window));
     assert_eq!(frames.len(), 9 * 64 * 64 * 3);

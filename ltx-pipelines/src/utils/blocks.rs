@@ -8,7 +8,8 @@ use ltx_core::conditioning::ConditioningItem;
 use ltx_core::model::audio_vae::decode_audio;
 use ltx_core::model::video_vae::decoder::to_uint8_frames;
 use ltx_core::model::video_vae::{DecodeInputs, TilingConfig, VideoEncoder};
-use ltx_core::text_encoders::gemma::PaddingSide;
+use ltx_core::text_encoders::gemma::GemmaLayers::Resident;
+use ltx_core::text_encoders::gemma::{GemmaAssets, GemmaTextEncoder, PaddingSide};
 use ltx_core::types::Audio;
 
 use super::duration::{require_num_frames_source, resolve_num_frames, NumFrames};
@@ -28,27 +29,20 @@ pub fn encode_prompts(
     seed: u64,
     progress: &mut dyn FnMut(ProgressEvent),
 ) -> Result<Vec<(Tensor, Tensor)>> {
+    let mut prompts: Vec<String> = prompts.iter().map(|p| p.to_string()).collect();
+    let separate = enhance.and_then(|e| e.gemma.as_deref());
+    if enhance.is_some() {
+        check_prompt_enhancer(ledger, separate)?;
+    }
+    if let (Some(e), Some(root)) = (enhance, separate) {
+        // a Gemma of its own rewrites the prompt, and is freed before the text encoder loads
+        let enhancer = GemmaTextEncoder::load(root, ledger.dtype, &ledger.device, Resident)?;
+        enhance_first(&enhancer, e, &mut prompts, seed, progress)?;
+    }
     let hidden = {
         let encoder = ledger.text_encoder()?;
-        let mut prompts: Vec<String> = prompts.iter().map(|p| p.to_string()).collect();
-        if let (Some(e), Some(first)) = (enhance, prompts.first_mut()) {
-            if let Some(img) = &e.image {
-                tracing::warn!(
-                    image = %img.display(),
-                    "Gemma's vision tower is not ported: the prompt is enhanced from its text only"
-                );
-            }
-            let cfg = ltx_core::text_encoders::gemma::SamplingConfig::for_enhancement(&encoder);
-            progress(ProgressEvent::Stage {
-                name: "enhance prompt",
-                total: cfg.max_new_tokens,
-            });
-            let total = cfg.max_new_tokens;
-            let text = encoder.enhance_t2v(first, e.system_prompt.as_deref(), seed, |done| {
-                progress(ProgressEvent::Step { done, total })
-            })?;
-            progress(ProgressEvent::EnhancedPrompt(text.clone()));
-            *first = text;
+        if let (Some(e), None) = (enhance, separate) {
+            enhance_first(&encoder, e, &mut prompts, seed, progress)?;
         }
         progress(ProgressEvent::Stage {
             name: "text encoder",
@@ -78,6 +72,57 @@ pub fn encode_prompts(
             ))
         })
         .collect()
+}
+
+/// Before any Gemma loads: the Gemma that rewrites the prompt (`separate`, else the text encoder)
+/// must be one that generates — Gemma-3; LTX-2.5's Gemma-4 encoder is encode-only (as in the
+/// reference, whose enhancement with it needs a separate `--prompt-enhancer-gemma-root`).
+fn check_prompt_enhancer(ledger: &ModelLedger, separate: Option<&std::path::Path>) -> Result<()> {
+    let assets = match separate {
+        Some(p) => GemmaAssets::load(p)?,
+        None => ledger.gemma_assets()?,
+    };
+    if assets.model_type() != "gemma3" {
+        return Err(Error::InvalidArgument(format!(
+            "prompt enhancement needs a Gemma-3 that generates text; `{}` is {} (encode-only): \
+             pass a Gemma-3 root with --prompt-enhancer-gemma-root",
+            assets.source().display(),
+            assets.model_type()
+        )));
+    }
+    Ok(())
+}
+
+/// Rewrites the first prompt with `encoder` (sampling seeded with `seed`), reported as
+/// [`ProgressEvent::EnhancedPrompt`].
+fn enhance_first(
+    encoder: &GemmaTextEncoder,
+    e: &PromptEnhancement,
+    prompts: &mut [String],
+    seed: u64,
+    progress: &mut dyn FnMut(ProgressEvent),
+) -> Result<()> {
+    let Some(first) = prompts.first_mut() else {
+        return Ok(());
+    };
+    if let Some(img) = &e.image {
+        tracing::warn!(
+            image = %img.display(),
+            "Gemma's vision tower is not ported: the prompt is enhanced from its text only"
+        );
+    }
+    let cfg = ltx_core::text_encoders::gemma::SamplingConfig::for_enhancement(encoder);
+    let total = cfg.max_new_tokens;
+    progress(ProgressEvent::Stage {
+        name: "enhance prompt",
+        total,
+    });
+    let text = encoder.enhance_t2v(first, e.system_prompt.as_deref(), seed, |done| {
+        progress(ProgressEvent::Step { done, total })
+    })?;
+    progress(ProgressEvent::EnhancedPrompt(text.clone()));
+    *first = text;
+    Ok(())
 }
 
 /// [`encode_prompts`] for a request's prompt alone (the distilled pipelines: no negative prompt).

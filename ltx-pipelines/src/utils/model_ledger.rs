@@ -1,6 +1,7 @@
-//! Port of `ltx_pipelines/utils/model_ledger.py`: builds each component from its checkpoint on
-//! demand. Nothing is cached: a stage asks for what it needs and drops it when it is done, so peak
-//! memory is the largest stage, not the sum. Weights are read from the memory-mapped file and
+//! Port of `ltx_pipelines/utils/model_ledger.py`: builds each component from its file on demand
+//! (one checkpoint, or one file per component: [`ModelPaths`]). Nothing is cached: a stage asks
+//! for what it needs and drops it when it is done, so peak memory is the largest stage, not the
+//! sum. Weights are read from the memory-mapped file and
 //! uploaded to the device once, when the component is built.
 
 use std::path::{Path, PathBuf};
@@ -26,11 +27,13 @@ use ltx_core::model::video_vae::{
     vae_decoder_keys_filter, vae_encoder_keys_filter, VideoDecoder, VideoEncoder, VideoVaeConfig,
 };
 use ltx_core::text_encoders::gemma::{
-    embeddings_processor_key_ops, EmbeddingsProcessor, Gemma3TextConfig, GemmaDims, GemmaLayers,
+    embeddings_processor_key_ops, EmbeddingsProcessor, GemmaAssets, GemmaDims, GemmaLayers,
     GemmaTextEncoder,
 };
 
+use super::compatibility::{check_gemma_version, check_same_generation};
 use super::duration::DurationPredictor;
+use super::model_paths::{Component, ModelPaths};
 use super::offload::{host_available_memory, ComponentSize, MemoryPolicy, Offload, Plan};
 use crate::{Error, Result};
 
@@ -46,8 +49,8 @@ pub struct LoraSpec {
 pub struct ModelLedger {
     pub dtype: DType,
     pub device: Device,
-    pub checkpoint: PathBuf,
-    pub gemma_root: Option<PathBuf>,
+    /// The component files (one checkpoint, or LTX-2.5's one file per component).
+    pub paths: ModelPaths,
     pub spatial_upsampler: Option<PathBuf>,
     pub loras: Vec<LoraSpec>,
     /// Decode video latents with this instead of the checkpoint's Candle decoder (e.g. a Core ML
@@ -56,8 +59,6 @@ pub struct ModelLedger {
     /// Offload mode and memory budget of the transformer's blocks and the text encoder's layers
     /// (each planned on its own: the pipelines drop the encoder before building the transformer).
     pub memory: MemoryPolicy,
-    /// The duration head's file (`--duration-head-path`); `None`: the checkpoint.
-    pub duration_head: Option<PathBuf>,
 }
 
 fn is_block_key(key: &str) -> bool {
@@ -98,7 +99,8 @@ fn require_file(what: &str, path: &Path) -> Result<()> {
 }
 
 impl ModelLedger {
-    /// Checks that every given path exists (before any heavy work starts).
+    /// A ledger over one monolithic checkpoint (and its Gemma root); every given path is checked
+    /// to exist (before any heavy work starts).
     pub fn new(
         dtype: DType,
         device: Device,
@@ -107,15 +109,19 @@ impl ModelLedger {
         spatial_upsampler: Option<PathBuf>,
         loras: Vec<LoraSpec>,
     ) -> Result<Self> {
-        require_file("checkpoint", &checkpoint)?;
-        if let Some(root) = &gemma_root {
-            if !root.is_dir() {
-                return Err(Error::InvalidArgument(format!(
-                    "Gemma root `{}` is not a directory",
-                    root.display()
-                )));
-            }
-        }
+        let paths = ModelPaths::monolith(checkpoint, gemma_root);
+        Self::from_paths(dtype, device, paths, spatial_upsampler, loras)
+    }
+
+    /// A ledger over any component layout; every given path is checked to exist.
+    pub fn from_paths(
+        dtype: DType,
+        device: Device,
+        paths: ModelPaths,
+        spatial_upsampler: Option<PathBuf>,
+        loras: Vec<LoraSpec>,
+    ) -> Result<Self> {
+        paths.check_exist()?;
         if let Some(p) = &spatial_upsampler {
             require_file("spatial upsampler", p)?;
         }
@@ -125,13 +131,11 @@ impl ModelLedger {
         Ok(Self {
             dtype,
             device,
-            checkpoint,
-            gemma_root,
+            paths,
             spatial_upsampler,
             loras,
             video_decoder_backend: None,
             memory: MemoryPolicy::default(),
-            duration_head: None,
         })
     }
 
@@ -145,8 +149,14 @@ impl ModelLedger {
         Ok(out)
     }
 
-    fn open(&self) -> Result<SafetensorsFiles> {
-        Ok(SafetensorsFiles::open(&[&self.checkpoint])?)
+    /// The file of `component`, opened (memory-mapped, nothing read yet).
+    fn open(&self, component: Component) -> Result<SafetensorsFiles> {
+        Ok(SafetensorsFiles::open(&[self.paths.get(component)?])?)
+    }
+
+    /// The transformer's file: its metadata names the model's generation.
+    fn open_transformer(&self) -> Result<SafetensorsFiles> {
+        self.open(Component::Transformer)
     }
 
     fn weights(
@@ -157,27 +167,31 @@ impl ModelLedger {
         Ok(Arc::new(files.state_dict(ops)?))
     }
 
-    /// The duration predictor of the duration-head file (by default the checkpoint itself), or
-    /// `None` when it holds no head (files older than LTX-2.5).
+    /// The duration predictor of the duration-head file (a monolith's checkpoint itself), or
+    /// `None` when it holds no head (files older than LTX-2.5, or a split set without one).
     pub fn duration_predictor(&self) -> Result<Option<DurationPredictor>> {
-        let path = self.duration_head.as_ref().unwrap_or(&self.checkpoint);
+        let Some(path) = &self.paths.duration_head else {
+            return Ok(None);
+        };
         let files = SafetensorsFiles::open(&[path])?;
         DurationPredictor::from_files(&files, self.dtype, &self.device)
     }
 
     /// The checkpoint's parsed `model_version` (`[]` without one).
     pub fn model_version(&self) -> Result<Vec<u32>> {
-        Ok(super::constants::checkpoint_model_version(&self.open()?))
+        Ok(super::constants::checkpoint_model_version(
+            &self.open_transformer()?,
+        ))
     }
 
     /// The CRF of conditioning images that name none: the checkpoint generation's.
     pub fn default_image_crf(&self) -> Result<u32> {
-        Ok(super::constants::detect_params(&self.open()?).default_image_crf)
+        Ok(super::constants::detect_params(&self.open_transformer()?).default_image_crf)
     }
 
-    /// The checkpoint's `config` metadata.
+    /// The transformer file's `config` metadata.
     pub fn config(&self) -> Result<serde_json::Value> {
-        Ok(self.open()?.config()?)
+        Ok(self.open_transformer()?.config()?)
     }
 
     /// The LoRA files of this ledger, opened (memory-mapped, nothing read yet).
@@ -205,7 +219,7 @@ impl ModelLedger {
     /// LoRA that matches no weight is an error, not a silent no-op. Under an offload policy the
     /// blocks the budget cannot hold are streamed (see [`MemoryPolicy`]).
     pub fn transformer(&self) -> Result<X0Model> {
-        let files = self.open()?;
+        let files = self.open_transformer()?;
         let kind = LtxModelType::AudioVideo;
         let cfg = LtxModelConfig::from_checkpoint_config(&files.config()?, kind)?;
         let sd = files.state_dict(&ltxv_model_comfy_renaming_map())?;
@@ -258,7 +272,7 @@ impl ModelLedger {
 
     /// What the transformer's weights take in the ledger's dtype (from the header).
     pub fn transformer_size(&self) -> Result<ComponentSize> {
-        let files = self.open()?;
+        let files = self.open_transformer()?;
         let cfg =
             LtxModelConfig::from_checkpoint_config(&files.config()?, LtxModelType::AudioVideo)?;
         let sd = files.state_dict(&ltxv_model_comfy_renaming_map())?;
@@ -323,7 +337,7 @@ impl ModelLedger {
     }
 
     pub fn video_encoder(&self) -> Result<VideoEncoder> {
-        let files = self.open()?;
+        let files = self.open(Component::VideoVae)?;
         let cfg = VideoVaeConfig::from_checkpoint_config(&files.config()?)?;
         let sd = self.weights(&files, &vae_encoder_keys_filter())?;
         let m = VideoEncoder::new(&cfg, sd.var_builder(self.dtype, &self.device))?;
@@ -332,7 +346,7 @@ impl ModelLedger {
     }
 
     pub fn video_decoder(&self) -> Result<VideoDecoder> {
-        let files = self.open()?;
+        let files = self.open(Component::VideoVae)?;
         let cfg = VideoVaeConfig::from_checkpoint_config(&files.config()?)?;
         let sd = self.weights(&files, &vae_decoder_keys_filter())?;
         let m = VideoDecoder::new(&cfg, sd.var_builder(self.dtype, &self.device))?;
@@ -341,7 +355,7 @@ impl ModelLedger {
     }
 
     pub fn audio_encoder(&self) -> Result<AudioEncoder> {
-        let files = self.open()?;
+        let files = self.open(Component::AudioVae)?;
         let cfg = AudioVaeConfig::from_checkpoint_config(&files.config()?)?;
         let sd = self.weights(&files, &audio_vae_encoder_keys_filter())?;
         let m = AudioEncoder::new(&cfg, sd.var_builder(self.dtype, &self.device))?;
@@ -350,7 +364,7 @@ impl ModelLedger {
     }
 
     pub fn audio_decoder(&self) -> Result<AudioDecoder> {
-        let files = self.open()?;
+        let files = self.open(Component::AudioVae)?;
         let cfg = AudioVaeConfig::from_checkpoint_config(&files.config()?)?;
         let sd = self.weights(&files, &audio_vae_decoder_keys_filter())?;
         let m = AudioDecoder::new(&cfg, sd.var_builder(self.dtype, &self.device))?;
@@ -359,7 +373,7 @@ impl ModelLedger {
     }
 
     pub fn vocoder(&self) -> Result<VocoderModel> {
-        let files = self.open()?;
+        let files = self.open(Component::AudioVae)?;
         let cfg = VocoderModelConfig::from_checkpoint_config(&files.config()?)?;
         let sd = self.weights(&files, &vocoder_keys_filter())?;
         let m = VocoderModel::new(&cfg, sd.var_builder(self.dtype, &self.device))?;
@@ -367,30 +381,21 @@ impl ModelLedger {
         Ok(m)
     }
 
-    fn gemma_root(&self) -> Result<&Path> {
-        self.gemma_root.as_deref().ok_or_else(|| {
-            Error::InvalidArgument(
-                "no Gemma root given (--gemma-root): the text encoder needs it".into(),
-            )
-        })
+    /// The text encoder's path: a Gemma root folder or a single text-encoder file.
+    fn text_encoder_path(&self) -> Result<&Path> {
+        self.paths.get(Component::TextEncoder)
     }
 
-    /// Width and depth of the Gemma model in the Gemma root (its `config.json`, else the 12B).
+    /// The text encoder's config, tokenizer and sidecars (headers and the tokenizer read; no
+    /// weight).
+    pub fn gemma_assets(&self) -> Result<GemmaAssets> {
+        Ok(GemmaAssets::load(self.text_encoder_path()?)?)
+    }
+
+    /// Width and depth of the Gemma model (from its config; a Gemma-3 root without one: the
+    /// 12B's).
     pub fn gemma_dims(&self) -> Result<GemmaDims> {
-        let root = self.gemma_root()?;
-        let cfg = match std::fs::read_to_string(root.join("config.json")) {
-            Ok(text) => {
-                let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
-                    Error::InvalidArgument(format!("`{}/config.json`: {e}", root.display()))
-                })?;
-                Gemma3TextConfig::from_json(&v)?
-            }
-            Err(_) => Gemma3TextConfig::default(),
-        };
-        Ok(GemmaDims {
-            hidden_size: cfg.hidden_size,
-            num_hidden_layers: cfg.num_hidden_layers,
-        })
+        Ok(self.gemma_assets()?.dims())
     }
 
     /// The Gemma text encoder, its decoder layers held as the memory policy plans them (the same
@@ -403,19 +408,22 @@ impl ModelLedger {
                 in_memory: self.memory.offload == Offload::Cpu,
             },
         };
-        Ok(GemmaTextEncoder::from_root_with(
-            self.gemma_root()?,
+        Ok(GemmaTextEncoder::load(
+            self.text_encoder_path()?,
             self.dtype,
             &self.device,
             layers,
         )?)
     }
 
-    /// How the text encoder's layers will be held (from the shards' headers; nothing is read): an
-    /// over-budget policy is refused here, before any work.
+    /// How the text encoder's layers will be held (from the weights' headers; nothing is read):
+    /// an over-budget policy is refused here, before any work.
     pub fn text_encoder_plan(&self) -> Result<Plan> {
         let (resident, blocks, blocks_stored) =
-            ltx_core::text_encoders::gemma::encoders::weight_sizes(self.gemma_root()?, self.dtype)?;
+            ltx_core::text_encoders::gemma::encoders::weight_sizes(
+                self.text_encoder_path()?,
+                self.dtype,
+            )?;
         let size = ComponentSize {
             resident,
             blocks,
@@ -425,19 +433,38 @@ impl ModelLedger {
             .plan("text encoder", &size, self.available_memory())
     }
 
-    /// Feature extractor and connectors (from the LTX checkpoint).
+    /// Feature extractor and connectors: from the transformer's file, and in a split set from a
+    /// single-file text encoder too (LTX-2.5 bundles its projection with Gemma). The text
+    /// encoder is checked against the transformer first.
     pub fn embeddings_processor(&self) -> Result<EmbeddingsProcessor> {
-        let dims = self.gemma_dims()?;
-        let files = self.open()?;
+        let assets = self.gemma_assets()?;
+        let files = SafetensorsFiles::open(&self.paths.embeddings_weight_paths()?)?;
+        check_gemma_version(&files, &assets)?;
         let sd = self.weights(&files, &embeddings_processor_key_ops())?;
         let m = EmbeddingsProcessor::new(
             &files.config()?,
-            dims,
+            assets.dims(),
             true,
             sd.var_builder(self.dtype, &self.device),
         )?;
         sd.report_unused("embeddings_processor");
         Ok(m)
+    }
+
+    /// The compatibility checks between the given parts, from their headers (before any work):
+    /// the text encoder's Gemma version against the transformer's, and each VAE's generation
+    /// against the transformer's.
+    pub fn check_compatibility(&self) -> Result<()> {
+        let transformer = self.open_transformer()?;
+        if self.paths.text_encoder.is_some() {
+            check_gemma_version(&transformer, &self.gemma_assets()?)?;
+        }
+        for c in [Component::VideoVae, Component::AudioVae] {
+            if let Ok(path) = self.paths.get(c) {
+                check_same_generation(&transformer, &SafetensorsFiles::open(&[path])?, c)?;
+            }
+        }
+        Ok(())
     }
 
     pub fn spatial_upsampler(&self) -> Result<LatentUpsampler> {

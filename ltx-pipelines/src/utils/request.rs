@@ -20,6 +20,9 @@ pub struct PromptEnhancement {
     /// An image the reference would show Gemma (its first conditioning image). Gemma's vision
     /// tower is not ported: the prompt is enhanced from the text alone, with a warning.
     pub image: Option<std::path::PathBuf>,
+    /// A Gemma of its own for the rewrite (`--prompt-enhancer-gemma-root`: a Gemma-3 root or
+    /// file), loaded and freed before the text encoder; `None`: the text encoder rewrites.
+    pub gemma: Option<std::path::PathBuf>,
 }
 
 /// An image that conditions one frame (`--image PATH FRAME_IDX STRENGTH [CRF]`).
