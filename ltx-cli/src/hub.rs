@@ -1,4 +1,4 @@
-//! Weights from the Hugging Face Hub (`--model Lightricks/LTX-2`, `--gemma ...`) into the standard
+//! Weights from the Hugging Face Hub (`--model Lightricks/LTX-2[.3|.5]`, `--gemma ...`) into the standard
 //! HF cache (honours `HF_HOME`, `HF_HUB_CACHE`, `HF_ENDPOINT`, `HF_TOKEN`; `HF_HUB_OFFLINE=1` or
 //! `--offline` resolves from the cache only), with a download progress bar. Local paths never
 //! touch the network.
@@ -16,39 +16,79 @@ pub enum Variant {
     Dev,
 }
 
+/// The model files of a repository: one checkpoint, or one file per component.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ModelFiles {
+    /// LTX-2 / LTX-2.3: transformer, VAEs, vocoder and connectors in one file (Gemma apart).
+    Monolith(&'static str),
+    /// LTX-2.5: `diffusion_models/`, `text_encoders/`, `vae/`, `model_patches/`.
+    Split(SplitFiles),
+}
+
+/// The per-component files of a split repository.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SplitFiles {
+    pub transformer: &'static str,
+    pub text_encoder: &'static str,
+    pub video_vae: &'static str,
+    pub audio_vae: &'static str,
+    pub duration_head: &'static str,
+}
+
 /// The files a pipeline takes from a model repository.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RepoFiles {
-    pub checkpoint: &'static str,
+    pub model: ModelFiles,
     pub spatial_upsampler: &'static str,
     pub distilled_lora: &'static str,
 }
 
-/// The released file names of `Lightricks/LTX-2` and `Lightricks/LTX-2.3`.
+/// The released file names of `Lightricks/LTX-2`, `Lightricks/LTX-2.3` and `Lightricks/LTX-2.5`
+/// (2.5: the bf16 files, and the convolutional video decoder — the diffusion decoder
+/// `vae/ltx-2.5-video-vae-bf16.safetensors` is not ported yet).
 pub fn repo_files(repo: &str, variant: Variant) -> Result<RepoFiles> {
-    let (dev, distilled, up, lora) = match repo {
+    let pick = |dev, distilled| match variant {
+        Variant::Distilled => distilled,
+        Variant::Dev => dev,
+    };
+    let (model, up, lora) = match repo {
         "Lightricks/LTX-2" => (
-            "ltx-2-19b-dev.safetensors",
-            "ltx-2-19b-distilled.safetensors",
+            ModelFiles::Monolith(pick(
+                "ltx-2-19b-dev.safetensors",
+                "ltx-2-19b-distilled.safetensors",
+            )),
             "ltx-2-spatial-upscaler-x2-1.0.safetensors",
             "ltx-2-19b-distilled-lora-384.safetensors",
         ),
         "Lightricks/LTX-2.3" => (
-            "ltx-2.3-22b-dev.safetensors",
-            "ltx-2.3-22b-distilled.safetensors",
+            ModelFiles::Monolith(pick(
+                "ltx-2.3-22b-dev.safetensors",
+                "ltx-2.3-22b-distilled.safetensors",
+            )),
             "ltx-2.3-spatial-upscaler-x2-1.0.safetensors",
             "ltx-2.3-22b-distilled-lora-384.safetensors",
         ),
+        "Lightricks/LTX-2.5" => (
+            ModelFiles::Split(SplitFiles {
+                transformer: pick(
+                    "diffusion_models/ltx-2.5-22b-dev-transformer-bf16.safetensors",
+                    "diffusion_models/ltx-2.5-22b-distilled-transformer-bf16.safetensors",
+                ),
+                text_encoder: "text_encoders/gemma4-12b-with-proj-ltx-2.5-bf16.safetensors",
+                video_vae: "vae/ltx-2.5-video-vae-conv-bf16.safetensors",
+                audio_vae: "vae/ltx-2.5-audio-vae-bf16.safetensors",
+                duration_head: "model_patches/ltx-2.5-duration-head-bf16.safetensors",
+            }),
+            "latent_upscale_models/ltx-2.5-latent-spatial-upscaler-x2-bf16-1.0.safetensors",
+            "loras/ltx-2.5-22b-distilled-lora-450-bf16.safetensors",
+        ),
         other => bail!(
-            "unknown model repository `{other}`: use Lightricks/LTX-2 or Lightricks/LTX-2.3, or \
-             local files (--checkpoint-path ...)"
+            "unknown model repository `{other}`: use Lightricks/LTX-2, Lightricks/LTX-2.3 or \
+             Lightricks/LTX-2.5, or local files (--checkpoint-path / --transformer-path ...)"
         ),
     };
     Ok(RepoFiles {
-        checkpoint: match variant {
-            Variant::Distilled => distilled,
-            Variant::Dev => dev,
-        },
+        model,
         spatial_upsampler: up,
         distilled_lora: lora,
     })
@@ -194,14 +234,46 @@ mod tests {
     #[test]
     fn released_file_names() {
         let f = repo_files("Lightricks/LTX-2", Variant::Distilled).unwrap();
-        assert_eq!(f.checkpoint, "ltx-2-19b-distilled.safetensors");
+        assert_eq!(
+            f.model,
+            ModelFiles::Monolith("ltx-2-19b-distilled.safetensors")
+        );
         let f = repo_files("Lightricks/LTX-2.3", Variant::Dev).unwrap();
-        assert_eq!(f.checkpoint, "ltx-2.3-22b-dev.safetensors");
+        assert_eq!(f.model, ModelFiles::Monolith("ltx-2.3-22b-dev.safetensors"));
         assert_eq!(
             f.distilled_lora,
             "ltx-2.3-22b-distilled-lora-384.safetensors"
         );
         assert!(repo_files("someone/else", Variant::Dev).is_err());
+        // every LTX-2.5 name is one of the released files (their headers are in the repo)
+        let released = std::fs::read_dir(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../tests/reference/released_ltx25"
+        ))
+        .unwrap()
+        .map(|e| {
+            let v: serde_json::Value =
+                serde_json::from_slice(&std::fs::read(e.unwrap().path()).unwrap()).unwrap();
+            v["name"].as_str().unwrap().to_string()
+        })
+        .collect::<Vec<_>>();
+        for variant in [Variant::Dev, Variant::Distilled] {
+            let f = repo_files("Lightricks/LTX-2.5", variant).unwrap();
+            let ModelFiles::Split(s) = f.model else {
+                panic!("LTX-2.5 is split")
+            };
+            for name in [
+                s.transformer,
+                s.text_encoder,
+                s.video_vae,
+                s.audio_vae,
+                s.duration_head,
+                f.spatial_upsampler,
+                f.distilled_lora,
+            ] {
+                assert!(released.iter().any(|r| r == name), "{name}");
+            }
+        }
         assert!(split_repo("no-slash").is_err());
         assert!(split_repo("a/b/c").is_err());
     }

@@ -129,9 +129,9 @@ fn bad_inputs_are_refused_before_the_weights() {
             "must be <= MAX_SECONDS".into(),
         ),
         (
-            "one-stage",
-            args(&["--auto-duration", "1", "5"]),
-            "only available with `ltx distilled`".into(),
+            "keyframe-interpolation",
+            args(&["--image", &ok_png, "0", "1", "--auto-duration", "1", "5"]),
+            "not keyframe-interpolation".into(),
         ),
         (
             "generate",
@@ -379,4 +379,132 @@ fn auto_duration_needs_a_duration_head() {
     assert!(!o.status.success(), "{e}");
     assert!(e.contains("needs a duration head"), "{e}");
     assert!(!e.contains("encoding") && !out.exists(), "{e}");
+}
+
+#[test]
+fn split_flags_exclude_the_checkpoint_and_name_a_missing_part() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = std::env::temp_dir().join("ltx-rs-test-cache");
+    let tiny = ltx_pipelines::tiny::ensure_tiny_model(&cache).unwrap();
+    let out = dir.path().join("out.mp4");
+    // the split flags and --checkpoint-path exclude each other
+    let o = tiny_command(dir.path(), &out)
+        .arg("--audio-vae-path")
+        .arg(&tiny.checkpoint)
+        .output()
+        .unwrap();
+    let e = stderr(&o);
+    assert!(
+        !o.status.success() && e.contains("cannot be combined"),
+        "{e}"
+    );
+    // a split set without the text encoder: named before anything loads
+    let o = ltx(&dir.path().join("hf"))
+        .args(["distilled", "--prompt", "a cat", "--num-frames", "9"])
+        .arg("--transformer-path")
+        .arg(&tiny.checkpoint)
+        .arg("--video-vae-path")
+        .arg(&tiny.checkpoint)
+        .arg("--audio-vae-path")
+        .arg(&tiny.checkpoint)
+        .arg("--output-path")
+        .arg(&out)
+        .output()
+        .unwrap();
+    let e = stderr(&o);
+    assert!(!o.status.success(), "{e}");
+    assert!(
+        e.contains("no text encoder given (--text-encoder-path)"),
+        "{e}"
+    );
+    assert!(!e.contains("encoding") && !out.exists(), "{e}");
+    // the tiny checkpoint given as every part of a split set runs like the checkpoint
+    let o = ltx(&dir.path().join("hf"))
+        .args(["distilled", "--prompt", "a cat", "--num-frames", "9"])
+        .args(["--height", "64", "--width", "64"])
+        .arg("--transformer-path")
+        .arg(&tiny.checkpoint)
+        .arg("--text-encoder-path")
+        .arg(&tiny.gemma_root)
+        .arg("--video-vae-path")
+        .arg(&tiny.checkpoint)
+        .arg("--audio-vae-path")
+        .arg(&tiny.checkpoint)
+        .arg("--spatial-upsampler-path")
+        .arg(&tiny.spatial_upsampler)
+        .arg("--output-path")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let whole = dir.path().join("whole.mp4");
+    let o = tiny_distilled(dir.path(), &whole, &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(std::fs::read(&out).unwrap(), std::fs::read(&whole).unwrap());
+}
+
+/// A random duration head over the tiny model's contexts (both 24 wide), as its own file.
+fn tiny_duration_head(dir: &Path) -> PathBuf {
+    use ltx_core::model::duration_head::{DurationHead, DurationHeadConfig};
+    let config = serde_json::json!({
+        "transformer": {"cross_attention_dim": 24, "audio_cross_attention_dim": 24},
+        "duration_head": {"pooler_hidden_dim": 8, "num_queries": 1, "num_pooler_heads": 2, "mlp_hidden": 8}
+    });
+    let cfg = DurationHeadConfig::from_checkpoint_config(&config).unwrap();
+    let weights = ltx_core::loader::synthetic::random_weights(
+        5,
+        candle_core::DType::F32,
+        "duration_head.",
+        |vb| DurationHead::new(&cfg, vb),
+    )
+    .unwrap();
+    let head = dir.join("head.safetensors");
+    let meta = std::collections::HashMap::from([("config".to_string(), config.to_string())]);
+    ltx_core::loader::synthetic::save_safetensors(&head, &weights, meta).unwrap();
+    head
+}
+
+#[test]
+fn the_guided_pipelines_predict_the_frame_count_with_a_duration_head() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = std::env::temp_dir().join("ltx-rs-test-cache");
+    let tiny = ltx_pipelines::tiny::ensure_tiny_model(&cache).unwrap();
+    let head = tiny_duration_head(dir.path());
+    let out = dir.path().join("out.mp4");
+    let o = ltx(&dir.path().join("hf"))
+        .args([
+            "one-stage",
+            "--prompt",
+            "a cat",
+            "--num-inference-steps",
+            "2",
+        ])
+        .args([
+            "--height",
+            "64",
+            "--width",
+            "64",
+            "--auto-duration",
+            "0.3",
+            "0.4",
+        ])
+        .args(["--video-stg-blocks", "1", "--audio-stg-blocks", "1"])
+        .arg("--transformer-path")
+        .arg(&tiny.checkpoint)
+        .arg("--text-encoder-path")
+        .arg(&tiny.gemma_root)
+        .arg("--video-vae-path")
+        .arg(&tiny.checkpoint)
+        .arg("--audio-vae-path")
+        .arg(&tiny.checkpoint)
+        .arg("--duration-head-path")
+        .arg(&head)
+        .arg("--output-path")
+        .arg(&out)
+        .output()
+        .unwrap();
+    let e = stderr(&o);
+    assert!(o.status.success(), "{e}");
+    // [0.3, 0.4] s at the tiny model's 24 fps: 9 frames on the 8k + 1 grid, whatever the head says
+    assert!(e.contains("(9 frames 64x64"), "{e}");
 }

@@ -64,12 +64,11 @@ impl A2VidTwoStagePipeline {
         }
         let latent = latent.narrow(2, 0, shape.frames)?;
 
-        let shape1 = req.pixel_shape(2);
-        let stage_1 = guided_stage(
+        let (stage_1, _) = guided_stage(
             stage_1,
             request,
-            (&shape1, "denoise (stage 1)"),
-            (Sampler::Euler, None),
+            (2, "denoise (stage 1)"),
+            (Sampler::Euler, false),
             (ImageConditioningMode::Combined, GuidedAudio::Keep(&latent)),
             &mut noise,
             progress,

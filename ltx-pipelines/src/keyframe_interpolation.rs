@@ -28,6 +28,12 @@ impl GuidedTwoStages for KeyframeInterpolationPipeline {
     }
 
     fn validate(&self, req: &GenerationRequest) -> Result<()> {
+        if req.auto_duration.is_some() {
+            // as the reference: the keyframes' frame indices fix the length
+            return Err(Error::InvalidArgument(
+                "keyframe interpolation takes --num-frames, not an automatic duration".into(),
+            ));
+        }
         if req.images.is_empty() {
             return Err(Error::InvalidArgument(
                 "keyframe interpolation needs at least one image (--image PATH FRAME_IDX STRENGTH)"

@@ -4,7 +4,7 @@
 
 use ltx_core::types::Audio;
 
-use crate::utils::blocks::decode_outputs;
+use crate::utils::blocks::{check_duration_source, decode_outputs};
 use crate::utils::helpers::ImageConditioningMode;
 use crate::utils::model_ledger::ModelLedger;
 pub use crate::utils::request::{GenerationRequest, GuidanceRequest, GuidedRequest};
@@ -24,15 +24,15 @@ impl TI2VidOneStagePipeline {
 
     pub fn run(&self, (req, guidance): GuidedRequest, io: RunIo) -> Result<Audio> {
         let RunIo { progress, sink } = io;
-        req.validate(false)?;
+        req.validate_with_auto_duration(false)?;
         guidance.validate()?;
-        let shape = req.pixel_shape(1);
+        check_duration_source(&self.ledger, req)?;
         let mut noise = PipelineNoise::new(req.noise, req.seed);
-        let stage = guided_stage(
+        let (stage, req) = guided_stage(
             &self.ledger,
             (req, guidance),
-            (&shape, "denoise"),
-            (Sampler::Euler, None),
+            (1, "denoise"),
+            (Sampler::Euler, false),
             (ImageConditioningMode::Combined, GuidedAudio::Generate),
             &mut noise,
             progress,

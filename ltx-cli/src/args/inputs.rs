@@ -165,8 +165,8 @@ pub fn lora(path: PathBuf, strength: f64) -> Result<LoraSpec> {
     Ok(LoraSpec { path, strength })
 }
 
-/// `--enhance-prompt [--enhance-system-prompt FILE]`; the file is read now so a bad path fails
-/// before any work.
+/// `--enhance-prompt [--enhance-system-prompt FILE] [--prompt-enhancer-gemma-root PATH]`; the
+/// files are read / checked now so a bad path fails before any work.
 pub fn enhancement(args: &RunArgs) -> Result<Option<PromptEnhancement>> {
     if !args.enhance_prompt {
         return Ok(None);
@@ -178,9 +178,15 @@ pub fn enhancement(args: &RunArgs) -> Result<Option<PromptEnhancement>> {
                 .with_context(|| format!("cannot read the system prompt `{}`", p.display()))?,
         ),
     };
+    if let Some(g) = &args.prompt_enhancer_gemma_root {
+        if !g.is_dir() {
+            check_readable("prompt enhancer Gemma", g)?;
+        }
+    }
     Ok(Some(PromptEnhancement {
         system_prompt,
         image: None,
+        gemma: args.prompt_enhancer_gemma_root.clone(),
     }))
 }
 

@@ -11,6 +11,7 @@ use std::path::PathBuf;
 use ltx_core::components::noisers::NoiseKind;
 use ltx_core::components::torch_random::CudaLaunchLayout;
 use ltx_core::device::{DTypeChoice, DeviceChoice};
+use ltx_pipelines::utils::model_paths::PathFlags;
 use ltx_pipelines::utils::offload::{MemoryPolicy, Offload};
 
 /// `--device`.
@@ -97,13 +98,14 @@ pub struct CommonArgs {
     /// model's preset; 768 for the tiny model).
     #[arg(long)]
     pub width: Option<usize>,
-    /// Number of frames, 8k + 1 (default: the model's preset; 121 for the tiny model; with
-    /// `ltx distilled` on a checkpoint with a duration head (LTX-2.5), predicted from the prompt
-    /// within 1–20 s).
+    /// Number of frames, 8k + 1 (default: the model's preset; 121 for the tiny model; with a
+    /// duration head (LTX-2.5) on distilled, one-stage, two-stage and two-stage-hq, predicted from
+    /// the prompt within 1–20 s).
     #[arg(long)]
     pub num_frames: Option<usize>,
-    /// Predict the number of frames from the prompt with the duration head (LTX-2.5, `ltx
-    /// distilled`), clamped to [MIN_SECONDS, MAX_SECONDS]. --num-frames wins when both are given.
+    /// Predict the number of frames from the prompt with the duration head (LTX-2.5; distilled,
+    /// one-stage, two-stage, two-stage-hq), clamped to [MIN_SECONDS, MAX_SECONDS]. --num-frames
+    /// wins when both are given.
     #[arg(long, num_args = 2, value_names = ["MIN_SECONDS", "MAX_SECONDS"])]
     pub auto_duration: Option<Vec<f64>>,
     /// Frames per second (default: the model's preset).
@@ -197,6 +199,10 @@ pub struct RunArgs {
     /// Instructions for Gemma's rewrite (a text file; default: the built-in ones).
     #[arg(long, value_name = "FILE", requires = "enhance_prompt")]
     pub enhance_system_prompt: Option<PathBuf>,
+    /// A Gemma-3 root (or single file) for the rewrite, when the text encoder cannot generate
+    /// (LTX-2.5's Gemma-4 encoder) or should not; loaded and freed before the text encoder.
+    #[arg(long, value_name = "PATH", requires = "enhance_prompt")]
+    pub prompt_enhancer_gemma_root: Option<PathBuf>,
     /// Decode the video in tiles (512 px / 64 frames, the reference's defaults) to bound memory.
     #[arg(long)]
     pub tiled_decode: bool,
@@ -252,38 +258,71 @@ impl NoiseArg {
     }
 }
 
-/// Where the weights come from: local files, the Hugging Face Hub, or the built-in tiny model.
+/// Where the weights come from: local files (one checkpoint, or one file per component), the
+/// Hugging Face Hub, or the built-in tiny model.
 #[derive(clap::Args, Debug)]
 pub struct WeightArgs {
-    /// LTX-2 / LTX-2.3 checkpoint (.safetensors). Without it (and without --model) the built-in
-    /// tiny model runs (noise-like output; every stage exercised).
+    /// LTX-2 / LTX-2.3 checkpoint (.safetensors, every component in one file). Without it, the
+    /// split flags and --model the built-in tiny model runs (noise-like output; every stage
+    /// exercised).
     #[arg(long, alias = "distilled-checkpoint-path")]
     pub checkpoint_path: Option<PathBuf>,
-    /// Take the weights from the Hugging Face Hub: `Lightricks/LTX-2` or `Lightricks/LTX-2.3`
-    /// (downloaded once into the HF cache; files given by path take precedence).
+    /// Take the weights from the Hugging Face Hub: `Lightricks/LTX-2`, `Lightricks/LTX-2.3` or
+    /// `Lightricks/LTX-2.5` (downloaded once into the HF cache; only the files the pipeline
+    /// needs; files given by path take precedence).
     #[arg(long, value_name = "REPO")]
     pub model: Option<String>,
-    /// Gemma text encoder repository on the Hub (default with --model:
+    /// Gemma text encoder repository on the Hub for LTX-2 / LTX-2.3 (default with --model:
     /// google/gemma-3-12b-it-qat-q4_0-unquantized).
     #[arg(long, value_name = "REPO")]
     pub gemma: Option<String>,
     /// Resolve Hub files from the local cache only (also `HF_HUB_OFFLINE=1`).
     #[arg(long)]
     pub offline: bool,
-    /// Folder with the Gemma-3 text encoder (tokenizer.json + safetensors).
+    /// Folder with the Gemma-3 text encoder of a --checkpoint-path (tokenizer.json +
+    /// safetensors).
     #[arg(long)]
     pub gemma_root: Option<PathBuf>,
+    /// Split layout (LTX-2.5): the transformer (.safetensors; DiT + text connectors).
+    #[arg(long)]
+    pub transformer_path: Option<PathBuf>,
+    /// Split layout: the text encoder, one .safetensors (Gemma-4 + LTX projection + tokenizer)
+    /// or a Gemma root folder.
+    #[arg(long)]
+    pub text_encoder_path: Option<PathBuf>,
+    /// The video VAE (.safetensors): a split set's, or in place of a checkpoint's own.
+    /// `--vae-checkpoint-path` is the same flag (the name 1.2.0's optimisation notes use).
+    #[arg(long, visible_alias = "vae-checkpoint-path")]
+    pub video_vae_path: Option<PathBuf>,
+    /// Split layout: the audio VAE and vocoder (.safetensors).
+    #[arg(long)]
+    pub audio_vae_path: Option<PathBuf>,
+    /// Split layout: the duration head (.safetensors, LTX-2.5's `model_patches/`) for an
+    /// automatic frame count (a checkpoint's own head is used when it holds one).
+    #[arg(long)]
+    pub duration_head_path: Option<PathBuf>,
     /// Spatial x2 latent upsampler (.safetensors); two-stage pipelines.
     #[arg(long)]
     pub spatial_upsampler_path: Option<PathBuf>,
-    /// Duration head (.safetensors, LTX-2.5's `model_patches/`) for an automatic frame count
-    /// (default: the checkpoint, when it holds one).
-    #[arg(long)]
-    pub duration_head_path: Option<PathBuf>,
     /// Where the built-in tiny model is cached (default: $LTX_CACHE, $XDG_CACHE_HOME/ltx-rs or
     /// ~/.cache/ltx-rs).
     #[arg(long)]
     pub cache_dir: Option<PathBuf>,
+}
+
+impl WeightArgs {
+    /// The model paths given on the command line.
+    pub fn path_flags(&self) -> PathFlags {
+        PathFlags {
+            checkpoint: self.checkpoint_path.clone(),
+            gemma_root: self.gemma_root.clone(),
+            transformer: self.transformer_path.clone(),
+            text_encoder: self.text_encoder_path.clone(),
+            video_vae: self.video_vae_path.clone(),
+            audio_vae: self.audio_vae_path.clone(),
+            duration_head: self.duration_head_path.clone(),
+        }
+    }
 }
 
 /// Which runtime decodes the video latents.

@@ -60,6 +60,18 @@ enum Pipeline {
 }
 
 impl Pipeline {
+    /// Whether the pipeline can predict its frame count (as the reference: not keyframe
+    /// interpolation, A2V or IC-LoRA, whose length comes from their inputs).
+    fn predicts_duration(&self) -> bool {
+        matches!(
+            self,
+            Self::Distilled
+                | Self::OneStage { .. }
+                | Self::TwoStage { .. }
+                | Self::TwoStageHq { .. }
+        )
+    }
+
     fn two_stage(&self) -> bool {
         !matches!(self, Self::OneStage { .. })
     }
@@ -271,8 +283,8 @@ fn request(args: &CommonArgs, pipeline: &Pipeline, tiny: bool) -> Result<Generat
     Ok(req)
 }
 
-/// What weights a pipeline needs.
-fn needs(pipeline: &Pipeline) -> Needs {
+/// What weights a pipeline needs (`num_frames_omitted`: the frame count may be predicted).
+fn needs(pipeline: &Pipeline, num_frames_omitted: bool) -> Needs {
     let variant = match pipeline {
         Pipeline::Distilled | Pipeline::IcLora(_) => Variant::Distilled,
         _ => Variant::Dev,
@@ -281,6 +293,7 @@ fn needs(pipeline: &Pipeline) -> Needs {
         variant,
         upsampler: pipeline.two_stage(),
         hub_distilled_lora: pipeline.distilled_lora() == Some(None),
+        duration_head: pipeline.predicts_duration() && num_frames_omitted,
     }
 }
 
@@ -289,12 +302,17 @@ fn run(args: CommonArgs, pipeline: Pipeline, target: &Target) -> Result<()> {
     // everything that needs no model, before any download or load
     check_output(&args.output_path, args.run.force)?;
     let loras = inputs::loras(&args.run.loras)?;
-    let tiny = args.model.weights.checkpoint_path.is_none() && args.model.weights.model.is_none();
-    let mut req = request(&args, &pipeline, tiny)?;
+    let local = !args.model.weights.path_flags().is_empty();
+    let tiny = !local && args.model.weights.model.is_none();
     let asked_window = inputs::auto_duration(args.auto_duration.as_deref())?;
-    if asked_window.is_some() && !matches!(pipeline, Pipeline::Distilled) {
-        bail!("--auto-duration is only available with `ltx distilled`");
+    if asked_window.is_some() && !pipeline.predicts_duration() {
+        bail!(
+            "--auto-duration is available with distilled, one-stage, two-stage and two-stage-hq, \
+             not {}",
+            pipeline.name()
+        );
     }
+    let mut req = request(&args, &pipeline, tiny)?;
     if asked_window.is_some() && args.num_frames.is_some() {
         tracing::warn!("both --num-frames and --auto-duration were given: using --num-frames");
     }
@@ -302,12 +320,9 @@ fn run(args: CommonArgs, pipeline: Pipeline, target: &Target) -> Result<()> {
         inputs::check_guidance(g)?;
     }
     coreml::check_flags(&args.model.vae, args.run.tiled_decode)?;
-    if pipeline.distilled_lora() == Some(None)
-        && args.model.weights.checkpoint_path.is_some()
-        && args.model.weights.model.is_none()
-    {
+    if pipeline.distilled_lora() == Some(None) && local && args.model.weights.model.is_none() {
         bail!(
-            "--distilled-lora is required by the {} pipeline with --checkpoint-path",
+            "--distilled-lora is required by the {} pipeline with local model files",
             pipeline.name()
         );
     }
@@ -334,25 +349,26 @@ fn run(args: CommonArgs, pipeline: Pipeline, target: &Target) -> Result<()> {
         _ => 0,
     };
 
-    let weights = weights::resolve(&args.model.weights, needs(&pipeline))?;
+    let weights = weights::resolve(
+        &args.model.weights,
+        needs(&pipeline, args.num_frames.is_none()),
+    )?;
     let distilled_lora = match pipeline.distilled_lora() {
         Some(given) => weights.distilled_lora(given.cloned(), pipeline.name())?,
         None => None,
     };
     let mut loaded = Loaded::new(weights, loras, target, args.model.memory.policy())?;
-    loaded.ledger.duration_head = args.model.weights.duration_head_path.clone();
-    if matches!(pipeline, Pipeline::Distilled) && args.num_frames.is_none() {
+    if pipeline.predicts_duration() && args.num_frames.is_none() {
         // --auto-duration, or --num-frames omitted on a checkpoint with a duration head
         let has_head = loaded.ledger.duration_predictor()?.is_some();
         req.auto_duration = match asked_window {
             Some(_) if !has_head => bail!(
-                "--auto-duration needs a duration head (LTX-2.5): `{}` has none; pass                  --duration-head-path or --num-frames",
-                loaded
-                    .ledger
-                    .duration_head
-                    .as_ref()
-                    .unwrap_or(&loaded.ledger.checkpoint)
-                    .display()
+                "--auto-duration needs a duration head (LTX-2.5): {}; pass --duration-head-path \
+                 or --num-frames",
+                match &loaded.ledger.paths.duration_head {
+                    Some(p) => format!("`{}` has none", p.display()),
+                    None => "none given".into(),
+                }
             ),
             Some(w) => Some(w),
             None => has_head.then(AutoDuration::default),

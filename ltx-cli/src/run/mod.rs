@@ -48,8 +48,9 @@ pub struct Loaded {
 }
 
 impl Loaded {
-    /// Reads the checkpoint's header and opens the ledger (which checks every path and that the
-    /// memory policy can hold the transformer).
+    /// Reads the headers and opens the ledger, which checks every path, that the parts belong
+    /// together (text encoder and VAEs against the transformer) and that the memory policy can
+    /// hold the transformer and the text encoder.
     pub fn new(
         weights: Weights,
         loras: Vec<LoraSpec>,
@@ -57,15 +58,15 @@ impl Loaded {
         memory: MemoryPolicy,
     ) -> Result<Self> {
         let facts = CheckpointFacts::read(&weights)?;
-        let mut ledger = ModelLedger::new(
+        let mut ledger = ModelLedger::from_paths(
             target.dtype,
             target.device.clone(),
-            weights.checkpoint.clone(),
-            Some(weights.gemma_root.clone()),
+            weights.paths.clone(),
             weights.upsampler.clone(),
             loras,
         )?;
         ledger.memory = memory;
+        ledger.check_compatibility()?;
         ledger.check_memory()?;
         ledger.text_encoder_plan()?;
         Ok(Self {

@@ -58,6 +58,7 @@ pub fn run(args: RetakeArgs, device: &Device, dtype: Option<DTypeChoice>) -> Res
         },
         upsampler: false,
         hub_distilled_lora: false,
+        duration_head: false,
     };
     let mut loaded = Loaded::new(
         weights::resolve(&args.model.weights, needs)?,

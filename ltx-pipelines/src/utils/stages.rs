@@ -12,7 +12,9 @@ use ltx_core::components::schedulers::Ltx2Scheduler;
 use ltx_core::conditioning::ConditioningItem;
 use ltx_core::types::{Audio, LatentState, VideoPixelShape};
 
-use super::blocks::{decode_outputs, encode_prompts, ConditioningEncoder};
+use super::blocks::{
+    check_duration_source, decode_outputs, encode_prompts, resolve_duration, ConditioningEncoder,
+};
 use super::constants::STAGE_2_DISTILLED_SIGMA_VALUES;
 use super::denoisers::{MultiModalDenoiser, SimpleDenoiser};
 use super::helpers::{denoise_audio_video, ImageConditioningMode, StageAudio, StageInputs};
@@ -168,19 +170,21 @@ pub enum GuidedAudio<'a> {
     Keep(&'a Tensor),
 }
 
-/// The first stage of the guided pipelines: the prompt and the negative prompt encoded, the
-/// image conditionings in `mode`, `guidance.num_inference_steps` steps of the LTX-2 schedule
-/// (shifted for `schedule_tokens` latent tokens, or the default count) with the multimodal guider
-/// at `shape`.
+/// The first stage of the guided pipelines: the prompt and the negative prompt encoded, the frame
+/// count predicted from them when the request asks for an automatic duration, the image
+/// conditionings in `mode`, `guidance.num_inference_steps` steps of the LTX-2 schedule (with
+/// `shift_for_tokens`, shifted for the stage's latent token count, else the default count) with
+/// the multimodal guider at `1 / divisor` of the requested size (2: the first of two stages).
+/// Returns the stage's latents and the request with its frame count known.
 pub fn guided_stage(
     ledger: &ModelLedger,
     (req, guidance): (&GenerationRequest, &GuidanceRequest),
-    (shape, name): (&VideoPixelShape, &'static str),
-    (sampler, schedule_tokens): (Sampler, Option<usize>),
+    (divisor, name): (usize, &'static str),
+    (sampler, shift_for_tokens): (Sampler, bool),
     (mode, audio): (ImageConditioningMode, GuidedAudio<'_>),
     noise: &mut dyn NoiseSource,
     progress: &mut dyn FnMut(ProgressEvent),
-) -> Result<StageOneOutput> {
+) -> Result<(StageOneOutput, GenerationRequest)> {
     let mut contexts = encode_prompts(
         ledger,
         &[req.prompt.as_str(), guidance.negative_prompt.as_str()],
@@ -190,6 +194,12 @@ pub fn guided_stage(
     )?;
     let negative = contexts.pop().expect("two prompts");
     let positive = contexts.pop().expect("two prompts");
+    let req = resolve_duration(ledger, req, (&positive.0, &positive.1), divisor > 1)?;
+    let shape = &req.pixel_shape(divisor);
+    let schedule_tokens = shift_for_tokens.then(|| {
+        let frames = (shape.frames - 1) / 8 + 1;
+        frames * (shape.height / 32) * (shape.width / 32)
+    });
     let conds = ConditioningEncoder::new(ledger)?.images(mode, &req.images, shape.size())?;
     let transformer = ledger.transformer()?;
     check_schedule(guidance.num_inference_steps, schedule_tokens)?;
@@ -219,11 +229,14 @@ pub fn guided_stage(
         inputs: first_stage_inputs(ledger, shape, &conds, stage_audio),
     };
     let (video, audio) = run_stage(&stage, &mut denoiser, noise, progress)?;
-    Ok(StageOneOutput {
-        video: video.latent,
-        audio: audio.latent,
-        contexts: positive,
-    })
+    Ok((
+        StageOneOutput {
+            video: video.latent,
+            audio: audio.latent,
+            contexts: positive,
+        },
+        req,
+    ))
 }
 
 /// Between the stages of the two-stage pipelines: the stage-1 video latent (first batch element)
@@ -415,23 +428,20 @@ pub fn guided_two_stages(
     io: RunIo,
 ) -> Result<Audio> {
     let RunIo { progress, sink } = io;
-    req.validate(true)?;
+    req.validate_with_auto_duration(true)?;
     guidance.validate()?;
-    let shape1 = req.pixel_shape(2);
-    let tokens = (flow.sampler == Sampler::Res2s).then(|| {
-        let f = (shape1.frames - 1) / 8 + 1;
-        f * (shape1.height / 32) * (shape1.width / 32)
-    });
+    check_duration_source(&ledgers.stage_1, req)?;
     let mut noise = PipelineNoise::new(req.noise, req.seed);
-    let stage_1 = guided_stage(
+    let (stage_1, req) = guided_stage(
         &ledgers.stage_1,
         (req, guidance),
-        (&shape1, "denoise (stage 1)"),
-        (flow.sampler, tokens),
+        (2, "denoise (stage 1)"),
+        (flow.sampler, flow.sampler == Sampler::Res2s),
         (flow.mode, GuidedAudio::Generate),
         &mut noise,
         progress,
     )?;
+    let req = &req;
     let stage_2 = StageTwo {
         ledgers: (&ledgers.stage_1, &ledgers.stage_2),
         flow,
