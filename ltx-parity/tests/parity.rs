@@ -70,6 +70,8 @@ fn every_committed_fixture_matches_the_reference() {
         "embeddings_processor",
         "gemma_text_encoder",
         "gemma4_text_encoder",
+        "gemma4_tokenizer",
+        "gemma4_prompt_encoding",
         "gemma_tokenizer",
         "audio_encoder",
         "audio_decoder",
@@ -86,6 +88,22 @@ fn every_committed_fixture_matches_the_reference() {
         "duration_head",
     ] {
         assert!(components.contains(needed), "no fixture covers {needed}");
+    }
+    // the LTX-2.5 builds of shared components, by file: a component name alone would pass on 2.3's
+    let stems: std::collections::BTreeSet<String> = files
+        .iter()
+        .filter_map(|f| f.file_stem().map(|s| s.to_string_lossy().into_owned()))
+        .collect();
+    for needed in [
+        "video_encoder_ltx25",
+        "video_decoder_ltx25",
+        "audio_encoder_ltx25",
+        "audio_decoder_ltx25",
+        "vocoder_bwe_ltx25",
+        "latent_upsampler_spatial_ltx25",
+        "latent_upsampler_temporal_ltx25",
+    ] {
+        assert!(stems.contains(needed), "no committed fixture {needed}");
     }
 }
 
