@@ -45,8 +45,20 @@ fn component(key: &str) -> &'static str {
     if key.contains("lora_A") || key.contains("lora_B") || key.contains("lora_down") {
         return "LoRA";
     }
-    if key.starts_with("model.layers.") || key.starts_with("vision_model.") {
+    if [
+        "model.layers.",
+        "model.embed_tokens.",
+        "model.norm.",
+        "model.language_model.",
+    ]
+    .iter()
+    .any(|p| key.starts_with(p))
+        || key.starts_with("vision_model.")
+    {
         return "Gemma";
+    }
+    if key == "tokenizer_json" || key.starts_with("hf_asset__") {
+        return "tokenizer and configs";
     }
     if key.starts_with("vocoder.") {
         return "vocoder";
@@ -54,6 +66,17 @@ fn component(key: &str) -> &'static str {
     MAP.iter()
         .find(|(p, _)| key.starts_with(p))
         .map_or("other", |(_, c)| c)
+}
+
+/// `Some(name)` when `config` is a latent upsampler's (flat, with `mid_channels`).
+fn upsampler_kind(config: &serde_json::Value) -> Option<&'static str> {
+    config.get("mid_channels")?;
+    let on = |k: &str| config.get(k).and_then(|v| v.as_bool()) == Some(true);
+    Some(match (on("spatial_upsample"), on("temporal_upsample")) {
+        (true, true) => "spatio-temporal upsampler",
+        (false, true) => "temporal upsampler",
+        _ => "spatial upsampler",
+    })
 }
 
 fn human(n: u64) -> String {
@@ -67,9 +90,13 @@ fn human(n: u64) -> String {
 
 pub fn run(args: &Args) -> Result<()> {
     let files = SafetensorsFiles::open(&args.checkpoint)?;
+    let config = files.config()?;
+    // an upsampler's config is flat (no sections) and its keys bare
+    let upsampler = upsampler_kind(&config);
     let version = files.metadata_entry("model_version").unwrap_or("");
     let family = match model_family(&parse_model_version(version)) {
         Some(f) => f,
+        None if upsampler.is_some() => "latent upsampler (no model_version)",
         None if files.metadata_entry("config").is_some() => "LTX-2 (no later model_version)",
         None if files.metadata_entry("gemma_config").is_some() => "Gemma text encoder",
         None => "unknown (no `config` metadata)",
@@ -91,7 +118,11 @@ pub fn run(args: &Args) -> Result<()> {
             .iter()
             .map(|&d| d as u64)
             .product();
-        let e = parts.entry(component(&key)).or_default();
+        let part = match component(&key) {
+            "other" => upsampler.unwrap_or("other"),
+            c => c,
+        };
+        let e = parts.entry(part).or_default();
         e.0 += 1;
         e.1 += n;
     }
@@ -101,11 +132,13 @@ pub fn run(args: &Args) -> Result<()> {
         println!("{name:<24} {count:>8} {:>12}", human(*params));
     }
     println!("{:<24} {:>8} {:>12}", "total", sd.len(), human(total));
-    let config = files.config()?;
     if let Some(obj) = config.as_object() {
         let keys: Vec<&str> = obj.keys().map(String::as_str).collect();
         println!("config sections: {}", keys.join(", "));
-        if let Some(t) = obj.get("transformer") {
+        if let Some(t) = obj
+            .get("transformer")
+            .filter(|t| t.get("num_layers").is_some())
+        {
             let get = |k: &str| {
                 t.get(k)
                     .map(|v| v.to_string())

@@ -5,6 +5,9 @@ use std::process::Command;
 
 use ltx_pipelines::media::video::probe_mp4;
 
+mod common;
+use common::{write_lora, write_png};
+
 fn ltx() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_ltx"));
     c.env("RUST_BACKTRACE", "0");
@@ -150,21 +153,6 @@ fn bad_inputs_fail_before_any_work_and_leave_nothing() {
     let o = generate(&dir.path().join("no/such/dir/out.mp4"), &small);
     assert!(!o.status.success());
     assert!(stderr(&o).contains("does not exist"), "{}", stderr(&o));
-}
-
-fn write_lora(path: &Path, module: &str, out_f: usize, in_f: usize) {
-    use candle_core::{DType, Device, Tensor};
-    let dev = Device::Cpu;
-    let a = Tensor::ones((2, in_f), DType::BF16, &dev).unwrap();
-    let b = (Tensor::ones((out_f, 2), DType::F32, &dev).unwrap() * 0.01)
-        .unwrap()
-        .to_dtype(DType::BF16)
-        .unwrap();
-    let tensors = std::collections::HashMap::from([
-        (format!("diffusion_model.{module}.lora_A.weight"), a),
-        (format!("diffusion_model.{module}.lora_B.weight"), b),
-    ]);
-    ltx_core::loader::synthetic::save_safetensors(path, &tensors, Default::default()).unwrap();
 }
 
 #[test]
@@ -338,17 +326,6 @@ fn hub_model_offline_with_an_empty_cache_is_a_clear_error() {
         "{}",
         stderr(&o)
     );
-}
-
-fn write_png(path: &Path, w: u32, h: u32, seed: u32) {
-    let img = image::RgbImage::from_fn(w, h, |x, y| {
-        image::Rgb([
-            ((x * 7 + seed * 31) % 256) as u8,
-            ((y * 5 + seed * 17) % 256) as u8,
-            (((x + y) * 3) % 256) as u8,
-        ])
-    });
-    img.save(path).unwrap();
 }
 
 #[test]

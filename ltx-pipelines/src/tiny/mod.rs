@@ -21,6 +21,9 @@ use serde_json::{json, Value};
 
 use crate::{Error, Result};
 
+mod ltx25;
+pub use ltx25::{ensure_tiny_ltx25, TinyLtx25};
+
 /// Bumped whenever the generated files change, so stale caches are not reused.
 const VERSION: &str = "tiny-v3";
 
@@ -144,6 +147,12 @@ const WORDS: &str = "a an the of and in on at with to from by for is are was it 
 /// A word-level `tokenizer.json` for the tiny Gemma (`<pad>` 0, `<eos>` 1, `<bos>` 2,
 /// `<unk>` 3), lower-casing, splitting on whitespace and punctuation, `<bos>` prepended.
 pub fn tiny_tokenizer_json() -> (String, usize) {
+    word_tokenizer_json(true)
+}
+
+/// [`tiny_tokenizer_json`] with (Gemma-3) or without (Gemma-4: the encoder prepends it) the
+/// BOS-adding post-processor.
+fn word_tokenizer_json(bos_template: bool) -> (String, usize) {
     let mut vocab = serde_json::Map::new();
     for (i, t) in ["<pad>", "<eos>", "<bos>", "<unk>"].iter().enumerate() {
         vocab.insert(t.to_string(), json!(i));
@@ -159,17 +168,22 @@ pub fn tiny_tokenizer_json() -> (String, usize) {
         json!({"id": id, "content": content, "single_word": false, "lstrip": false,
             "rstrip": false, "normalized": false, "special": true})
     };
+    let post_processor = if bos_template {
+        json!({"type": "TemplateProcessing",
+            "single": [{"SpecialToken": {"id": "<bos>", "type_id": 0}},
+                       {"Sequence": {"id": "A", "type_id": 0}}],
+            "pair": [{"Sequence": {"id": "A", "type_id": 0}}],
+            "special_tokens": {"<bos>": {"id": "<bos>", "ids": [2], "tokens": ["<bos>"]}}})
+    } else {
+        Value::Null
+    };
     let tok = json!({
         "version": "1.0", "truncation": null, "padding": null,
         "added_tokens": [special(0, "<pad>"), special(1, "<eos>"), special(2, "<bos>"),
             special(3, "<unk>")],
         "normalizer": {"type": "Lowercase"},
         "pre_tokenizer": {"type": "Whitespace"},
-        "post_processor": {"type": "TemplateProcessing",
-            "single": [{"SpecialToken": {"id": "<bos>", "type_id": 0}},
-                       {"Sequence": {"id": "A", "type_id": 0}}],
-            "pair": [{"Sequence": {"id": "A", "type_id": 0}}],
-            "special_tokens": {"<bos>": {"id": "<bos>", "ids": [2], "tokens": ["<bos>"]}}},
+        "post_processor": post_processor,
         "decoder": null,
         "model": {"type": "WordLevel", "vocab": vocab, "unk_token": "<unk>"}
     });
@@ -208,6 +222,26 @@ fn vae_keys(
     }
 }
 
+/// The embeddings processor's module-side keys under their checkpoint names.
+fn embeddings_key(k: &str) -> Option<String> {
+    for (module, ckpt) in [
+        ("feature_extractor.", "text_embedding_projection."),
+        (
+            "video_connector.",
+            "model.diffusion_model.video_embeddings_connector.",
+        ),
+        (
+            "audio_connector.",
+            "model.diffusion_model.audio_embeddings_connector.",
+        ),
+    ] {
+        if let Some(rest) = k.strip_prefix(module) {
+            return Some(format!("{ckpt}{rest}"));
+        }
+    }
+    None
+}
+
 fn build_checkpoint(path: &Path) -> Result<()> {
     let config = tiny_config();
     let mut all: HashMap<String, Tensor> = HashMap::new();
@@ -244,24 +278,7 @@ fn build_checkpoint(path: &Path) -> Result<()> {
     let emb = random_weights(7, STORAGE, "", |vb| {
         EmbeddingsProcessor::new(&config, dims, true, vb)
     })?;
-    all.extend(rename(emb, |k| {
-        for (module, ckpt) in [
-            ("feature_extractor.", "text_embedding_projection."),
-            (
-                "video_connector.",
-                "model.diffusion_model.video_embeddings_connector.",
-            ),
-            (
-                "audio_connector.",
-                "model.diffusion_model.audio_embeddings_connector.",
-            ),
-        ] {
-            if let Some(rest) = k.strip_prefix(module) {
-                return Some(format!("{ckpt}{rest}"));
-            }
-        }
-        None
-    }));
+    all.extend(rename(emb, embeddings_key));
     let metadata = HashMap::from([
         ("config".to_string(), config.to_string()),
         ("model_version".to_string(), TINY_MODEL_VERSION.to_string()),
@@ -299,59 +316,77 @@ fn build_gemma(root: &Path) -> Result<()> {
     Ok(())
 }
 
-/// The tiny model under `cache_dir`, generated on first use (a few seconds). Generation writes to
-/// a temporary folder renamed into place, so an interrupted run never leaves a partial model.
+/// The tiny model under `cache_dir`, generated on first use (a few seconds).
 pub fn ensure_tiny_model(cache_dir: &Path) -> Result<TinyModel> {
-    let dir = cache_dir.join(VERSION);
-    let paths = TinyModel {
+    let at = |dir: &Path| TinyModel {
         checkpoint: dir.join("ltx-tiny.safetensors"),
         spatial_upsampler: dir.join("ltx-tiny-spatial-upscaler-x2.safetensors"),
         gemma_root: dir.join("gemma"),
     };
-    let complete = |p: &TinyModel| {
-        p.checkpoint.is_file()
-            && p.spatial_upsampler.is_file()
-            && p.gemma_root.join("model.safetensors").is_file()
-    };
-    if complete(&paths) {
-        return Ok(paths);
+    let dir = ensure_built(
+        cache_dir,
+        VERSION,
+        |dir| {
+            let p = at(dir);
+            p.checkpoint.is_file()
+                && p.spatial_upsampler.is_file()
+                && p.gemma_root.join("model.safetensors").is_file()
+        },
+        |tmp| {
+            let p = at(tmp);
+            create_dir(&p.gemma_root)?;
+            build_checkpoint(&p.checkpoint)?;
+            build_upsampler(&p.spatial_upsampler)?;
+            build_gemma(&p.gemma_root)
+        },
+    )?;
+    Ok(at(&dir))
+}
+
+fn create_dir(dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(|source| Error::Io {
+        path: dir.to_path_buf(),
+        source,
+    })
+}
+
+/// `cache_dir/version`, built by `build` into a temporary folder renamed into place unless
+/// `complete` already holds for it, so an interrupted run never leaves a partial model.
+fn ensure_built(
+    cache_dir: &Path,
+    version: &str,
+    complete: impl Fn(&Path) -> bool,
+    build: impl FnOnce(&Path) -> Result<()>,
+) -> Result<PathBuf> {
+    let dir = cache_dir.join(version);
+    if complete(&dir) {
+        return Ok(dir);
     }
-    let io = |p: &Path, r: std::io::Result<()>| {
-        r.map_err(|source| Error::Io {
-            path: p.to_path_buf(),
-            source,
-        })
-    };
-    io(cache_dir, std::fs::create_dir_all(cache_dir))?;
-    if dir.exists() && !complete(&paths) {
+    create_dir(cache_dir)?;
+    if dir.exists() {
         // an incomplete folder (written by hand, or by an older version): start over
         let _ = std::fs::remove_dir_all(&dir);
     }
     let tmp = cache_dir.join(format!(
-        ".{VERSION}.{}.{:?}.partial",
+        ".{version}.{}.{:?}.partial",
         std::process::id(),
         std::thread::current().id()
     ));
     let _ = std::fs::remove_dir_all(&tmp);
-    io(&tmp, std::fs::create_dir_all(tmp.join("gemma")))?;
-    let built = (|| -> Result<()> {
-        build_checkpoint(&tmp.join("ltx-tiny.safetensors"))?;
-        build_upsampler(&tmp.join("ltx-tiny-spatial-upscaler-x2.safetensors"))?;
-        build_gemma(&tmp.join("gemma"))
-    })();
-    if let Err(e) = built {
+    create_dir(&tmp)?;
+    if let Err(e) = build(&tmp) {
         let _ = std::fs::remove_dir_all(&tmp);
         return Err(e);
     }
     // another process may have finished first: then its copy (identical) stays in place
     if let Err(e) = std::fs::rename(&tmp, &dir) {
         let _ = std::fs::remove_dir_all(&tmp);
-        if !paths.checkpoint.is_file() {
+        if !complete(&dir) {
             return Err(Error::Io {
                 path: dir,
                 source: e,
             });
         }
     }
-    Ok(paths)
+    Ok(dir)
 }
