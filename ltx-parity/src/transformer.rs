@@ -119,6 +119,7 @@ pub fn modality_from(
             None => None,
         },
         keyframes_mask: get("keyframes_mask")?,
+        context_key: None,
     }))
 }
 

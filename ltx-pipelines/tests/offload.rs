@@ -37,6 +37,7 @@ fn modality(tokens: usize, channels: usize, axes: usize, seed: u64) -> Modality 
         context_mask: None,
         attention_mask: None,
         keyframes_mask: None,
+        context_key: None,
     }
 }
 

@@ -238,8 +238,11 @@ fn modality(
             false => Ok(None),
         }
     };
-    ltx_parity::modality_from(&get, dtype)?
-        .ok_or_else(|| anyhow::anyhow!("the bench file has no {name} latent"))
+    let mut m = ltx_parity::modality_from(&get, dtype)?
+        .ok_or_else(|| anyhow::anyhow!("the bench file has no {name} latent"))?;
+    // the same prompt at every run, as at every step of a stage
+    m.context_key = Some(ltx_core::model::transformer::ContextKey::of(&m.context));
+    Ok(m)
 }
 
 /// Times one `LTXModel` velocity forward of both streams.
@@ -255,6 +258,9 @@ pub(super) fn worker_dit_block(args: &WorkerArgs, device: &Device, dtype: DType)
     let audio = modality(&inputs, "audio", dtype, device)?;
     drop((inputs, files));
     time_runs(args, device, || {
+        if args.fresh_text_kv {
+            model.clear_text_kv_cache();
+        }
         drop(model.forward(Some(&video), Some(&audio), None)?);
         Ok(())
     })

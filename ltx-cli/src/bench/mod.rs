@@ -81,6 +81,10 @@ pub struct CommonArgs {
     /// Folder for the weights file (kept, reused when the same shape is asked again).
     #[arg(long)]
     workdir: Option<PathBuf>,
+    /// `dit-block` / `step`: empty the text K/V cache before every run, so each run costs what
+    /// a stage's first step does (by default the runs after the first reuse it, as steps 2..N do).
+    #[arg(long)]
+    fresh_text_kv: bool,
 }
 
 #[derive(clap::Args)]
@@ -96,6 +100,9 @@ pub struct WorkerArgs {
     /// Where the transformer's weights live (`dit-block` and `step` only).
     #[command(flatten)]
     memory: crate::args::MemoryArgs,
+    /// Empty the text K/V cache before every run (`dit-block` and `step` only).
+    #[arg(long)]
+    fresh_text_kv: bool,
 }
 
 pub fn run(cmd: Command, device: &Device, dtype: Option<DTypeChoice>) -> Result<()> {
@@ -160,6 +167,9 @@ pub(super) fn compare_sides(
         .args(["bench-worker", &value_name(what)])
         .arg(file)
         .args(["--runs", &runs, "--warmup", &warmup]);
+    if common.fresh_text_kv {
+        rust.arg("--fresh-text-kv");
+    }
     if common.threads > 0 {
         rust.env("RAYON_NUM_THREADS", common.threads.to_string());
     }

@@ -188,6 +188,9 @@ pub(super) fn worker_step(args: &WorkerArgs, device: &Device, dtype: DType) -> R
     let fx = Fixture::open(&args.file)?;
     let inputs = fx.io("input.", device)?;
     time_runs(args, device, || {
+        if args.fresh_text_kv {
+            x0.velocity_model.clear_text_kv_cache();
+        }
         let out = ltx_parity::denoise_loop::run_with_model(&fx, &inputs, &x0, dtype, device, None)?;
         drop(out);
         Ok(())

@@ -103,6 +103,11 @@ impl<B> BlockStore<B> {
         self.blocks.is_empty()
     }
 
+    /// The blocks kept resident, in order.
+    pub fn resident_blocks(&self) -> impl Iterator<Item = &B> {
+        self.blocks.iter().flatten()
+    }
+
     pub fn resident_count(&self) -> usize {
         self.blocks.iter().filter(|b| b.is_some()).count()
     }

@@ -8,7 +8,7 @@ use ltx_core::guidance::perturbations::{
     BatchedPerturbationConfig, Perturbation, PerturbationConfig, PerturbationType,
 };
 use ltx_core::model::transformer::model::X0Model;
-use ltx_core::model::transformer::Modality;
+use ltx_core::model::transformer::{ContextKey, Modality};
 
 use super::helpers::modality_from_latent_state;
 use super::request::GuidanceRequest;
@@ -101,6 +101,11 @@ fn cat_modalities(parts: &[Modality]) -> Result<Option<Modality>> {
         context_mask: cat_opt(|m| m.context_mask.as_ref())?,
         attention_mask: cat_opt(|m| m.attention_mask.as_ref())?,
         keyframes_mask: cat_opt(|m| m.keyframes_mask.as_ref())?,
+        context_key: parts
+            .iter()
+            .map(|m| m.context_key.as_ref())
+            .collect::<Option<Vec<_>>>()
+            .map(ContextKey::concat),
     }))
 }
 

@@ -9,6 +9,7 @@ use ltx_core::conditioning::{
     ConditioningItem, VideoConditionByKeyframeIndex, VideoConditionByLatentIndex,
 };
 use ltx_core::model::transformer::modality::Modality;
+use ltx_core::model::transformer::ContextKey;
 use ltx_core::model::video_vae::VideoEncoder;
 use ltx_core::tools::{AudioLatentTools, LatentTools, VideoLatentTools};
 use ltx_core::types::{
@@ -119,6 +120,8 @@ pub fn modality_from_latent_state(
         context_mask: None,
         attention_mask: state.attention_mask.clone(),
         keyframes_mask: state.keyframes_mask.clone(),
+        // the same prompt tensor at every step: its text keys and values can be cached
+        context_key: Some(ContextKey::of(context)),
     })
 }
 

@@ -8,6 +8,7 @@ use candle_core::{DType, Module, Result, Tensor, D};
 use candle_nn::{Linear, VarBuilder};
 
 use super::rope::{apply_rotary_emb, RopeFreqs};
+use super::text_kv_cache::{ContextKey, TextKvCache};
 
 /// Upper bound on the f32 score slice one attention chunk materialises (B·H·rows·keys·4 bytes).
 pub const SCORE_BUDGET_BYTES: usize = 256 << 20;
@@ -203,6 +204,8 @@ pub struct Attention {
     heads: usize,
     dim_head: usize,
     eps: f64,
+    /// Keys and values per context, for a step-invariant text cross-attention.
+    kv_cache: Option<TextKvCache>,
 }
 
 /// Inputs of [`Attention::forward`] besides the query stream.
@@ -219,6 +222,9 @@ pub struct AttentionInputs<'a> {
     pub perturbation_mask: Option<&'a Tensor>,
     /// Every sample is perturbed: skip the query/key path entirely.
     pub all_perturbed: bool,
+    /// Identity of `context` across steps: with a K/V cache, its keys and values are computed
+    /// once (`None`: always computed).
+    pub context_key: Option<&'a ContextKey>,
 }
 
 impl Attention {
@@ -253,17 +259,43 @@ impl Attention {
             heads,
             dim_head,
             eps: norm_eps,
+            kv_cache: None,
         })
+    }
+
+    /// This layer with a K/V cache: for a cross-attention whose context is the same at every
+    /// step (the caller says so by passing [`AttentionInputs::context_key`]).
+    pub fn with_kv_cache(mut self) -> Self {
+        self.kv_cache = Some(TextKvCache::default());
+        self
+    }
+
+    /// The K/V cache, where this layer has one.
+    pub fn kv_cache(&self) -> Option<&TextKvCache> {
+        self.kv_cache.as_ref()
+    }
+
+    /// (normed keys, values) of `context`: from the cache for a keyed, unrotated context.
+    fn keys_values(&self, context: &Tensor, inputs: &AttentionInputs) -> Result<(Tensor, Tensor)> {
+        let compute = || -> Result<(Tensor, Tensor)> {
+            let k = rms_norm(&self.to_k.forward(context)?, Some(&self.k_norm), self.eps)?;
+            Ok((k, self.to_v.forward(context)?))
+        };
+        match (&self.kv_cache, inputs.context_key) {
+            (Some(cache), Some(key)) if inputs.context.is_some() && inputs.pe.is_none() => {
+                cache.get_or_insert(key, compute)
+            }
+            _ => compute(),
+        }
     }
 
     pub fn forward(&self, x: &Tensor, inputs: AttentionInputs) -> Result<Tensor> {
         let context = inputs.context.unwrap_or(x);
-        let v = self.to_v.forward(context)?;
         let out = if inputs.all_perturbed {
-            v
+            self.to_v.forward(context)?
         } else {
             let q = rms_norm(&self.to_q.forward(x)?, Some(&self.q_norm), self.eps)?;
-            let k = rms_norm(&self.to_k.forward(context)?, Some(&self.k_norm), self.eps)?;
+            let (k, v) = self.keys_values(context, &inputs)?;
             let (q, k) = match inputs.pe {
                 Some(pe) => (
                     apply_rotary_emb(&q, pe)?,

@@ -9,6 +9,7 @@ pub mod model;
 pub mod model_configurator;
 pub mod presets;
 pub mod rope;
+pub mod text_kv_cache;
 pub mod text_projection;
 pub mod timestep_embedding;
 #[allow(clippy::module_inception)]
@@ -21,3 +22,4 @@ pub use modality::Modality;
 pub use model::{BlockSpec, LegacyX0Model, LtxModel, X0Model};
 pub use model_configurator::{ltxv_model_comfy_renaming_map, LtxModelConfig, LtxModelType};
 pub use rope::RopeType;
+pub use text_kv_cache::{ContextKey, TextKvCache};

@@ -2,6 +2,8 @@
 
 use candle_core::Tensor;
 
+use super::text_kv_cache::ContextKey;
+
 /// One modality's input: tokens, noise level and conditioning.
 #[derive(Clone, Debug)]
 pub struct Modality {
@@ -25,4 +27,8 @@ pub struct Modality {
     /// latent frame, generated keyframe slots): they get the model's keyframe embedding, where
     /// it has one.
     pub keyframes_mask: Option<Tensor>,
+    /// Identity of `context` across the steps of a stage ([`ContextKey::of`] the prompt's
+    /// tensor): layers with a text K/V cache compute its keys and values once. `None`: always
+    /// computed.
+    pub context_key: Option<ContextKey>,
 }

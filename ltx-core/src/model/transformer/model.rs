@@ -155,6 +155,7 @@ impl BlockSpec {
                 apply_gated_attention: cfg.apply_gated_attention,
                 cross_attention_adaln: cfg.cross_attention_adaln,
                 ff_bias,
+                text_kv_cache: cfg.text_kv_step_invariant(),
             })
         };
         Self {
@@ -366,6 +367,28 @@ impl LtxModel {
         })
     }
 
+    /// Text contexts whose cross-attention keys and values are cached, summed over the layers
+    /// (resident blocks only: a streamed block is rebuilt, without its cache, at every forward).
+    pub fn cached_text_contexts(&self) -> usize {
+        self.blocks
+            .resident_blocks()
+            .flat_map(|b| b.text_kv_caches())
+            .map(|c| c.len())
+            .sum()
+    }
+
+    /// Frees the cached text keys and values (a new prompt would refill them anyway; this only
+    /// returns their memory early).
+    pub fn clear_text_kv_cache(&self) {
+        for cache in self
+            .blocks
+            .resident_blocks()
+            .flat_map(|b| b.text_kv_caches())
+        {
+            cache.clear();
+        }
+    }
+
     pub fn model_type(&self) -> LtxModelType {
         self.model_type
     }
@@ -517,6 +540,7 @@ mod tests {
     use super::*;
     use crate::loader::synthetic::random_weights;
     use crate::loader::StateDict;
+    use crate::model::transformer::ContextKey;
     use crate::Error;
 
     fn tiny_config() -> serde_json::Value {
@@ -563,6 +587,7 @@ mod tests {
             context_mask: None,
             attention_mask: None,
             keyframes_mask: None,
+            context_key: None,
         }
     }
 
@@ -589,6 +614,86 @@ mod tests {
         bad.attention_mask = Some(Tensor::zeros((1, 4, 5), DType::F32, &Device::Cpu).unwrap());
         shape_err(model.forward(Some(&bad), Some(&audio), None));
         assert!(model.forward(None, None, None).is_err());
+    }
+
+    /// A step-invariant text context (no prompt AdaLN): its keys and values are computed once
+    /// per prompt tensor and reused, bit for bit what recomputing them gives.
+    #[test]
+    fn text_keys_and_values_are_cached_across_steps() {
+        let dev = Device::Cpu;
+        let with_context = |m: Modality, seed: f64, keyed: bool| {
+            let context = (Tensor::arange(0f32, 36., &dev)
+                .unwrap()
+                .reshape((1, 3, 12))
+                .unwrap()
+                * (0.05 * seed))
+                .unwrap()
+                .sin()
+                .unwrap();
+            Modality {
+                context_key: keyed.then(|| ContextKey::of(&context)),
+                context,
+                ..m
+            }
+        };
+        let step = |m: &Modality, sigma: f32| Modality {
+            sigma: Tensor::new(&[sigma], &dev).unwrap(),
+            timesteps: Tensor::full(sigma, m.timesteps.dims(), &dev).unwrap(),
+            latent: (m.latent.clone() + sigma as f64).unwrap(),
+            ..m.clone()
+        };
+        let bits = |t: Option<Tensor>| {
+            let v: Vec<f32> = t.unwrap().flatten_all().unwrap().to_vec1().unwrap();
+            v.into_iter().map(f32::to_bits).collect::<Vec<_>>()
+        };
+        let model = tiny_model();
+        let (video, audio) = (
+            with_context(modality(4, 16, 3, 12), 1.0, true),
+            with_context(modality(5, 16, 1, 12), 2.0, true),
+        );
+        assert_eq!(model.cached_text_contexts(), 0);
+        for (i, sigma) in [0.9f32, 0.5, 0.1].into_iter().enumerate() {
+            let (v, a) = (step(&video, sigma), step(&audio, sigma));
+            let cached = model.forward(Some(&v), Some(&a), None).unwrap();
+            // one context per stream and block, filled at the first step
+            assert_eq!(model.cached_text_contexts(), 2, "step {i}");
+            let unkeyed = |m: &Modality| Modality {
+                context_key: None,
+                ..m.clone()
+            };
+            let fresh = model
+                .forward(Some(&unkeyed(&v)), Some(&unkeyed(&a)), None)
+                .unwrap();
+            assert_eq!(bits(cached.0), bits(fresh.0), "video, step {i}");
+            assert_eq!(bits(cached.1), bits(fresh.1), "audio, step {i}");
+        }
+        // another prompt tensor is another context
+        let other = with_context(modality(4, 16, 3, 12), 3.0, true);
+        let cached = model.forward(Some(&other), Some(&audio), None).unwrap();
+        assert_eq!(model.cached_text_contexts(), 3);
+        let fresh = with_context(modality(4, 16, 3, 12), 3.0, false);
+        let fresh = model.forward(Some(&fresh), Some(&audio), None).unwrap();
+        assert_eq!(bits(cached.0), bits(fresh.0), "another prompt");
+        model.clear_text_kv_cache();
+        assert_eq!(model.cached_text_contexts(), 0);
+        // with the prompt AdaLN the context follows sigma: nothing is cached
+        let mut cfg = tiny_config();
+        cfg["transformer"]["cross_attention_adaln"] = json!(true);
+        cfg["transformer"]["use_prompt_adaln_single"] = json!(true);
+        let cfg = LtxModelConfig::from_checkpoint_config(&cfg, LtxModelType::AudioVideo).unwrap();
+        let weights = random_weights(2, DType::F32, "", |vb| {
+            LtxModel::new(&cfg, LtxModelType::AudioVideo, vb).map_err(Error::from)
+        })
+        .unwrap();
+        let sd = Arc::new(StateDict::from_tensors(weights));
+        let adaln = LtxModel::new(
+            &cfg,
+            LtxModelType::AudioVideo,
+            sd.var_builder(DType::F32, &dev),
+        )
+        .unwrap();
+        adaln.forward(Some(&video), Some(&audio), None).unwrap();
+        assert_eq!(adaln.cached_text_contexts(), 0);
     }
 
     #[test]

@@ -10,6 +10,7 @@ use candle_nn::VarBuilder;
 use super::adaln::adaln_embedding_coefficient;
 use super::attention::{rms_norm, Attention, AttentionInputs};
 use super::feed_forward::FeedForward;
+use super::text_kv_cache::TextKvCache;
 use super::transformer_args::TransformerArgs;
 use crate::guidance::perturbations::{BatchedPerturbationConfig, PerturbationType};
 use crate::kernels::rows;
@@ -25,6 +26,8 @@ pub struct StreamConfig {
     pub cross_attention_adaln: bool,
     /// Biases of the feed-forward linears.
     pub ff_bias: bool,
+    /// The text cross-attention's keys and values do not depend on the step: cache them.
+    pub text_kv_cache: bool,
 }
 
 /// One stream's layers in a block.
@@ -121,7 +124,14 @@ impl StreamLayers {
         let table_name = |n: &str| format!("{prefix}{n}");
         Ok(Self {
             attn1: attn("attn1", None)?,
-            attn2: attn("attn2", Some(cfg.context_dim))?,
+            attn2: {
+                let a = attn("attn2", Some(cfg.context_dim))?;
+                if cfg.text_kv_cache {
+                    a.with_kv_cache()
+                } else {
+                    a
+                }
+            },
             ff: FeedForward::new(cfg.dim, cfg.dim, 4, cfg.ff_bias, p("ff"))?,
             scale_shift_table: vb.get((k, cfg.dim), &table_name("scale_shift_table"))?,
             prompt_scale_shift_table: if cfg.cross_attention_adaln {
@@ -184,6 +194,14 @@ impl BasicAvTransformerBlock {
             cross_attention_adaln,
             norm_eps,
         })
+    }
+
+    /// The text K/V caches of this block's streams (none where the context follows the step).
+    pub fn text_kv_caches(&self) -> impl Iterator<Item = &TextKvCache> {
+        [&self.video, &self.audio]
+            .into_iter()
+            .flatten()
+            .filter_map(|s| s.attn2.kv_cache())
     }
 
     /// Self-attention (with STG perturbation) then text cross-attention of one stream.
@@ -257,6 +275,7 @@ impl BasicAvTransformerBlock {
                 AttentionInputs {
                     context: Some(&ctx),
                     mask: args.context_mask.as_ref(),
+                    context_key: args.context_key.as_ref(),
                     ..Default::default()
                 },
             )?;
@@ -267,6 +286,7 @@ impl BasicAvTransformerBlock {
                 AttentionInputs {
                     context: Some(&args.context),
                     mask: args.context_mask.as_ref(),
+                    context_key: args.context_key.as_ref(),
                     ..Default::default()
                 },
             )?;

@@ -9,6 +9,7 @@ use super::adaln::AdaLayerNormSingle;
 use super::attention::finfo;
 use super::modality::Modality;
 use super::rope::{precompute_freqs_cis, RopeFreqs, RopeSpec};
+use super::text_kv_cache::ContextKey;
 use super::text_projection::PixArtAlphaTextProjection;
 
 /// One stream's block inputs.
@@ -36,6 +37,8 @@ pub struct TransformerArgs {
     pub prompt_timestep: Option<Tensor>,
     /// Additive self-attention bias `[B, 1, T, T]`.
     pub self_attention_mask: Option<Tensor>,
+    /// Identity of the text context across steps ([`Modality::context_key`]).
+    pub context_key: Option<ContextKey>,
 }
 
 /// `x + (mask > 0)·embedding`: the keyframe marker on the tokens the `[B, T, 1]` mask marks
@@ -229,6 +232,7 @@ impl TransformerArgsPreprocessor {
             enabled: modality.enabled,
             prompt_timestep,
             self_attention_mask,
+            context_key: modality.context_key.clone(),
         };
         if let (Some(cp), Some(other)) = (&self.cross, cross) {
             let time_axis = modality.positions.narrow(1, 0, 1)?;
