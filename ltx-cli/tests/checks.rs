@@ -381,6 +381,22 @@ fn auto_duration_needs_a_duration_head() {
     assert!(!e.contains("encoding") && !out.exists(), "{e}");
 }
 
+/// The tiny checkpoint given as the transformer, video VAE and audio VAE of a split set, the tiny
+/// Gemma root as its text encoder unless `text_encoder` is false.
+fn tiny_split<'c>(
+    c: &'c mut std::process::Command,
+    tiny: &ltx_pipelines::tiny::TinyModel,
+    text_encoder: bool,
+) -> &'c mut std::process::Command {
+    for flag in ["--transformer-path", "--video-vae-path", "--audio-vae-path"] {
+        c.arg(flag).arg(&tiny.checkpoint);
+    }
+    if text_encoder {
+        c.arg("--text-encoder-path").arg(&tiny.gemma_root);
+    }
+    c
+}
+
 #[test]
 fn split_flags_exclude_the_checkpoint_and_name_a_missing_part() {
     let dir = tempfile::tempdir().unwrap();
@@ -399,14 +415,9 @@ fn split_flags_exclude_the_checkpoint_and_name_a_missing_part() {
         "{e}"
     );
     // a split set without the text encoder: named before anything loads
-    let o = ltx(&dir.path().join("hf"))
-        .args(["distilled", "--prompt", "a cat", "--num-frames", "9"])
-        .arg("--transformer-path")
-        .arg(&tiny.checkpoint)
-        .arg("--video-vae-path")
-        .arg(&tiny.checkpoint)
-        .arg("--audio-vae-path")
-        .arg(&tiny.checkpoint)
+    let mut c = ltx(&dir.path().join("hf"));
+    c.args(["distilled", "--prompt", "a cat", "--num-frames", "9"]);
+    let o = tiny_split(&mut c, &tiny, false)
         .arg("--output-path")
         .arg(&out)
         .output()
@@ -419,17 +430,10 @@ fn split_flags_exclude_the_checkpoint_and_name_a_missing_part() {
     );
     assert!(!e.contains("encoding") && !out.exists(), "{e}");
     // the tiny checkpoint given as every part of a split set runs like the checkpoint
-    let o = ltx(&dir.path().join("hf"))
-        .args(["distilled", "--prompt", "a cat", "--num-frames", "9"])
-        .args(["--height", "64", "--width", "64"])
-        .arg("--transformer-path")
-        .arg(&tiny.checkpoint)
-        .arg("--text-encoder-path")
-        .arg(&tiny.gemma_root)
-        .arg("--video-vae-path")
-        .arg(&tiny.checkpoint)
-        .arg("--audio-vae-path")
-        .arg(&tiny.checkpoint)
+    let mut c = ltx(&dir.path().join("hf"));
+    c.args(["distilled", "--prompt", "a cat", "--num-frames", "9"])
+        .args(["--height", "64", "--width", "64"]);
+    let o = tiny_split(&mut c, &tiny, true)
         .arg("--spatial-upsampler-path")
         .arg(&tiny.spatial_upsampler)
         .arg("--output-path")
@@ -471,32 +475,25 @@ fn the_guided_pipelines_predict_the_frame_count_with_a_duration_head() {
     let tiny = ltx_pipelines::tiny::ensure_tiny_model(&cache).unwrap();
     let head = tiny_duration_head(dir.path());
     let out = dir.path().join("out.mp4");
-    let o = ltx(&dir.path().join("hf"))
-        .args([
-            "one-stage",
-            "--prompt",
-            "a cat",
-            "--num-inference-steps",
-            "2",
-        ])
-        .args([
-            "--height",
-            "64",
-            "--width",
-            "64",
-            "--auto-duration",
-            "0.3",
-            "0.4",
-        ])
-        .args(["--video-stg-blocks", "1", "--audio-stg-blocks", "1"])
-        .arg("--transformer-path")
-        .arg(&tiny.checkpoint)
-        .arg("--text-encoder-path")
-        .arg(&tiny.gemma_root)
-        .arg("--video-vae-path")
-        .arg(&tiny.checkpoint)
-        .arg("--audio-vae-path")
-        .arg(&tiny.checkpoint)
+    let mut c = ltx(&dir.path().join("hf"));
+    c.args([
+        "one-stage",
+        "--prompt",
+        "a cat",
+        "--num-inference-steps",
+        "2",
+    ])
+    .args([
+        "--height",
+        "64",
+        "--width",
+        "64",
+        "--auto-duration",
+        "0.3",
+        "0.4",
+    ])
+    .args(["--video-stg-blocks", "1", "--audio-stg-blocks", "1"]);
+    let o = tiny_split(&mut c, &tiny, true)
         .arg("--duration-head-path")
         .arg(&head)
         .arg("--output-path")
