@@ -1,4 +1,4 @@
-//! The pipelines on an LTX-2.5 split set (the tiny one: every file laid out and configured like
+//! All eight pipelines on an LTX-2.5 split set (the tiny one: every file laid out and configured like
 //! the released `Lightricks/LTX-2.5` files at tiny widths), and the checks between its parts.
 
 use std::path::{Path, PathBuf};
@@ -160,6 +160,108 @@ fn the_two_stage_pipelines_and_keyframe_interpolation_run_on_ltx25() {
             "{cmd}"
         );
     }
+}
+
+#[test]
+fn audio_to_video_ic_lora_and_retake_run_on_ltx25() {
+    use candle_core::{Device, Tensor};
+    let set = ensure_tiny_ltx25(&cache()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let upsampler = path(&set.spatial_upsampler).to_string();
+    let size = ["--height", "64", "--width", "128"];
+    let guided = [
+        "--num-inference-steps",
+        "2",
+        "--video-stg-blocks",
+        "1",
+        "--audio-stg-blocks",
+        "1",
+    ];
+    let check = |o: Output, out: &Path, frames: usize, what: &str| {
+        assert!(o.status.success(), "{what}: {}", stderr(&o));
+        let info = probe_mp4(out).unwrap();
+        assert_eq!(
+            (info.frame_count, info.height, info.width),
+            (frames, 64, 128),
+            "{what}"
+        );
+        info
+    };
+    // a source clip from the 2.5 set itself
+    let src = dir.path().join("src.mp4");
+    let o = run(
+        "distilled",
+        &set,
+        &src,
+        &[
+            &size[..],
+            &["--num-frames", "17", "--spatial-upsampler-path", &upsampler],
+        ]
+        .concat(),
+    );
+    check(o, &src, 17, "source");
+    // audio to video: a 1 s stereo tone
+    let wav = dir.path().join("tone.wav");
+    let n = 16000usize;
+    let data: Vec<f32> = (0..2 * n)
+        .map(|i| 0.3 * ((i % n) as f32 * 0.05).sin())
+        .collect();
+    ltx_pipelines::media::audio::write_wav(
+        &wav,
+        &ltx_core::types::Audio {
+            waveform: Tensor::from_vec(data, (1, 2, n), &Device::Cpu).unwrap(),
+            sampling_rate: 16000,
+        },
+    )
+    .unwrap();
+    // one LoRA on the video self-attention, as the distilled LoRA and as the IC-LoRA
+    let lora = dir.path().join("lora.safetensors");
+    write_lora(&lora, "transformer_blocks.0.attn1.to_q", 32, 32);
+    let out = dir.path().join("a2v.mp4");
+    let a2v = [
+        "--num-frames",
+        "9",
+        "--audio-path",
+        path(&wav),
+        "--distilled-lora",
+        path(&lora),
+        "--spatial-upsampler-path",
+        &upsampler,
+    ];
+    let o = run("a2vid", &set, &out, &[&size[..], &guided, &a2v].concat());
+    let info = check(o, &out, 9, "a2vid");
+    assert_eq!(
+        info.audio.unwrap().sample_rate,
+        16000,
+        "the input soundtrack"
+    );
+    // IC-LoRA on the source clip as the control video
+    let out = dir.path().join("ic.mp4");
+    let ic = [
+        "--num-frames",
+        "17",
+        "--video-conditioning",
+        path(&src),
+        "0.9",
+        "--lora",
+        path(&lora),
+        "--spatial-upsampler-path",
+        &upsampler,
+    ];
+    let o = run("ic-lora", &set, &out, &[&size[..], &ic].concat());
+    check(o, &out, 17, "ic-lora");
+    // retake a window of the source clip
+    let out = dir.path().join("retake.mp4");
+    let window = [
+        "--video-path",
+        path(&src),
+        "--start-time",
+        "0.2",
+        "--end-time",
+        "0.5",
+    ];
+    let o = run("retake", &set, &out, &[&guided[..], &window].concat());
+    check(o, &out, 17, "retake");
 }
 
 /// A copy of `src` with `model_version` set to `version`.

@@ -287,9 +287,9 @@ pub fn decode_video_chunks(
 /// Waveform -> audio latent `[1, 8, T, 16]` in the ledger's dtype: the checkpoint's audio
 /// processor (resampling + log-mel) then the audio VAE encoder (`encode_audio`).
 pub fn encode_audio_waveform(ledger: &ModelLedger, audio: &Audio) -> Result<Tensor> {
+    use ltx_core::model::audio_vae::encode_audio;
     use ltx_core::model::audio_vae::ops::AudioProcessor;
-    use ltx_core::model::audio_vae::{encode_audio, AudioVaeConfig};
-    let cfg = AudioVaeConfig::from_checkpoint_config(&ledger.config()?)?;
+    let cfg = ledger.audio_vae_config()?;
     let encoder = ledger.audio_encoder()?;
     let mel_bins = cfg
         .mel_bins

@@ -354,6 +354,12 @@ impl ModelLedger {
         Ok(m)
     }
 
+    /// The audio VAE's config, from its own file (the checkpoint, or a split set's audio VAE).
+    pub fn audio_vae_config(&self) -> Result<AudioVaeConfig> {
+        let files = self.open(Component::AudioVae)?;
+        Ok(AudioVaeConfig::from_checkpoint_config(&files.config()?)?)
+    }
+
     pub fn audio_encoder(&self) -> Result<AudioEncoder> {
         let files = self.open(Component::AudioVae)?;
         let cfg = AudioVaeConfig::from_checkpoint_config(&files.config()?)?;
