@@ -1,7 +1,8 @@
 //! Text cross-attention keys and values kept across denoising steps.
 //!
-//! Where the text cross-attention's context does not depend on the step (no prompt AdaLN: LTX-2,
-//! LTX-2.5; not LTX-2.3, whose prompt modulation follows sigma), its K/V projections are the
+//! Where the text cross-attention's context does not depend on the step (LTX-2 19B, which has no
+//! cross-attention AdaLN, and checkpoints with `use_prompt_adaln_single: false`; not LTX-2.3 nor the
+//! released LTX-2.5, whose prompt modulation follows sigma), its K/V projections are the
 //! same at every step of a stage. An attention layer with a [`TextKvCache`] computes them once per
 //! [`ContextKey`] and reuses them: the same operations on the same inputs, so the outputs are
 //! bit-identical to recomputing them.
