@@ -54,38 +54,23 @@ fn check_vae_config(cfg: &VideoVaeConfig, decoder: bool) -> Result<()> {
 
 /// Compression factors `(time, space)` of the decoder (the encoder mirrors them).
 pub fn decoder_factors(cfg: &VideoVaeConfig) -> Result<(usize, usize)> {
-    let (mut t, mut s) = (1, cfg.patch_size);
-    for b in cfg.decoder_blocks()? {
-        match b {
-            DecoderBlock::CompressTime { .. } => t *= 2,
-            DecoderBlock::CompressSpace { .. } => s *= 2,
-            DecoderBlock::CompressAll { .. } => {
-                t *= 2;
-                s *= 2
-            }
-            _ => {}
-        }
-    }
-    Ok((t, s))
+    time_and_space(cfg.decoder_scale_factors()?)
 }
 
 /// Compression factors `(time, space)` of the encoder.
 pub fn encoder_factors(cfg: &VideoVaeConfig) -> Result<(usize, usize)> {
-    let (mut t, mut s) = (1, cfg.patch_size);
-    for b in cfg.encoder_blocks()? {
-        match b {
-            EncoderBlock::CompressTime | EncoderBlock::CompressTimeRes { .. } => t *= 2,
-            EncoderBlock::CompressSpace | EncoderBlock::CompressSpaceRes { .. } => s *= 2,
-            EncoderBlock::CompressAll
-            | EncoderBlock::CompressAllXY { .. }
-            | EncoderBlock::CompressAllRes { .. } => {
-                t *= 2;
-                s *= 2
-            }
-            _ => {}
-        }
+    time_and_space(cfg.encoder_scale_factors()?)
+}
+
+/// The exported graphs take one spatial factor for both axes.
+fn time_and_space(f: ltx_core::types::SpatioTemporalScaleFactors) -> Result<(usize, usize)> {
+    if f.width != f.height {
+        return Err(CoreMlError::UnsupportedModel(format!(
+            "a VAE compressing width and height differently ({} x {})",
+            f.width, f.height
+        )));
     }
-    Ok((t, s))
+    Ok((f.time, f.width))
 }
 
 /// Maps patch channel `c·p² + q·p + r` (height offset first, what the rank-4 depth-to-space
