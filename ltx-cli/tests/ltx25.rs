@@ -44,6 +44,17 @@ fn run(cmd: &str, set: &TinyLtx25, out: &Path, extra: &[&str]) -> Output {
     c.output().expect("the ltx binary runs")
 }
 
+/// Two steps of the guided pipelines, STG on the tiny transformer's last block (the released
+/// defaults name blocks it does not have).
+const GUIDED: [&str; 6] = [
+    "--num-inference-steps",
+    "2",
+    "--video-stg-blocks",
+    "1",
+    "--audio-stg-blocks",
+    "1",
+];
+
 fn path(p: &Path) -> &str {
     p.to_str().expect("a UTF-8 temp path")
 }
@@ -81,26 +92,17 @@ fn distilled_predicts_the_frame_count_and_one_stage_runs_on_ltx25() {
     );
     assert_eq!((info.height, info.width), (64, 64));
     assert!(info.audio.is_some());
-    // one-stage, guided, a fixed frame count (the released STG blocks do not exist in 2 blocks)
+    // one-stage, guided, a fixed frame count
     let out = dir.path().join("one-stage.mp4");
     let o = run(
         "one-stage",
         &set,
         &out,
         &[
-            "--height",
-            "64",
-            "--width",
-            "96",
-            "--num-frames",
-            "9",
-            "--num-inference-steps",
-            "2",
-            "--video-stg-blocks",
-            "1",
-            "--audio-stg-blocks",
-            "1",
-        ],
+            &["--height", "64", "--width", "96", "--num-frames", "9"][..],
+            &GUIDED,
+        ]
+        .concat(),
     );
     assert!(o.status.success(), "{}", stderr(&o));
     let info = probe_mp4(&out).unwrap();
@@ -124,12 +126,6 @@ fn the_two_stage_pipelines_and_keyframe_interpolation_run_on_ltx25() {
         "128",
         "--num-frames",
         "9",
-        "--num-inference-steps",
-        "2",
-        "--video-stg-blocks",
-        "1",
-        "--audio-stg-blocks",
-        "1",
         "--distilled-lora",
         path(&lora),
         "--spatial-upsampler-path",
@@ -151,7 +147,7 @@ fn the_two_stage_pipelines_and_keyframe_interpolation_run_on_ltx25() {
         ("keyframe-interpolation", &keyframes[..]),
     ] {
         let out = dir.path().join(format!("{cmd}.mp4"));
-        let o = run(cmd, &set, &out, &[&common[..], extra].concat());
+        let o = run(cmd, &set, &out, &[&common[..], &GUIDED, extra].concat());
         assert!(o.status.success(), "{cmd}: {}", stderr(&o));
         let info = probe_mp4(&out).unwrap();
         assert_eq!(
@@ -169,14 +165,6 @@ fn audio_to_video_ic_lora_and_retake_run_on_ltx25() {
     let dir = tempfile::tempdir().unwrap();
     let upsampler = path(&set.spatial_upsampler).to_string();
     let size = ["--height", "64", "--width", "128"];
-    let guided = [
-        "--num-inference-steps",
-        "2",
-        "--video-stg-blocks",
-        "1",
-        "--audio-stg-blocks",
-        "1",
-    ];
     let check = |o: Output, out: &Path, frames: usize, what: &str| {
         assert!(o.status.success(), "{what}: {}", stderr(&o));
         let info = probe_mp4(out).unwrap();
@@ -228,7 +216,7 @@ fn audio_to_video_ic_lora_and_retake_run_on_ltx25() {
         "--spatial-upsampler-path",
         &upsampler,
     ];
-    let o = run("a2vid", &set, &out, &[&size[..], &guided, &a2v].concat());
+    let o = run("a2vid", &set, &out, &[&size[..], &GUIDED, &a2v].concat());
     let info = check(o, &out, 9, "a2vid");
     assert_eq!(
         info.audio.unwrap().sample_rate,
@@ -260,7 +248,7 @@ fn audio_to_video_ic_lora_and_retake_run_on_ltx25() {
         "--end-time",
         "0.5",
     ];
-    let o = run("retake", &set, &out, &[&guided[..], &window].concat());
+    let o = run("retake", &set, &out, &[&GUIDED[..], &window].concat());
     check(o, &out, 17, "retake");
 }
 
