@@ -15,6 +15,16 @@ pub enum Error {
     #[error("`{path}` is not a valid safetensors file: {reason}")]
     InvalidSafetensors { path: PathBuf, reason: String },
 
+    #[error("`{path}` is not a usable GGUF file: {reason}")]
+    InvalidGguf { path: PathBuf, reason: String },
+
+    /// A quantization that cannot apply to this weight, dtype or device.
+    #[error("quantization {quantization}: {reason}")]
+    Quantization {
+        quantization: String,
+        reason: String,
+    },
+
     #[error("`{path}`: metadata `{key}` is not valid JSON: {reason}")]
     InvalidMetadataJson {
         path: PathBuf,

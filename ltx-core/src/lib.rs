@@ -17,6 +17,7 @@
 //! | [`tools`] | `ltx_core/tools.py` (latent tools) |
 //! | [`utils`] | `ltx_core/utils.py` (numeric helpers) |
 //! | [`device`] | no twin: device / dtype selection shared by every binary |
+//! | [`quantization`] | `ltx_core/quantization/` (fp8-cast; GGUF block types) |
 
 pub mod components;
 pub mod conditioning;
@@ -26,6 +27,7 @@ pub mod guidance;
 pub mod kernels;
 pub mod loader;
 pub mod model;
+pub mod quantization;
 #[cfg(test)]
 mod test_utils;
 pub mod text_encoders;

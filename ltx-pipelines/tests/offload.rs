@@ -85,6 +85,7 @@ fn streamed_blocks_equal_resident_ones_bit_for_bit() {
     let policy = |offload, max_memory| MemoryPolicy {
         offload,
         max_memory,
+        ..Default::default()
     };
     let resident = forward(&ledger(dir.path(), loras.clone(), MemoryPolicy::default()));
     // the same output with the LoRA, without it it differs (the LoRA is really fused)
@@ -138,6 +139,7 @@ fn budgets_that_cannot_hold_the_model_are_refused() {
     let policy = |offload, max_memory| MemoryPolicy {
         offload,
         max_memory,
+        ..Default::default()
     };
     for offload in [Offload::None, Offload::Disk, Offload::Cpu] {
         let l = ledger(dir.path(), vec![], policy(offload, Some(1000)));
@@ -204,6 +206,7 @@ fn streamed_text_encoder_layers_equal_resident_ones_bit_for_bit() {
         };
         let floor = outer + max_layer + max_stored + in_memory;
         let policy = |max| MemoryPolicy {
+            quantization: Default::default(),
             offload,
             max_memory: Some(max),
         };

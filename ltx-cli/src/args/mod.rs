@@ -11,6 +11,7 @@ use std::path::PathBuf;
 use ltx_core::components::noisers::NoiseKind;
 use ltx_core::components::torch_random::CudaLaunchLayout;
 use ltx_core::device::{DTypeChoice, DeviceChoice};
+use ltx_core::quantization::Quantization;
 use ltx_pipelines::utils::model_paths::PathFlags;
 use ltx_pipelines::utils::offload::{MemoryPolicy, Offload};
 
@@ -154,6 +155,17 @@ pub struct MemoryArgs {
     /// without: no limit). Activations come on top of it.
     #[arg(long, value_name = "GB", value_parser = parse_gigabytes)]
     pub max_memory: Option<u64>,
+    /// Narrow the transformer's block linears at load: `fp8-cast` (the reference's: attention
+    /// and feed-forward weights and biases in F8E4M3, widened per forward) or a GGUF block type
+    /// (q8_0, q6_k, q5_k, q4_k, q3_k, q5_0, q4_0, q2_k). fp8 and GGUF checkpoints stay narrow
+    /// without it.
+    #[arg(long, value_name = "NAME", default_value = "none", value_parser = parse_quantization)]
+    pub quantization: Quantization,
+}
+
+/// A `--quantization` name.
+pub fn parse_quantization(s: &str) -> std::result::Result<Quantization, String> {
+    Quantization::parse(s).map_err(|e| e.to_string())
 }
 
 impl MemoryArgs {
@@ -165,6 +177,7 @@ impl MemoryArgs {
                 OffloadArg::Disk => Offload::Disk,
             },
             max_memory: self.max_memory,
+            quantization: self.quantization,
         }
     }
 }

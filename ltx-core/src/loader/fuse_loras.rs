@@ -119,7 +119,9 @@ pub fn check_loras(
 
 /// Fuses `loras` into the weights of `model` they touch and returns those fused weights (cast to
 /// `dtype`) under the model's keys; weights no LoRA touches are not returned (load them from
-/// `model` as usual). When every strength is 0 nothing is fused, like the reference.
+/// `model` as usual). When every strength is 0 nothing is fused, like the reference. A weight
+/// held in fp8 (see [`StateDict::stored_form`]) is fused at its scaled value and returned in fp8
+/// with the same scale (the reference's `fp8_cast_fuse_rule`).
 ///
 /// Reference 1.2.0's arithmetic (`fuse_lora_weights` with a `FuseRule`): the LoRA factors are cast
 /// to `aggregation` (bf16 by default, f32 where 1.2.0 aggregates in f32, e.g. on MPS; an fp8 target
@@ -165,9 +167,26 @@ pub fn apply_loras(
             continue;
         };
         let w = model.raw_tensor(&key, device)?;
+        // an fp8 weight's value is `stored · scale`: fused at its value, stored back unscaled
+        let scale = model.scale_of(&key)?;
+        let w_value = match scale {
+            Some(s) => w.to_dtype(DType::F32)?.affine(s, 0.0)?,
+            None => w.to_dtype(DType::F32)?,
+        };
         // `deltas.add_(weight)`: in the aggregation dtype, then cast to the weight's dtype
-        let sum = (delta.to_dtype(DType::F32)? + w.to_dtype(DType::F32)?)?.to_dtype(agg)?;
-        fused.insert(key.clone(), sum.to_dtype(w.dtype())?.to_dtype(dtype)?);
+        let sum = (delta.to_dtype(DType::F32)? + w_value)?.to_dtype(agg)?;
+        let held = match scale {
+            Some(s) => sum.to_dtype(DType::F32)?.affine(1.0 / s, 0.0)?,
+            None => sum,
+        };
+        let held = held.to_dtype(w.dtype())?;
+        // a weight held narrow (fp8) stays narrow; others are cast to the compute dtype
+        let out = if w.dtype() == DType::F8E4M3 {
+            held
+        } else {
+            held.to_dtype(dtype)?
+        };
+        fused.insert(key.clone(), out);
     }
     Ok((fused, report))
 }

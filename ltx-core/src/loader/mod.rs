@@ -8,17 +8,19 @@
 
 pub mod block_store;
 pub mod fuse_loras;
+pub mod gguf;
 pub mod primitives;
 pub mod sd_ops;
 pub mod sft_loader;
 pub mod shape_only;
 pub mod synthetic;
+mod tensor_source;
 
 pub use block_store::{BlockStore, BlockStreamer};
 pub use fuse_loras::{
     apply_loras, check_loras, fuse_aggregation_dtype, LoraFuseReport, LoraStateDictWithStrength,
 };
-pub use primitives::StateDict;
+pub use primitives::{StateDict, StoredForm};
 pub use sd_ops::SDOps;
 pub use sft_loader::SafetensorsFiles;
 pub use shape_only::{shape_only_var_builder, ShapeRecord};

@@ -4,93 +4,24 @@
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 
-use candle_core::safetensors::Load;
+use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{DType, Device, Shape, Tensor};
 use candle_nn::var_builder::SimpleBackend;
 use candle_nn::VarBuilder;
-use safetensors::tensor::{TensorInfo, TensorView};
 
-use super::sft_loader::Shard;
+pub(crate) use super::tensor_source::TensorSource;
+use crate::quantization::Quantization;
 use crate::Error;
 
-/// Where a tensor's data lives.
-#[derive(Clone)]
-pub(crate) enum TensorSource {
-    /// Inside a memory-mapped shard (loaded lazily, once, when the model asks for it).
-    Mapped {
-        shard: Arc<Shard>,
-        info: TensorInfo,
-        checkpoint_key: String,
-    },
-    /// Already in memory (tests, synthetic checkpoints).
-    Memory(Tensor),
-}
-
-impl TensorSource {
-    fn shape(&self) -> Vec<usize> {
-        match self {
-            Self::Mapped { info, .. } => info.shape.clone(),
-            Self::Memory(t) => t.dims().to_vec(),
-        }
-    }
-
-    /// The stored dtype, if Candle has a type for it.
-    fn dtype(&self) -> Option<DType> {
-        match self {
-            Self::Mapped { info, .. } => DType::try_from(info.dtype).ok(),
-            Self::Memory(t) => Some(t.dtype()),
-        }
-    }
-
-    fn dtype_name(&self) -> String {
-        match self {
-            Self::Mapped { info, .. } => format!("{:?}", info.dtype),
-            Self::Memory(t) => format!("{:?}", t.dtype()),
-        }
-    }
-
-    fn load(&self, key: &str, device: &Device) -> candle_core::Result<Tensor> {
-        match self {
-            Self::Memory(t) => t.to_device(device),
-            Self::Mapped {
-                shard,
-                info,
-                checkpoint_key,
-            } => {
-                let view = TensorView::new(info.dtype, info.shape.clone(), shard.bytes(info))
-                    .map_err(|e| {
-                        Error::InvalidSafetensors {
-                            path: shard.path.clone(),
-                            reason: format!("tensor `{checkpoint_key}`: {e}"),
-                        }
-                        .into_candle()
-                    })?;
-                let tensor = view
-                    .load(device)
-                    .map_err(|e| load_error(key, info, device, &e).into_candle())?;
-                shard.release(info);
-                Ok(tensor)
-            }
-        }
-    }
-}
-
-/// Why a stored tensor could not be loaded: a dtype Candle has no type for, or (any other
-/// failure) the device could not take it, which is a lack of memory in practice.
-fn load_error(key: &str, info: &TensorInfo, device: &Device, err: &candle_core::Error) -> Error {
-    if DType::try_from(info.dtype).is_err() {
-        return Error::UnsupportedWeightDtype {
-            key: key.to_string(),
-            dtype: format!("{:?}", info.dtype),
-        };
-    }
-    let bytes = info.data_offsets.1 - info.data_offsets.0;
-    Error::WeightLoad {
-        key: key.to_string(),
-        megabytes: bytes.div_ceil(1 << 20),
-        device: format!("{:?}", device.location()),
-        reason: err.to_string(),
-    }
+/// How a weight is held once loaded (after the state dict's [`Quantization`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StoredForm {
+    /// Widened to the compute dtype at load.
+    Wide,
+    /// F8E4M3 (stored so, or narrowed by `fp8-cast`), widened per forward.
+    Fp8,
+    /// GGUF blocks (stored so, or quantized at load), multiplied as they are.
+    Blocks(GgmlDType),
 }
 
 /// The weights of one component under module-side names (after its [`super::SDOps`]).
@@ -101,6 +32,7 @@ pub struct StateDict {
     ops_name: &'static str,
     entries: HashMap<String, TensorSource>,
     used: Mutex<BTreeSet<String>>,
+    quantization: Quantization,
 }
 
 impl StateDict {
@@ -109,6 +41,7 @@ impl StateDict {
             ops_name,
             entries,
             used: Mutex::new(BTreeSet::new()),
+            quantization: Quantization::None,
         }
     }
 
@@ -146,23 +79,183 @@ impl StateDict {
         )
     }
 
-    /// A tensor in its stored dtype (any dtype, no shape check), for data that is not a weight
-    /// (e.g. a fixture's inputs and outputs).
+    /// The state dict with `quantization` applied at load to the keys it narrows (see
+    /// [`Quantization::narrows`]); the entries of other forms are untouched.
+    pub fn with_quantization(mut self, quantization: Quantization) -> Self {
+        self.quantization = quantization;
+        self
+    }
+
+    pub fn quantization(&self) -> Quantization {
+        self.quantization
+    }
+
+    /// How the weight `key` is held once loaded: as stored for fp8 and GGUF block entries,
+    /// narrowed where the state dict's quantization covers it (a GGUF type only for 2-D weights
+    /// whose rows are whole blocks), otherwise wide. `None` for a missing key.
+    pub fn stored_form(&self, key: &str) -> Option<StoredForm> {
+        self.entries.get(key).map(|s| self.form_of(key, s))
+    }
+
+    fn form_of(&self, key: &str, source: &TensorSource) -> StoredForm {
+        if let Some(t) = source.block_type() {
+            return StoredForm::Blocks(t);
+        }
+        if source.dtype() == Some(DType::F8E4M3) {
+            return StoredForm::Fp8;
+        }
+        if !self.quantization.narrows(key) {
+            return StoredForm::Wide;
+        }
+        match self.quantization {
+            Quantization::Fp8Cast => StoredForm::Fp8,
+            Quantization::Gguf(t) => {
+                let shape = source.shape();
+                if shape.len() == 2 && shape[1] % t.block_size() == 0 {
+                    StoredForm::Blocks(t)
+                } else {
+                    StoredForm::Wide
+                }
+            }
+            Quantization::None => StoredForm::Wide,
+        }
+    }
+
+    /// A tensor as held (see [`StateDict::stored_form`]) in a dense dtype: fp8-cast keys narrowed
+    /// to F8E4M3, keys quantized at load round-tripped through their blocks, GGUF blocks
+    /// dequantized. The weight scale is not applied.
+    fn held(
+        &self,
+        key: &str,
+        source: &TensorSource,
+        device: &Device,
+    ) -> candle_core::Result<Tensor> {
+        let t = source.load(key, device)?;
+        match (self.form_of(key, source), source.block_type()) {
+            (StoredForm::Fp8, _) if t.dtype() != DType::F8E4M3 => t.to_dtype(DType::F8E4M3),
+            (StoredForm::Blocks(b), None) => {
+                QTensor::quantize(&t.to_dtype(DType::F32)?, b)?.dequantize(device)
+            }
+            _ => Ok(t),
+        }
+    }
+
+    /// A tensor as held in a dense dtype (any dtype, no shape check), for data that is not a
+    /// weight (a fixture's inputs and outputs) and for LoRA fusing (fp8 stays fp8, unscaled).
     pub fn raw_tensor(&self, name: &str, device: &Device) -> crate::Result<Tensor> {
         let source = self.entries.get(name).ok_or_else(|| Error::MissingWeight {
             key: name.to_string(),
             expected: Vec::new(),
         })?;
-        Ok(source.load(name, device)?)
+        Ok(self.held(name, source, device)?)
+    }
+
+    /// The per-tensor scale of an fp8 weight (`<key>_scale`, a scalar), if the checkpoint has
+    /// one: the weight's value is `stored · scale`. An `input_scale` beside it (used only by the
+    /// reference's `fp8-scaled-mm`) is marked as read.
+    pub fn scale_of(&self, key: &str) -> crate::Result<Option<f64>> {
+        let scale_key = format!("{key}_scale");
+        let Some(source) = self.entries.get(&scale_key) else {
+            return Ok(None);
+        };
+        let shape = source.shape();
+        if shape.iter().product::<usize>() != 1 {
+            return Err(Error::ShapeMismatch {
+                key: scale_key,
+                expected: Vec::new(),
+                found: shape,
+            });
+        }
+        let s = source
+            .load(&scale_key, &Device::Cpu)?
+            .to_dtype(DType::F64)?
+            .flatten_all()?
+            .to_vec1::<f64>()?[0];
+        let mut used = self.used.lock().unwrap_or_else(|e| e.into_inner());
+        used.insert(scale_key);
+        if let Some(module) = key.strip_suffix(".weight") {
+            let input = format!("{module}.input_scale");
+            if self.entries.contains_key(&input) {
+                used.insert(input);
+            }
+        }
+        Ok(Some(s))
+    }
+
+    /// Checks that `key` exists with the `expected` shape and marks it read.
+    fn checked(&self, key: &str, expected: &[usize]) -> candle_core::Result<&TensorSource> {
+        let Some(source) = self.entries.get(key) else {
+            return Err(Error::MissingWeight {
+                key: key.to_string(),
+                expected: expected.to_vec(),
+            }
+            .into_candle());
+        };
+        let found = source.shape();
+        if found != expected {
+            return Err(Error::ShapeMismatch {
+                key: key.to_string(),
+                expected: expected.to_vec(),
+                found,
+            }
+            .into_candle());
+        }
+        self.used
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key.to_string());
+        Ok(source)
+    }
+
+    /// A weight held in F8E4M3 ([`StoredForm::Fp8`]), unscaled, on `device`.
+    pub fn fp8_tensor(
+        &self,
+        key: &str,
+        expected: &[usize],
+        device: &Device,
+    ) -> candle_core::Result<Tensor> {
+        let source = self.checked(key, expected)?;
+        let t = self.held(key, source, device)?;
+        if t.dtype() != DType::F8E4M3 {
+            candle_core::bail!("`{key}` is held as {:?}, not F8E4M3", t.dtype());
+        }
+        Ok(t)
+    }
+
+    /// A weight held in GGUF blocks ([`StoredForm::Blocks`]) on `device`: read from the file or
+    /// quantized now from the wide stored tensor.
+    pub fn block_tensor(
+        &self,
+        key: &str,
+        expected: &[usize],
+        device: &Device,
+    ) -> candle_core::Result<QTensor> {
+        let source = self.checked(key, expected)?;
+        if let Some(q) = source.load_quantized(device)? {
+            return Ok(q);
+        }
+        let StoredForm::Blocks(t) = self.form_of(key, source) else {
+            candle_core::bail!("`{key}` is not held in GGUF blocks");
+        };
+        let wide = source.load(key, &Device::Cpu)?.to_dtype(DType::F32)?;
+        QTensor::quantize_onto(&wide, t, device)
     }
 
     /// The state dict with `tensors` replacing (or adding) entries, e.g. LoRA-fused weights; the
-    /// other entries stay where they are (memory-mapped ones are still loaded lazily).
-    pub fn with_overrides(mut self, tensors: HashMap<String, Tensor>) -> Self {
+    /// other entries stay where they are (memory-mapped ones are still loaded lazily). A
+    /// replaced entry held in GGUF blocks is re-quantized to its block type.
+    pub fn with_overrides(mut self, tensors: HashMap<String, Tensor>) -> crate::Result<Self> {
         for (k, t) in tensors {
-            self.entries.insert(k, TensorSource::Memory(t));
+            let source = match self.entries.get(&k).and_then(TensorSource::block_type) {
+                Some(b) => TensorSource::Quantized(Arc::new(QTensor::quantize(
+                    &t.to_dtype(DType::F32)?,
+                    b,
+                )?)),
+                None => TensorSource::Memory(t),
+            };
+            self.entries.insert(k, source);
         }
-        self
+        Ok(self)
     }
 
     /// The entries whose key passes `keep` (e.g. one transformer block), sharing the same
@@ -174,32 +267,69 @@ impl StateDict {
             .filter(|(k, _)| keep(k))
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
-        Self::new(self.ops_name, entries)
+        Self::new(self.ops_name, entries).with_quantization(self.quantization)
     }
 
-    /// The state dict with the memory-mapped entries under `prefix` read into memory on the CPU in
-    /// their stored dtype (no widening), so building that part later does not touch the file.
+    /// The state dict with the file-backed entries under `prefix` read into memory on the CPU as
+    /// they will be held (no widening; fp8-cast keys narrowed, GGUF blocks kept as blocks, keys
+    /// quantized at load quantized), so building that part later does not touch the file.
     pub fn with_prefix_in_memory(mut self, prefix: &str) -> crate::Result<Self> {
-        for (key, source) in self.entries.iter_mut() {
-            if key.starts_with(prefix) && matches!(source, TensorSource::Mapped { .. }) {
-                *source = TensorSource::Memory(source.load(key, &Device::Cpu)?);
-            }
+        let keys: Vec<String> = self
+            .entries
+            .iter()
+            .filter(|(k, s)| {
+                k.starts_with(prefix)
+                    && matches!(s, TensorSource::Mapped { .. } | TensorSource::Gguf { .. })
+            })
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in keys {
+            let source = &self.entries[&key];
+            let cpu = Device::Cpu;
+            let staged = match self.form_of(&key, source) {
+                StoredForm::Blocks(_) => {
+                    let shape = source.shape();
+                    TensorSource::Quantized(Arc::new(
+                        self.block_tensor_unmarked(&key, &shape, &cpu)?,
+                    ))
+                }
+                _ => TensorSource::Memory(self.held(&key, source, &cpu)?),
+            };
+            self.entries.insert(key, staged);
         }
         Ok(self)
     }
 
-    /// Bytes the entries passing `keep` take once cast to `dtype` (`None`: as stored).
+    fn block_tensor_unmarked(
+        &self,
+        key: &str,
+        shape: &[usize],
+        device: &Device,
+    ) -> crate::Result<QTensor> {
+        let q = self.block_tensor(key, shape, device)?;
+        self.used
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(key);
+        Ok(q)
+    }
+
+    /// Bytes the entries passing `keep` take once loaded with compute dtype `dtype` (fp8 and
+    /// GGUF-block entries in their held form); `None`: as stored.
     pub fn bytes_where(&self, keep: impl Fn(&str) -> bool, dtype: Option<DType>) -> u64 {
         self.entries
             .iter()
             .filter(|(k, _)| keep(k))
-            .map(|(_, v)| {
-                let bits = match (dtype, v) {
-                    (Some(d), _) => d.size_in_bytes() * 8,
-                    (None, TensorSource::Mapped { info, .. }) => info.dtype.bitsize(),
-                    (None, TensorSource::Memory(t)) => t.dtype().size_in_bytes() * 8,
+            .map(|(k, v)| {
+                let Some(d) = dtype else {
+                    return v.stored_bytes();
                 };
-                (v.shape().iter().product::<usize>() as u64 * bits as u64).div_ceil(8)
+                let elems = v.shape().iter().product::<usize>();
+                match self.form_of(k, v) {
+                    StoredForm::Wide => (elems * d.size_in_bytes()) as u64,
+                    StoredForm::Fp8 => elems as u64,
+                    StoredForm::Blocks(b) => super::gguf::stored_bytes(elems, b),
+                }
             })
             .sum()
     }
@@ -303,7 +433,14 @@ impl StateDict {
                 .insert(name.to_string());
             return Tensor::zeros((), dtype, dev)?.broadcast_as(source.shape());
         }
-        let tensor = source.load(name, dev)?;
+        // Metal has no fp8 dtype: such weights are widened on the CPU and then moved
+        let fp8 = self.form_of(name, source) == StoredForm::Fp8;
+        let load_dev = if fp8 && dev.is_metal() {
+            &Device::Cpu
+        } else {
+            dev
+        };
+        let tensor = self.held(name, source, load_dev)?;
         if !is_float(tensor.dtype()) {
             return Err(Error::UnsupportedWeightDtype {
                 key: name.to_string(),
@@ -315,7 +452,19 @@ impl StateDict {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(name.to_string());
-        tensor.to_dtype(dtype)
+        let scale = if tensor.dtype() == DType::F8E4M3 {
+            self.scale_of(name).map_err(Error::into_candle)?
+        } else {
+            None
+        };
+        let tensor = match scale {
+            Some(scale) => tensor
+                .to_dtype(DType::F32)?
+                .affine(scale, 0.0)?
+                .to_dtype(dtype)?,
+            None => tensor.to_dtype(dtype)?,
+        };
+        tensor.to_device(dev)
     }
 }
 
@@ -396,13 +545,14 @@ mod tests {
         }
         let dtype: Error = vb.get(4, "ids").unwrap_err().into();
         // a failure for another reason than the dtype says what was being loaded, where, and why
-        let info = TensorInfo {
+        let info = safetensors::tensor::TensorInfo {
             dtype: safetensors::Dtype::F32,
             shape: vec![1024, 1024],
             data_offsets: (0, 4 << 20),
         };
         let oom = candle_core::Error::Msg("CUDA_ERROR_OUT_OF_MEMORY".into());
-        let e = super::load_error("w", &info, &Device::Cpu, &oom).to_string();
+        let e =
+            crate::loader::tensor_source::load_error("w", &info, &Device::Cpu, &oom).to_string();
         assert!(
             e.contains("memory") && e.contains("4 MB") && e.contains("CUDA_ERROR_OUT_OF_MEMORY"),
             "{e}"

@@ -1,5 +1,6 @@
 //! Port of `ltx_core/loader/sft_loader.py`: memory-mapped (multi-shard) safetensors files and the
-//! checkpoint's `__metadata__["config"]` JSON.
+//! checkpoint's `__metadata__["config"]` JSON. A GGUF file (told by its magic) opens the same way:
+//! its string metadata plays the part of `__metadata__`.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -8,6 +9,7 @@ use std::sync::Arc;
 use safetensors::tensor::{Metadata, TensorInfo};
 use safetensors::SafeTensors;
 
+use super::gguf::{self, GgufFile};
 use super::primitives::{StateDict, TensorSource};
 use super::sd_ops::SDOps;
 use crate::{Error, Result};
@@ -73,43 +75,134 @@ impl Shard {
     }
 }
 
-/// A checkpoint made of one or more safetensors shards, memory-mapped.
+/// A GGUF file's metadata; a transformer file without `config` (the community files) gets the
+/// released layout its tensor names show, and the `model_version` of that generation.
+fn gguf_metadata(file: &GgufFile) -> Result<HashMap<String, String>> {
+    let mut metadata = file.metadata();
+    if metadata.contains_key("config") {
+        return Ok(metadata);
+    }
+    let names: Vec<String> = file
+        .tensor_names()
+        .iter()
+        .map(|n| {
+            n.strip_prefix(gguf::DIFFUSION_MODEL_PREFIX)
+                .unwrap_or(n)
+                .to_string()
+        })
+        .collect();
+    if !names.iter().any(|n| n.starts_with("transformer_blocks.")) {
+        return Ok(metadata);
+    }
+    let (config, version) = crate::model::transformer::presets::infer_transformer_metadata(&names)
+        .map_err(|reason| Error::InvalidGguf {
+            path: file.path.clone(),
+            reason: format!("no `config` metadata, and {reason}"),
+        })?;
+    tracing::info!(
+        "`{}` carries no config: read as the released LTX {version} transformer layout",
+        file.path.display()
+    );
+    metadata.insert("config".into(), config.to_string());
+    metadata
+        .entry("model_version".into())
+        .or_insert_with(|| version.to_string());
+    Ok(metadata)
+}
+
+/// One file of a checkpoint.
+#[derive(Clone)]
+enum Part {
+    Safetensors(Arc<Shard>),
+    Gguf {
+        file: Arc<GgufFile>,
+        metadata: Arc<HashMap<String, String>>,
+    },
+}
+
+impl Part {
+    fn path(&self) -> &Path {
+        match self {
+            Self::Safetensors(s) => &s.path,
+            Self::Gguf { file, .. } => &file.path,
+        }
+    }
+}
+
+/// A checkpoint made of one or more safetensors shards (or one GGUF file), memory-mapped.
 #[derive(Clone)]
 pub struct SafetensorsFiles {
-    shards: Vec<Arc<Shard>>,
+    parts: Vec<Part>,
 }
 
 impl SafetensorsFiles {
-    /// Opens and validates every shard (header JSON, offsets, file length).
+    /// Opens and validates every shard (header, offsets, file length); a file starting with the
+    /// GGUF magic is read as GGUF.
     pub fn open<P: AsRef<Path>>(paths: &[P]) -> Result<Self> {
         if paths.is_empty() {
             return Err(Error::InvalidInput("no safetensors file given".into()));
         }
-        let shards = paths
+        let parts = paths
             .iter()
-            .map(|p| Shard::open(p.as_ref()).map(Arc::new))
+            .map(|p| {
+                let p = p.as_ref();
+                if gguf::is_gguf(p) {
+                    let file = GgufFile::open(p)?;
+                    let metadata = Arc::new(gguf_metadata(&file)?);
+                    Ok(Part::Gguf {
+                        file: Arc::new(file),
+                        metadata,
+                    })
+                } else {
+                    Shard::open(p).map(|s| Part::Safetensors(Arc::new(s)))
+                }
+            })
             .collect::<Result<Vec<_>>>()?;
-        Ok(Self { shards })
+        if parts.len() > 1 && parts.iter().any(|p| matches!(p, Part::Gguf { .. })) {
+            return Err(Error::InvalidInput(
+                "a GGUF checkpoint is one file; it cannot be combined with other shards".into(),
+            ));
+        }
+        Ok(Self { parts })
     }
 
     /// Paths of the shards, in the order given.
     pub fn paths(&self) -> Vec<&Path> {
-        self.shards.iter().map(|s| s.path.as_path()).collect()
+        self.parts.iter().map(Part::path).collect()
+    }
+
+    /// Whether the checkpoint is a GGUF file.
+    pub fn is_gguf(&self) -> bool {
+        matches!(self.parts[0], Part::Gguf { .. })
+    }
+
+    /// The GGUF file, when the checkpoint is one.
+    pub fn gguf(&self) -> Option<&GgufFile> {
+        match &self.parts[0] {
+            Part::Gguf { file, .. } => Some(file),
+            Part::Safetensors(_) => None,
+        }
     }
 
     /// The first shard's whole `__metadata__` map (empty when absent).
     pub fn metadata(&self) -> HashMap<String, String> {
-        self.shards[0].header.metadata().clone().unwrap_or_default()
+        match &self.parts[0] {
+            Part::Safetensors(s) => s.header.metadata().clone().unwrap_or_default(),
+            Part::Gguf { metadata, .. } => (**metadata).clone(),
+        }
     }
 
     /// A string entry of the first shard's `__metadata__` (e.g. `model_version`).
     pub fn metadata_entry(&self, key: &str) -> Option<&str> {
-        self.shards[0]
-            .header
-            .metadata()
-            .as_ref()
-            .and_then(|m| m.get(key))
-            .map(String::as_str)
+        match &self.parts[0] {
+            Part::Safetensors(s) => s
+                .header
+                .metadata()
+                .as_ref()
+                .and_then(|m| m.get(key))
+                .map(String::as_str),
+            Part::Gguf { metadata, .. } => metadata.get(key).map(String::as_str),
+        }
     }
 
     /// `__metadata__[key]` parsed as JSON; `None` when the entry is absent.
@@ -120,7 +213,7 @@ impl SafetensorsFiles {
         serde_json::from_str(text)
             .map(Some)
             .map_err(|e| Error::InvalidMetadataJson {
-                path: self.shards[0].path.clone(),
+                path: self.parts[0].path().to_path_buf(),
                 key: key.to_string(),
                 reason: e.to_string(),
             })
@@ -134,12 +227,19 @@ impl SafetensorsFiles {
             .unwrap_or_else(|| serde_json::Value::Object(Default::default())))
     }
 
-    /// Every checkpoint key, sorted.
+    /// Every checkpoint key (GGUF names as the safetensors files spell them), sorted.
     pub fn keys(&self) -> Vec<String> {
         let mut keys: Vec<String> = self
-            .shards
+            .parts
             .iter()
-            .flat_map(|s| s.header.tensors().into_keys())
+            .flat_map(|p| match p {
+                Part::Safetensors(s) => s.header.tensors().into_keys().collect::<Vec<_>>(),
+                Part::Gguf { file, .. } => file
+                    .tensor_names()
+                    .iter()
+                    .map(|n| gguf::checkpoint_key(n))
+                    .collect(),
+            })
             .collect();
         keys.sort();
         keys
@@ -148,18 +248,40 @@ impl SafetensorsFiles {
     /// The tensors kept by `ops`, under their module-side names.
     pub fn state_dict(&self, ops: &SDOps) -> Result<StateDict> {
         let mut entries: HashMap<String, TensorSource> = HashMap::new();
-        for shard in &self.shards {
-            for (name, info) in shard.header.tensors() {
-                let Some(key) = ops.apply_to_key(&name) else {
-                    continue;
-                };
-                let source = TensorSource::Mapped {
-                    shard: shard.clone(),
-                    info: info.clone(),
-                    checkpoint_key: name.clone(),
-                };
-                if entries.insert(key.clone(), source).is_some() {
-                    return Err(Error::DuplicateWeight { key, shards: 2 });
+        let mut insert = |key: String, source: TensorSource| {
+            if entries.insert(key.clone(), source).is_some() {
+                return Err(Error::DuplicateWeight { key, shards: 2 });
+            }
+            Ok(())
+        };
+        for part in &self.parts {
+            match part {
+                Part::Safetensors(shard) => {
+                    for (name, info) in shard.header.tensors() {
+                        let Some(key) = ops.apply_to_key(&name) else {
+                            continue;
+                        };
+                        let source = TensorSource::Mapped {
+                            shard: shard.clone(),
+                            info: info.clone(),
+                            checkpoint_key: name.clone(),
+                        };
+                        insert(key, source)?;
+                    }
+                }
+                Part::Gguf { file, .. } => {
+                    for name in file.tensor_names() {
+                        let Some(key) = ops.apply_to_key(&gguf::checkpoint_key(&name)) else {
+                            continue;
+                        };
+                        insert(
+                            key,
+                            TensorSource::Gguf {
+                                file: file.clone(),
+                                name,
+                            },
+                        )?;
+                    }
                 }
             }
         }

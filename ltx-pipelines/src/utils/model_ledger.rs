@@ -26,6 +26,7 @@ use ltx_core::model::upsampler::{LatentUpsampler, LatentUpsamplerConfig};
 use ltx_core::model::video_vae::{
     vae_decoder_keys_filter, vae_encoder_keys_filter, VideoDecoder, VideoEncoder, VideoVaeConfig,
 };
+use ltx_core::quantization::LinearSource;
 use ltx_core::text_encoders::gemma::{
     embeddings_processor_key_ops, EmbeddingsProcessor, GemmaAssets, GemmaDims, GemmaLayers,
     GemmaTextEncoder,
@@ -222,7 +223,7 @@ impl ModelLedger {
         let files = self.open_transformer()?;
         let kind = LtxModelType::AudioVideo;
         let cfg = LtxModelConfig::from_checkpoint_config(&files.config()?, kind)?;
-        let sd = files.state_dict(&ltxv_model_comfy_renaming_map())?;
+        let sd = self.transformer_state_dict(&files)?;
         let loras = self.lora_state_dicts()?;
         let report = check_loras(&sd, &self.with_strengths(&loras))?;
         let all_zero = self.loras.iter().all(|l| l.strength == 0.0);
@@ -250,8 +251,8 @@ impl ModelLedger {
                     self.dtype,
                     &self.device,
                 )?;
-                let sd = Arc::new(sd.with_overrides(fused));
-                let model = LtxModel::new(&cfg, kind, sd.var_builder(self.dtype, &self.device))?;
+                let sd = Arc::new(sd.with_overrides(fused)?);
+                let model = LtxModel::load(&cfg, kind, &sd, self.dtype, &self.device)?;
                 sd.report_unused("transformer");
                 model
             }
@@ -275,8 +276,14 @@ impl ModelLedger {
         let files = self.open_transformer()?;
         let cfg =
             LtxModelConfig::from_checkpoint_config(&files.config()?, LtxModelType::AudioVideo)?;
-        let sd = files.state_dict(&ltxv_model_comfy_renaming_map())?;
+        let sd = self.transformer_state_dict(&files)?;
         Ok(transformer_size(&sd, cfg.num_layers, self.dtype))
+    }
+
+    /// The transformer's weights under the memory policy's quantization.
+    fn transformer_state_dict(&self, files: &SafetensorsFiles) -> Result<StateDict> {
+        let sd = files.state_dict(&ltxv_model_comfy_renaming_map())?;
+        Ok(sd.with_quantization(self.memory.quantization))
     }
 
     fn available_memory(&self) -> Option<u64> {
@@ -305,7 +312,7 @@ impl ModelLedger {
         let outer = sd.filtered(|k| !is_block_key(k));
         let agg = fuse_aggregation_dtype(&device);
         let (fused, _) = apply_loras(&outer, &self.with_strengths(&loras), agg, dtype, &device)?;
-        let outer = Arc::new(outer.with_overrides(fused));
+        let outer = Arc::new(outer.with_overrides(fused)?);
         let blocks = sd.filtered(is_block_key);
         let blocks = Arc::new(match self.memory.offload {
             Offload::Cpu => blocks.with_prefix_in_memory("transformer_blocks.")?,
@@ -323,8 +330,9 @@ impl ModelLedger {
             build: Arc::new(move |i, staged| {
                 let with = LoraStateDictWithStrength::pair(&loras, &strengths);
                 let (fused, _) = apply_loras(&staged, &with, agg, dtype, &device)?;
-                let staged = Arc::new(staged.with_overrides(fused));
-                Ok(spec.build(i, &staged.var_builder(dtype, &device))?)
+                let staged = Arc::new(staged.with_overrides(fused)?);
+                let linears = LinearSource::new(&staged);
+                Ok(spec.build(i, &staged.var_builder(dtype, &device), &linears)?)
             }),
         };
         tracing::info!(

@@ -4,6 +4,8 @@
 //! The budget counts weights only (in the compute dtype, plus the stored copy `cpu` keeps);
 //! activations come on top and are not planned here.
 
+use ltx_core::quantization::Quantization;
+
 use crate::{Error, Result};
 
 /// `--offload`.
@@ -19,11 +21,14 @@ pub enum Offload {
     Disk,
 }
 
-/// The offload mode and the budget (`--max-memory`, bytes) for the large components.
+/// The offload mode, the budget (`--max-memory`, bytes) for the large components, and how the
+/// transformer's block linears are narrowed at load (`--quantization`; fp8 and GGUF files stay
+/// narrow whatever it says).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct MemoryPolicy {
     pub offload: Offload,
     pub max_memory: Option<u64>,
+    pub quantization: Quantization,
 }
 
 /// What one component's weights take, in bytes.
@@ -124,6 +129,7 @@ mod tests {
 
     fn policy(offload: Offload, mb: Option<u64>) -> MemoryPolicy {
         MemoryPolicy {
+            quantization: Quantization::None,
             offload,
             max_memory: mb.map(|m| m * MB),
         }

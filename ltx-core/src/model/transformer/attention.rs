@@ -5,10 +5,11 @@
 //! scores stay under [`SCORE_BUDGET_BYTES`].
 
 use candle_core::{DType, Module, Result, Tensor, D};
-use candle_nn::{Linear, VarBuilder};
+use candle_nn::VarBuilder;
 
 use super::rope::{apply_rotary_emb, RopeFreqs};
 use super::text_kv_cache::{ContextKey, TextKvCache};
+use crate::quantization::{Linear, LinearSource};
 
 /// Upper bound on the f32 score slice one attention chunk materialises (B·H·rows·keys·4 bytes).
 pub const SCORE_BUDGET_BYTES: usize = 256 << 20;
@@ -237,22 +238,20 @@ impl Attention {
         norm_eps: f64,
         apply_gated_attention: bool,
         vb: VarBuilder,
+        linears: &LinearSource,
     ) -> Result<Self> {
         let inner = heads * dim_head;
         let context_dim = context_dim.unwrap_or(query_dim);
+        let linear = |i, o, name: &str| linears.linear(i, o, true, vb.pp(name));
         Ok(Self {
-            to_q: candle_nn::linear(query_dim, inner, vb.pp("to_q"))?,
-            to_k: candle_nn::linear(context_dim, inner, vb.pp("to_k"))?,
-            to_v: candle_nn::linear(context_dim, inner, vb.pp("to_v"))?,
-            to_out: candle_nn::linear(inner, query_dim, vb.pp("to_out.0"))?,
+            to_q: linear(query_dim, inner, "to_q")?,
+            to_k: linear(context_dim, inner, "to_k")?,
+            to_v: linear(context_dim, inner, "to_v")?,
+            to_out: linear(inner, query_dim, "to_out.0")?,
             q_norm: vb.get(inner, "q_norm.weight")?,
             k_norm: vb.get(inner, "k_norm.weight")?,
             to_gate_logits: if apply_gated_attention {
-                Some(candle_nn::linear(
-                    query_dim,
-                    heads,
-                    vb.pp("to_gate_logits"),
-                )?)
+                Some(linear(query_dim, heads, "to_gate_logits")?)
             } else {
                 None
             },

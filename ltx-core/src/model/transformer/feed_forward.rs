@@ -1,7 +1,9 @@
 //! Port of `ltx_core/model/transformer/feed_forward.py` and `gelu_approx.py`.
 
 use candle_core::{Module, Result, Tensor};
-use candle_nn::{Linear, VarBuilder};
+use candle_nn::VarBuilder;
+
+use crate::quantization::{Linear, LinearSource};
 
 use crate::kernels::activations::gelu_tanh;
 
@@ -20,11 +22,12 @@ impl FeedForward {
         mult: usize,
         bias: bool,
         vb: VarBuilder,
+        linears: &LinearSource,
     ) -> Result<Self> {
         let inner = dim * mult;
         Ok(Self {
-            proj_in: candle_nn::linear_b(dim, inner, bias, vb.pp("net.0.proj"))?,
-            proj_out: candle_nn::linear_b(inner, dim_out, bias, vb.pp("net.2"))?,
+            proj_in: linears.linear(dim, inner, bias, vb.pp("net.0.proj"))?,
+            proj_out: linears.linear(inner, dim_out, bias, vb.pp("net.2"))?,
         })
     }
 }

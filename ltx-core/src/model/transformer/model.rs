@@ -1,7 +1,9 @@
 //! Port of `ltx_core/model/transformer/model.py`: `LTXModel` (velocity prediction) and the
 //! `X0Model` / `LegacyX0Model` wrappers that turn it into a denoised prediction.
 
-use candle_core::{DType, Module, Result, Tensor, D};
+use std::sync::Arc;
+
+use candle_core::{DType, Device, Module, Result, Tensor, D};
 use candle_nn::{Linear, VarBuilder};
 
 use super::adaln::AdaLayerNormSingle;
@@ -13,6 +15,8 @@ use super::transformer::{BasicAvTransformerBlock, StreamConfig};
 use super::transformer_args::{CrossModalPreprocessor, TransformerArgsPreprocessor};
 use crate::guidance::perturbations::BatchedPerturbationConfig;
 use crate::loader::block_store::{BlockStore, BlockStreamer};
+use crate::loader::StateDict;
+use crate::quantization::LinearSource;
 
 /// One stream's input and output layers.
 #[derive(Clone, Debug)]
@@ -180,13 +184,19 @@ impl BlockSpec {
     }
 
     /// Block `i`, its weights under `transformer_blocks.{i}.` of the model's `vb`.
-    pub fn build(&self, i: usize, vb: &VarBuilder) -> Result<BasicAvTransformerBlock> {
+    pub fn build(
+        &self,
+        i: usize,
+        vb: &VarBuilder,
+        linears: &LinearSource,
+    ) -> Result<BasicAvTransformerBlock> {
         BasicAvTransformerBlock::new(
             i,
             self.video.as_ref(),
             self.audio.as_ref(),
             self.norm_eps,
             vb.pp("transformer_blocks").pp(i),
+            linears,
         )
     }
 
@@ -214,7 +224,20 @@ fn caption_projection(
 impl LtxModel {
     /// Builds the model from its config; weights under the reference's module names (no prefix).
     pub fn new(cfg: &LtxModelConfig, model_type: LtxModelType, vb: VarBuilder) -> Result<Self> {
-        Self::with_blocks(cfg, model_type, vb, None)
+        Self::with_blocks(cfg, model_type, vb, Err(LinearSource::wide()))
+    }
+
+    /// [`LtxModel::new`] over a state dict: the block linears in the form `sd` holds their
+    /// weights (fp8, GGUF blocks or wide; see [`crate::quantization`]).
+    pub fn load(
+        cfg: &LtxModelConfig,
+        model_type: LtxModelType,
+        sd: &Arc<StateDict>,
+        dtype: DType,
+        device: &Device,
+    ) -> Result<Self> {
+        let vb = sd.var_builder(dtype, device);
+        Self::with_blocks(cfg, model_type, vb, Err(LinearSource::new(sd)))
     }
 
     /// [`LtxModel::new`] with the blocks streamed: the first `resident` blocks are built now and
@@ -227,14 +250,15 @@ impl LtxModel {
         resident: usize,
         streamer: BlockStreamer<BasicAvTransformerBlock>,
     ) -> Result<Self> {
-        Self::with_blocks(cfg, model_type, vb, Some((resident, streamer)))
+        Self::with_blocks(cfg, model_type, vb, Ok((resident, streamer)))
     }
 
+    /// `blocks`: streamed (resident count, streamer), or all resident with these linears.
     fn with_blocks(
         cfg: &LtxModelConfig,
         model_type: LtxModelType,
         vb: VarBuilder,
-        streamer: Option<(usize, BlockStreamer<BasicAvTransformerBlock>)>,
+        blocks: std::result::Result<(usize, BlockStreamer<BasicAvTransformerBlock>), LinearSource>,
     ) -> Result<Self> {
         let k = cfg.adaln_coefficient();
         let av = model_type.is_video_enabled() && model_type.is_audio_enabled();
@@ -350,13 +374,13 @@ impl LtxModel {
             None
         };
         let spec = BlockSpec::new(cfg, model_type);
-        let blocks = match streamer {
-            None => BlockStore::resident(
+        let blocks = match blocks {
+            Err(linears) => BlockStore::resident(
                 (0..cfg.num_layers)
-                    .map(|i| spec.build(i, &vb))
+                    .map(|i| spec.build(i, &vb, &linears))
                     .collect::<Result<Vec<_>>>()?,
             ),
-            Some((resident, streamer)) => BlockStore::streamed(cfg.num_layers, resident, streamer)
+            Ok((resident, streamer)) => BlockStore::streamed(cfg.num_layers, resident, streamer)
                 .map_err(crate::Error::into_candle)?,
         };
         Ok(Self {

@@ -73,6 +73,35 @@ pub fn released_transformer_config(layout: TransformerLayout, num_layers: usize)
     json!({ "transformer": t })
 }
 
+/// The `config` and `model_version` metadata of a transformer-only file that carries none (the
+/// community GGUF files), inferred from its tensor names (without the `model.diffusion_model.`
+/// prefix): LTX-2.3 where the blocks have gated attention, LTX-2 otherwise, the block count from
+/// the names. `Err` names why no released layout fits.
+pub fn infer_transformer_metadata(names: &[String]) -> Result<(Value, &'static str), String> {
+    let has = |k: &str| names.iter().any(|n| n == k);
+    if !has("transformer_blocks.0.attn1.to_q.weight") {
+        return Err("it holds no LTX transformer blocks".into());
+    }
+    if has("keyframes_abs_pos_embedding") {
+        return Err(
+            "its layout is LTX-2.5's, whose config cannot be inferred from the tensor names;              use a file that carries its `config` metadata (as `ltx quantize` writes)"
+                .into(),
+        );
+    }
+    let num_layers = names
+        .iter()
+        .filter_map(|n| n.strip_prefix("transformer_blocks."))
+        .filter_map(|n| n.split('.').next()?.parse::<usize>().ok())
+        .max()
+        .map_or(0, |i| i + 1);
+    let (layout, version) = if has("transformer_blocks.0.attn1.to_gate_logits.weight") {
+        (TransformerLayout::Ltx23, "2.3.0")
+    } else {
+        (TransformerLayout::Ltx2, "2.0.0")
+    };
+    Ok((released_transformer_config(layout, num_layers), version))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -92,5 +121,30 @@ mod tests {
             );
             assert_eq!(c.caption_channels, caption);
         }
+    }
+
+    #[test]
+    fn layouts_are_inferred_from_names() {
+        let names = |extra: &[&str]| -> Vec<String> {
+            let mut v: Vec<String> = (0..3)
+                .map(|i| format!("transformer_blocks.{i}.attn1.to_q.weight"))
+                .collect();
+            v.extend(extra.iter().map(|s| s.to_string()));
+            v
+        };
+        let (cfg, v) = infer_transformer_metadata(&names(&[])).unwrap();
+        let c = LtxModelConfig::from_checkpoint_config(&cfg, LtxModelType::AudioVideo).unwrap();
+        assert_eq!(
+            (c.num_layers, c.caption_channels, v),
+            (3, Some(3840), "2.0.0")
+        );
+        let (cfg, v) = infer_transformer_metadata(&names(&[
+            "transformer_blocks.0.attn1.to_gate_logits.weight",
+        ]))
+        .unwrap();
+        let c = LtxModelConfig::from_checkpoint_config(&cfg, LtxModelType::AudioVideo).unwrap();
+        assert_eq!((c.num_layers, c.caption_channels, v), (3, None, "2.3.0"));
+        assert!(infer_transformer_metadata(&names(&["keyframes_abs_pos_embedding"])).is_err());
+        assert!(infer_transformer_metadata(&["vae.x".to_string()]).is_err());
     }
 }

@@ -14,6 +14,7 @@ use super::text_kv_cache::TextKvCache;
 use super::transformer_args::TransformerArgs;
 use crate::guidance::perturbations::{BatchedPerturbationConfig, PerturbationType};
 use crate::kernels::rows;
+use crate::quantization::LinearSource;
 
 /// Widths of one stream inside a block.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -107,7 +108,13 @@ fn gated_residual(x: &Tensor, y: &Tensor, gate: &Tensor, mask: Option<&Tensor>) 
 }
 
 impl StreamLayers {
-    fn new(cfg: &StreamConfig, norm_eps: f64, vb: &VarBuilder, prefix: &str) -> Result<Self> {
+    fn new(
+        cfg: &StreamConfig,
+        norm_eps: f64,
+        vb: &VarBuilder,
+        prefix: &str,
+        linears: &LinearSource,
+    ) -> Result<Self> {
         let p = |name: &str| vb.pp(format!("{prefix}{name}"));
         let attn = |name: &str, ctx: Option<usize>| {
             Attention::new(
@@ -118,6 +125,7 @@ impl StreamLayers {
                 norm_eps,
                 cfg.apply_gated_attention,
                 p(name),
+                linears,
             )
         };
         let k = adaln_embedding_coefficient(cfg.cross_attention_adaln);
@@ -132,7 +140,7 @@ impl StreamLayers {
                     a
                 }
             },
-            ff: FeedForward::new(cfg.dim, cfg.dim, 4, cfg.ff_bias, p("ff"))?,
+            ff: FeedForward::new(cfg.dim, cfg.dim, 4, cfg.ff_bias, p("ff"), linears)?,
             scale_shift_table: vb.get((k, cfg.dim), &table_name("scale_shift_table"))?,
             prompt_scale_shift_table: if cfg.cross_attention_adaln {
                 Some(vb.get((2, cfg.dim), &table_name("prompt_scale_shift_table"))?)
@@ -150,14 +158,15 @@ impl BasicAvTransformerBlock {
         audio: Option<&StreamConfig>,
         norm_eps: f64,
         vb: VarBuilder,
+        linears: &LinearSource,
     ) -> Result<Self> {
         // The reference names the video layers without a prefix (`attn1`, `ff`) and the audio
         // ones with `audio_` (`audio_attn1`, `audio_ff`).
         let video_layers = video
-            .map(|c| StreamLayers::new(c, norm_eps, &vb, ""))
+            .map(|c| StreamLayers::new(c, norm_eps, &vb, "", linears))
             .transpose()?;
         let audio_layers = audio
-            .map(|c| StreamLayers::new(c, norm_eps, &vb, "audio_"))
+            .map(|c| StreamLayers::new(c, norm_eps, &vb, "audio_", linears))
             .transpose()?;
         let cross = match (video, audio) {
             (Some(v), Some(a)) => Some(CrossLayers {
@@ -169,6 +178,7 @@ impl BasicAvTransformerBlock {
                     norm_eps,
                     v.apply_gated_attention,
                     vb.pp("audio_to_video_attn"),
+                    linears,
                 )?,
                 video_to_audio_attn: Attention::new(
                     a.dim,
@@ -178,6 +188,7 @@ impl BasicAvTransformerBlock {
                     norm_eps,
                     a.apply_gated_attention,
                     vb.pp("video_to_audio_attn"),
+                    linears,
                 )?,
                 table_video: vb.get((5, v.dim), "scale_shift_table_a2v_ca_video")?,
                 table_audio: vb.get((5, a.dim), "scale_shift_table_a2v_ca_audio")?,

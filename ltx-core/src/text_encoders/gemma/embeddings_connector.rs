@@ -10,6 +10,7 @@ use crate::error::Error;
 use crate::model::transformer::attention::{rms_norm, Attention, AttentionInputs};
 use crate::model::transformer::feed_forward::FeedForward;
 use crate::model::transformer::rope::{precompute_freqs_cis, RopeSpec, RopeType};
+use crate::quantization::LinearSource;
 
 /// Connector settings (read from the checkpoint's `transformer` config).
 #[derive(Clone, Debug, PartialEq)]
@@ -139,8 +140,16 @@ impl Embeddings1DConnector {
                         1e-6,
                         cfg.apply_gated_attention,
                         vb.pp("attn1"),
+                        &LinearSource::wide(),
                     )?,
-                    ff: FeedForward::new(dim, dim, 4, cfg.ff_bias, vb.pp("ff"))?,
+                    ff: FeedForward::new(
+                        dim,
+                        dim,
+                        4,
+                        cfg.ff_bias,
+                        vb.pp("ff"),
+                        &LinearSource::wide(),
+                    )?,
                 })
             })
             .collect::<Result<Vec<_>>>()?;
