@@ -151,8 +151,8 @@ pub fn apply_loras(
         let mut delta: Option<Tensor> = None;
         for (i, ka, kb) in pairs_for(&key, loras) {
             let (sd, strength) = (loras[i].state_dict, loras[i].strength);
-            let a = sd.raw_tensor(&ka, device)?.to_dtype(agg)?;
-            let b = sd.raw_tensor(&kb, device)?.to_dtype(agg)?;
+            let a = crate::quantization::fp8::widen(&sd.raw_tensor(&ka, device)?, agg)?;
+            let b = crate::quantization::fp8::widen(&sd.raw_tensor(&kb, device)?, agg)?;
             delta = Some(match delta {
                 None => lora_product(&a, &b, strength)?,
                 Some(acc) => {
@@ -169,9 +169,10 @@ pub fn apply_loras(
         let w = model.raw_tensor(&key, device)?;
         // an fp8 weight's value is `stored · scale`: fused at its value, stored back unscaled
         let scale = model.scale_of(&key)?;
+        let w_value = crate::quantization::fp8::widen(&w, DType::F32)?;
         let w_value = match scale {
-            Some(s) => w.to_dtype(DType::F32)?.affine(s, 0.0)?,
-            None => w.to_dtype(DType::F32)?,
+            Some(s) => w_value.affine(s, 0.0)?,
+            None => w_value,
         };
         // `deltas.add_(weight)`: in the aggregation dtype, then cast to the weight's dtype
         let sum = (delta.to_dtype(DType::F32)? + w_value)?.to_dtype(agg)?;
@@ -179,7 +180,11 @@ pub fn apply_loras(
             Some(s) => sum.to_dtype(DType::F32)?.affine(1.0 / s, 0.0)?,
             None => sum,
         };
-        let held = held.to_dtype(w.dtype())?;
+        let held = if w.dtype() == DType::F8E4M3 {
+            crate::quantization::fp8::narrow(&held)?
+        } else {
+            held.to_dtype(w.dtype())?
+        };
         // a weight held narrow (fp8) stays narrow; others are cast to the compute dtype
         let out = if w.dtype() == DType::F8E4M3 {
             held

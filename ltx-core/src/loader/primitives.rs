@@ -10,7 +10,7 @@ use candle_nn::var_builder::SimpleBackend;
 use candle_nn::VarBuilder;
 
 pub(crate) use super::tensor_source::TensorSource;
-use crate::quantization::Quantization;
+use crate::quantization::{fp8, Quantization};
 use crate::Error;
 
 /// How a weight is held once loaded (after the state dict's [`Quantization`]).
@@ -132,7 +132,7 @@ impl StateDict {
     ) -> candle_core::Result<Tensor> {
         let t = source.load(key, device)?;
         match (self.form_of(key, source), source.block_type()) {
-            (StoredForm::Fp8, _) if t.dtype() != DType::F8E4M3 => t.to_dtype(DType::F8E4M3),
+            (StoredForm::Fp8, _) => fp8::narrow(&t),
             (StoredForm::Blocks(b), None) => {
                 QTensor::quantize(&t.to_dtype(DType::F32)?, b)?.dequantize(device)
             }
@@ -458,11 +458,10 @@ impl StateDict {
             None
         };
         let tensor = match scale {
-            Some(scale) => tensor
-                .to_dtype(DType::F32)?
+            Some(scale) => fp8::widen(&tensor, DType::F32)?
                 .affine(scale, 0.0)?
                 .to_dtype(dtype)?,
-            None => tensor.to_dtype(dtype)?,
+            None => fp8::widen(&tensor, dtype)?,
         };
         tensor.to_device(dev)
     }
@@ -609,7 +608,7 @@ mod tests {
     fn casts_to_compute_dtype_and_upcasts_fp8() {
         let dev = Device::Cpu;
         let w = Tensor::new(&[0.5f32, -1.25, 3.0], &dev).unwrap();
-        let sd = sd(&[("w8", w.to_dtype(DType::F8E4M3).unwrap()), ("w", w.clone())]);
+        let sd = sd(&[("w8", fp8::narrow(&w).unwrap()), ("w", w.clone())]);
         let vb = sd.var_builder(DType::BF16, &dev);
         assert_eq!(vb.get(3, "w").unwrap().dtype(), DType::BF16);
         let up = sd.var_builder(DType::F32, &dev).get(3, "w8").unwrap();

@@ -23,12 +23,10 @@ impl Fp8Tensor {
     /// once (the reference folds its scales the same way).
     fn widen(&self, dtype: DType, device: &Device) -> Result<Tensor> {
         let t = match self.scale {
-            Some(s) => self
-                .values
-                .to_dtype(DType::F32)?
+            Some(s) => super::fp8::widen(&self.values, DType::F32)?
                 .affine(s, 0.0)?
                 .to_dtype(dtype)?,
-            None => self.values.to_dtype(dtype)?,
+            None => super::fp8::widen(&self.values, dtype)?,
         };
         t.to_device(device)
     }
@@ -240,7 +238,7 @@ mod tests {
         let w = random(&[8, 64], 1);
         let b = random(&[8], 2);
         let x = random(&[2, 3, 64], 3);
-        let w8 = (&w * 4.0).unwrap().to_dtype(DType::F8E4M3).unwrap();
+        let w8 = super::super::fp8::narrow(&(&w * 4.0).unwrap()).unwrap();
         let scale = Tensor::new(0.25f32, &Device::Cpu).unwrap();
         let sd = source(
             vec![
@@ -257,10 +255,12 @@ mod tests {
         assert_eq!(wide.form(), StoredForm::Wide);
         let (yn, yw) = (narrow.forward(&x).unwrap(), wide.forward(&x).unwrap());
         assert_eq!(max_abs(&yn, &yw), 0.0);
-        let expected =
-            candle_nn::Linear::new((w8.to_dtype(DType::F32).unwrap() * 0.25).unwrap(), Some(b))
-                .forward(&x)
-                .unwrap();
+        let expected = candle_nn::Linear::new(
+            (super::super::fp8::widen(&w8, DType::F32).unwrap() * 0.25).unwrap(),
+            Some(b),
+        )
+        .forward(&x)
+        .unwrap();
         assert_eq!(max_abs(&yn, &expected), 0.0);
         assert!(sd.unused_keys().is_empty(), "{:?}", sd.unused_keys());
     }
@@ -280,10 +280,8 @@ mod tests {
         let l = build(&sd, &LinearSource::new(&sd));
         assert_eq!(l.form(), StoredForm::Fp8);
         let narrow = |t: &Tensor| {
-            t.to_dtype(DType::F8E4M3)
-                .unwrap()
-                .to_dtype(DType::F32)
-                .unwrap()
+            let n = super::super::fp8::narrow(t).unwrap();
+            super::super::fp8::widen(&n, DType::F32).unwrap()
         };
         let expected = candle_nn::Linear::new(narrow(&w), Some(narrow(&b)))
             .forward(&x)

@@ -7,6 +7,7 @@
 //! reference's allow-list ([`is_fp8_cast_key`]), a GGUF type on the same linears (as the
 //! community GGUF files and `ltx quantize` do). Everything else stays in the compute dtype.
 
+pub mod fp8;
 pub mod linear;
 
 use candle_core::quantized::GgmlDType;
