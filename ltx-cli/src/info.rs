@@ -6,11 +6,12 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use ltx_core::loader::{SDOps, SafetensorsFiles};
+use ltx_core::quantization::gguf_type_name;
 use ltx_pipelines::utils::constants::{model_family, parse_model_version};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// A checkpoint (.safetensors; several shards of one model may be given).
+    /// A checkpoint (.safetensors, several shards of one model may be given; or a .gguf file).
     #[arg(required = true)]
     checkpoint: Vec<PathBuf>,
     /// Print the whole `config` metadata.
@@ -184,8 +185,37 @@ pub fn run(args: &Args) -> Result<()> {
                 .unwrap_or("no gemma_version")
         );
     }
+    if let Some(gguf) = files.gguf() {
+        print_gguf(gguf);
+    }
     if args.config {
         println!("{}", serde_json::to_string_pretty(&config)?);
     }
     Ok(())
+}
+
+/// The GGUF file's tensor types and where its config came from.
+fn print_gguf(gguf: &ltx_core::loader::gguf::GgufFile) {
+    let mut types: BTreeMap<String, (usize, u64)> = BTreeMap::new();
+    for name in gguf.tensor_names() {
+        if let Some((shape, t)) = gguf.describe(&name) {
+            let e = types.entry(gguf_type_name(t)).or_default();
+            e.0 += 1;
+            e.1 += shape.iter().map(|&d| d as u64).product::<u64>();
+        }
+    }
+    let list: Vec<String> = types
+        .iter()
+        .map(|(t, (n, p))| format!("{t}: {n} tensors, {}", human(*p)))
+        .collect();
+    println!("GGUF tensor types: {}", list.join("; "));
+    let meta = gguf.metadata();
+    if !meta.contains_key("config") {
+        println!(
+            "config: none in the file; the released layout was inferred from the tensor names"
+        );
+    }
+    if let Some(q) = meta.get("ltx.quantization") {
+        println!("written by `ltx quantize --type {q}`");
+    }
 }

@@ -8,6 +8,7 @@ mod info;
 mod noise;
 mod parity;
 mod progress;
+mod quantize;
 mod run;
 mod weights;
 
@@ -76,6 +77,9 @@ enum Command {
     /// Print the standard normals a seed gives (torch's CPU or CUDA generator, or ltx-rs's own),
     /// one value per line: the noise a run with --noise KIND --seed S draws.
     Noise(noise::Args),
+    /// Write a transformer checkpoint as GGUF: attention and feed-forward linears in a block
+    /// type (q8_0, q4_k, …), the rest F32, like the community GGUF files.
+    Quantize(quantize::Args),
     /// Time a component against the PyTorch reference on this machine.
     #[command(subcommand)]
     Bench(bench::Command),
@@ -107,6 +111,7 @@ fn main() -> Result<()> {
         }
         Command::Info(args) => info::run(&args),
         Command::Noise(args) => noise::run(&args),
+        Command::Quantize(args) => quantize::run(&args),
         Command::OneStage(args) => generate::one_stage(args, &device, dtype),
         Command::TwoStage(args) => generate::two_stage(args, &device, dtype),
         Command::A2vid(args) => generate::a2vid(args, &device, dtype),

@@ -223,3 +223,112 @@ fn streamed_text_encoder_layers_equal_resident_ones_bit_for_bit() {
         assert!(short.text_encoder().is_err());
     }
 }
+
+/// Quantized blocks (fp8-cast, a GGUF type at load, a GGUF file from `ltx quantize`) change the
+/// output, stream bit for bit like their resident selves, and take their LoRAs fused narrow.
+#[test]
+fn quantized_blocks_stream_like_resident_ones() {
+    use candle_core::quantized::GgmlDType;
+    use ltx_core::quantization::gguf_writer::quantize_transformer;
+    use ltx_core::quantization::Quantization;
+    use ltx_pipelines::utils::model_paths::{ModelPaths, PathFlags};
+
+    let dir = tempfile::tempdir().unwrap();
+    let lora = dir.path().join("lora.safetensors");
+    write_lora(&lora);
+    let loras = vec![LoraSpec {
+        path: lora,
+        strength: 0.8,
+    }];
+    let wide = forward(&ledger(dir.path(), loras.clone(), MemoryPolicy::default()));
+    let tiny = ltx_pipelines::tiny::ensure_tiny_model(&dir.path().join("tiny")).unwrap();
+    for quantization in [Quantization::Fp8Cast, Quantization::Gguf(GgmlDType::Q8_0)] {
+        let policy = |offload, max_memory| MemoryPolicy {
+            offload,
+            max_memory,
+            quantization,
+        };
+        let resident = ledger(dir.path(), loras.clone(), policy(Offload::None, None));
+        let narrow = forward(&resident);
+        assert_ne!(narrow, wide, "{quantization:?} changes the numbers");
+        // the budget counts the blocks as held (narrow), not in the compute dtype
+        let size = resident.transformer_size().unwrap();
+        let wide_size = ledger(dir.path(), vec![], MemoryPolicy::default())
+            .transformer_size()
+            .unwrap();
+        assert!(size.blocks[0] < wide_size.blocks[0], "{quantization:?}");
+        for offload in [Offload::Disk, Offload::Cpu] {
+            // every block streamed: what is outside the blocks, the block in use and the next
+            let stored: u64 = size.blocks_stored.iter().sum();
+            let floor = size.resident
+                + size.blocks.iter().max().unwrap()
+                + size.blocks_stored.iter().max().unwrap()
+                + if offload == Offload::Cpu { stored } else { 0 };
+            let l = ledger(dir.path(), loras.clone(), policy(offload, Some(floor)));
+            assert_eq!(l.check_memory().unwrap(), Some(0), "{offload:?}");
+            assert_eq!(forward(&l), narrow, "{quantization:?} {offload:?}");
+        }
+    }
+    // a GGUF file written by `ltx quantize` replaces the checkpoint's transformer: the same
+    // numbers as quantizing at load
+    let gguf = dir.path().join("tiny-q8_0.gguf");
+    quantize_transformer(
+        &tiny.checkpoint,
+        &gguf,
+        GgmlDType::Q8_0,
+        false,
+        &mut |_, _| {},
+    )
+    .unwrap();
+    let paths = ModelPaths::from_flags(PathFlags {
+        checkpoint: Some(tiny.checkpoint.clone()),
+        transformer: Some(gguf.clone()),
+        ..Default::default()
+    })
+    .unwrap()
+    .unwrap();
+    let from_file = |memory| {
+        let mut l =
+            ModelLedger::from_paths(DType::F32, Device::Cpu, paths.clone(), None, loras.clone())
+                .unwrap();
+        l.memory = memory;
+        forward(&l)
+    };
+    let at_load = forward(&ledger(
+        dir.path(),
+        loras.clone(),
+        MemoryPolicy {
+            quantization: Quantization::Gguf(GgmlDType::Q8_0),
+            ..Default::default()
+        },
+    ));
+    assert_eq!(from_file(MemoryPolicy::default()), at_load);
+    assert_eq!(
+        from_file(MemoryPolicy {
+            offload: Offload::Disk,
+            max_memory: Some(1 << 20),
+            ..Default::default()
+        }),
+        at_load,
+        "streamed from the GGUF file"
+    );
+    // an existing output is refused without --force, and nothing is left half-written
+    let err = quantize_transformer(
+        &tiny.checkpoint,
+        &gguf,
+        GgmlDType::Q8_0,
+        false,
+        &mut |_, _| {},
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("--force"), "{err}");
+    quantize_transformer(
+        &tiny.checkpoint,
+        &gguf,
+        GgmlDType::Q4K,
+        true,
+        &mut |_, _| {},
+    )
+    .unwrap();
+    assert!(!dir.path().join("tiny-q8_0.gguf.partial").exists());
+}

@@ -296,7 +296,9 @@ pub struct WeightArgs {
     /// safetensors).
     #[arg(long)]
     pub gemma_root: Option<PathBuf>,
-    /// Split layout (LTX-2.5): the transformer (.safetensors; DiT + text connectors).
+    /// Split layout (LTX-2.5): the transformer (.safetensors or .gguf; DiT + text connectors).
+    /// With --checkpoint-path: replaces the checkpoint's transformer (e.g. a GGUF file from
+    /// `ltx quantize` or a community one); everything else comes from the checkpoint.
     #[arg(long)]
     pub transformer_path: Option<PathBuf>,
     /// Split layout: the text encoder, one .safetensors (Gemma-4 + LTX projection + tokenizer)

@@ -29,9 +29,21 @@ pub fn is_gguf(path: &Path) -> bool {
         .is_ok_and(|_| &magic == MAGIC)
 }
 
-/// A tensor name of a GGUF file as the safetensors checkpoints spell it.
+/// Top-level prefixes of a checkpoint's other components, kept as they are in a GGUF file.
+const OTHER_COMPONENTS: [&str; 4] = [
+    "text_embedding_projection.",
+    "vae.",
+    "audio_vae.",
+    "vocoder.",
+];
+
+/// A tensor name of a GGUF file as the safetensors checkpoints spell it: transformer names get
+/// the `model.diffusion_model.` prefix back, other components' names stay.
 pub fn checkpoint_key(name: &str) -> String {
-    if name.starts_with("model.") || name.contains("diffusion_model.") {
+    if name.starts_with("model.")
+        || name.contains("diffusion_model.")
+        || OTHER_COMPONENTS.iter().any(|p| name.starts_with(p))
+    {
         name.to_string()
     } else {
         format!("{DIFFUSION_MODEL_PREFIX}{name}")

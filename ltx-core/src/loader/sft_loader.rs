@@ -158,11 +158,6 @@ impl SafetensorsFiles {
                 }
             })
             .collect::<Result<Vec<_>>>()?;
-        if parts.len() > 1 && parts.iter().any(|p| matches!(p, Part::Gguf { .. })) {
-            return Err(Error::InvalidInput(
-                "a GGUF checkpoint is one file; it cannot be combined with other shards".into(),
-            ));
-        }
         Ok(Self { parts })
     }
 
@@ -171,7 +166,7 @@ impl SafetensorsFiles {
         self.parts.iter().map(Part::path).collect()
     }
 
-    /// Whether the checkpoint is a GGUF file.
+    /// Whether the (first) file is a GGUF file.
     pub fn is_gguf(&self) -> bool {
         matches!(self.parts[0], Part::Gguf { .. })
     }

@@ -8,6 +8,7 @@
 //! community GGUF files and `ltx quantize` do). Everything else stays in the compute dtype.
 
 pub mod fp8;
+pub mod gguf_writer;
 pub mod linear;
 
 use candle_core::quantized::GgmlDType;

@@ -7,6 +7,9 @@
 //!   each other;
 //! * `--video-vae-path` fills the video VAE in either layout (in a monolith it replaces the
 //!   checkpoint's VAE);
+//! * an ltx-rs addition: `--transformer-path` with `--checkpoint-path` replaces the monolith's
+//!   transformer (e.g. with a GGUF file made by `ltx quantize`); the text connectors and projection
+//!   are still read from the checkpoint;
 //! * a monolith's other components all come from the checkpoint;
 //! * a split set may leave out what a pipeline does not need: the pipeline names what it needs
 //!   ([`ModelPaths::require`]) and a missing part is refused before anything is loaded.
@@ -101,6 +104,8 @@ impl PathFlags {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ModelPaths {
     pub layout: Layout,
+    /// The monolithic checkpoint (monolith layout only).
+    pub checkpoint: Option<PathBuf>,
     pub transformer: Option<PathBuf>,
     /// A Gemma root folder (Hugging Face layout) or a single text-encoder file (LTX-2.5).
     pub text_encoder: Option<PathBuf>,
@@ -114,6 +119,7 @@ impl ModelPaths {
     pub fn monolith(checkpoint: PathBuf, gemma_root: Option<PathBuf>) -> Self {
         Self {
             layout: Layout::Monolith,
+            checkpoint: Some(checkpoint.clone()),
             transformer: Some(checkpoint.clone()),
             text_encoder: gemma_root,
             video_vae: Some(checkpoint.clone()),
@@ -128,17 +134,23 @@ impl ModelPaths {
         if flags.is_empty() {
             return Ok(None);
         }
-        if flags.is_split() {
+        let transformer_override = flags.checkpoint.is_some()
+            && flags.text_encoder.is_none()
+            && flags.audio_vae.is_none()
+            && flags.duration_head.is_none();
+        if flags.is_split() && !transformer_override {
             if flags.checkpoint.is_some() || flags.gemma_root.is_some() {
                 return Err(Error::InvalidArgument(
-                    "the split flags (--transformer-path, --text-encoder-path, --audio-vae-path, \
+                    "the split flags (--text-encoder-path, --audio-vae-path, \
                      --duration-head-path) cannot be combined with --checkpoint-path / \
-                     --gemma-root; --video-vae-path is allowed with either"
+                     --gemma-root; --video-vae-path is allowed with either, --transformer-path \
+                     replaces a checkpoint's transformer"
                         .into(),
                 ));
             }
             return Ok(Some(Self {
                 layout: Layout::Split,
+                checkpoint: None,
                 transformer: flags.transformer,
                 text_encoder: flags.text_encoder,
                 video_vae: flags.video_vae,
@@ -156,6 +168,9 @@ impl ModelPaths {
         let mut paths = Self::monolith(checkpoint, flags.gemma_root);
         if let Some(vae) = flags.video_vae {
             paths.video_vae = Some(vae);
+        }
+        if let Some(t) = flags.transformer {
+            paths.transformer = Some(t);
         }
         Ok(Some(paths))
     }
@@ -220,6 +235,9 @@ impl ModelPaths {
     /// `gemma_source_checkpoint` are the ones read): in a split set also a single-file text
     /// encoder, which carries LTX-2.5's projection.
     pub fn embeddings_weight_paths(&self) -> Result<Vec<&Path>> {
+        if let Some(checkpoint) = &self.checkpoint {
+            return Ok(vec![checkpoint]);
+        }
         let mut paths = vec![self.get(Component::Transformer)?];
         if self.layout == Layout::Split {
             if let Some(te) = self.text_encoder.as_deref().filter(|p| p.is_file()) {

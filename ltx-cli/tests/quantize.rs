@@ -1,0 +1,167 @@
+//! `ltx quantize`, `ltx info` on GGUF files, `--quantization` and `--transformer-path X.gguf` on
+//! the tiny model, and the refusals around them.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn ltx() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_ltx"));
+    c.env("RUST_BACKTRACE", "0").args(["--device", "cpu"]);
+    c
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// The tiny distilled pipeline (9 frames at 64x64) with `extra`, into `out`; the MP4's bytes.
+fn tiny_run(out: &Path, extra: &[&str]) -> Vec<u8> {
+    let cache = std::env::temp_dir().join("ltx-rs-test-cache");
+    let tiny = ltx_pipelines::tiny::ensure_tiny_model(&cache).unwrap();
+    let o = ltx()
+        .args(["distilled", "--prompt", "a cat", "--num-frames", "9"])
+        .args(["--height", "64", "--width", "64"])
+        .arg("--checkpoint-path")
+        .arg(&tiny.checkpoint)
+        .arg("--gemma-root")
+        .arg(&tiny.gemma_root)
+        .arg("--spatial-upsampler-path")
+        .arg(&tiny.spatial_upsampler)
+        .arg("--output-path")
+        .arg(out)
+        .args(extra)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{extra:?}: {}", text(&o));
+    std::fs::read(out).unwrap()
+}
+
+#[test]
+fn a_quantized_gguf_runs_like_quantizing_at_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = std::env::temp_dir().join("ltx-rs-test-cache");
+    let tiny = ltx_pipelines::tiny::ensure_tiny_model(&cache).unwrap();
+    let gguf = dir.path().join("ltx-tiny-Q8_0.gguf");
+    let quantize = |extra: &[&str]| {
+        ltx()
+            .arg("quantize")
+            .arg("--input")
+            .arg(&tiny.checkpoint)
+            .arg("--output")
+            .arg(&gguf)
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let o = quantize(&["--type", "q8_0"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("in q8_0"), "{}", text(&o));
+    // an existing output needs --force; a non-block type is refused
+    let o = quantize(&["--type", "q8_0"]);
+    assert!(
+        !o.status.success() && text(&o).contains("--force"),
+        "{}",
+        text(&o)
+    );
+    let o = quantize(&["--type", "fp8-cast", "--force"]);
+    assert!(
+        !o.status.success() && text(&o).contains("GGUF block type"),
+        "{}",
+        text(&o)
+    );
+    let o = quantize(&["--type", "q4", "--force"]);
+    assert!(
+        !o.status.success() && text(&o).contains("q4_k"),
+        "{}",
+        text(&o)
+    );
+    // ltx info reads the GGUF header
+    let o = ltx().arg("info").arg(&gguf).output().unwrap();
+    let info = text(&o);
+    assert!(o.status.success(), "{info}");
+    assert!(
+        info.contains("GGUF tensor types") && info.contains("q8_0:"),
+        "{info}"
+    );
+    assert!(info.contains("transformer: 2 layers"), "{info}");
+
+    let wide = tiny_run(&dir.path().join("wide.mp4"), &[]);
+    let at_load = tiny_run(&dir.path().join("q8.mp4"), &["--quantization", "q8_0"]);
+    assert_ne!(wide, at_load, "q8_0 changes the numbers");
+    let g = gguf.to_str().unwrap();
+    assert_eq!(
+        tiny_run(&dir.path().join("gguf.mp4"), &["--transformer-path", g]),
+        at_load
+    );
+    assert_eq!(
+        tiny_run(
+            &dir.path().join("gguf-disk.mp4"),
+            &["--transformer-path", g, "--offload", "disk"]
+        ),
+        at_load
+    );
+    let fp8 = tiny_run(&dir.path().join("fp8.mp4"), &["--quantization", "fp8-cast"]);
+    assert_ne!(fp8, wide);
+}
+
+#[test]
+fn bad_quantized_inputs_are_refused_before_any_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = std::env::temp_dir().join("ltx-rs-test-cache");
+    let tiny = ltx_pipelines::tiny::ensure_tiny_model(&cache).unwrap();
+    let out = dir.path().join("out.mp4");
+    let run = |extra: &[&str]| {
+        ltx()
+            .args(["distilled", "--prompt", "a cat", "--num-frames", "9"])
+            .arg("--checkpoint-path")
+            .arg(&tiny.checkpoint)
+            .arg("--gemma-root")
+            .arg(&tiny.gemma_root)
+            .arg("--spatial-upsampler-path")
+            .arg(&tiny.spatial_upsampler)
+            .arg("--output-path")
+            .arg(&out)
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let o = run(&["--quantization", "int3"]);
+    assert!(
+        !o.status.success() && text(&o).contains("fp8-cast"),
+        "{}",
+        text(&o)
+    );
+    // a truncated GGUF and a file that is GGUF in name only
+    let gguf = dir.path().join("t.gguf");
+    let o = ltx()
+        .arg("quantize")
+        .arg("--input")
+        .arg(&tiny.checkpoint)
+        .arg("--output")
+        .arg(&gguf)
+        .args(["--type", "q8_0"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let bytes = std::fs::read(&gguf).unwrap();
+    std::fs::write(&gguf, &bytes[..bytes.len() / 2]).unwrap();
+    let o = run(&["--transformer-path", gguf.to_str().unwrap()]);
+    assert!(
+        !o.status.success() && text(&o).contains("not a usable GGUF file"),
+        "{}",
+        text(&o)
+    );
+    let fake = dir.path().join("fake.gguf");
+    std::fs::write(&fake, b"GGUF\x03\x00\x00\x00garbage").unwrap();
+    let o = ltx().arg("info").arg(&fake).output().unwrap();
+    assert!(
+        !o.status.success() && text(&o).contains("not a usable GGUF file"),
+        "{}",
+        text(&o)
+    );
+    assert!(!out.exists());
+}
