@@ -192,7 +192,7 @@ fn write(
         progress(i + 1, tensors.len());
     }
     out.flush().map_err(io)?;
-    Ok(out.stream_position().map_err(io)?)
+    out.stream_position().map_err(io)
 }
 
 /// A temporary name beside `path` (renamed to `path` once the file is complete).
