@@ -15,6 +15,10 @@ pub enum Error {
 
     #[error("fixture `{path}`: unknown component `{component}`")]
     UnknownComponent { path: PathBuf, component: String },
+
+    /// `--quantization` on a fixture whose model has no quantizable linears.
+    #[error("fixture `{path}`: component `{component}` is not run quantized (only `transformer`)")]
+    NotQuantizable { path: PathBuf, component: String },
 }
 
 impl From<candle_core::Error> for Error {

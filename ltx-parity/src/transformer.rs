@@ -131,8 +131,8 @@ pub(super) fn run(fx: &Fixture, inputs: &Arc<StateDict>, device: &Device) -> Res
         Some("bfloat16") => DType::BF16,
         Some(other) => return Err(fx.bad(format!("unknown dtype `{other}`"))),
     };
-    let sd = fx.weights(&ltxv_model_comfy_renaming_map())?;
-    let model = LtxModel::new(&cfg, kind, sd.var_builder(dtype, device))?;
+    let sd = fx.quantized_weights(&ltxv_model_comfy_renaming_map())?;
+    let model = LtxModel::load(&cfg, kind, &sd, dtype, device)?;
     sd.report_unused("transformer");
     let video = modality(fx, inputs, "video", dtype, device)?;
     let audio = modality(fx, inputs, "audio", dtype, device)?;

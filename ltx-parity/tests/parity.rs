@@ -280,3 +280,39 @@ fn sharded_checkpoints_load_and_reject_duplicates() {
         "{err}"
     );
 }
+
+#[test]
+fn quantized_runs_report_their_error_and_skip_what_they_cannot_quantize() {
+    use candle_core::quantized::GgmlDType;
+    use ltx_core::quantization::Quantization;
+    use ltx_parity::{quantized_tolerance, run_fixture_quantized};
+
+    let f = fixture("transformer_ltx23_av");
+    let exact = run_fixture(&f, &Device::Cpu).unwrap();
+    assert!(exact.iter().all(|c| c.pass && c.rel_rms < 1e-5));
+    // the tiny model's 32-wide rows take fp8-cast and Q8_0 (blocks of 32), not Q4_K (256)
+    for q in [Quantization::Fp8Cast, Quantization::Gguf(GgmlDType::Q8_0)] {
+        let checks = run_fixture_quantized(&f, &Device::Cpu, q).unwrap();
+        assert_eq!(checks.len(), exact.len());
+        for c in &checks {
+            assert!(
+                c.rel_rms > 1e-5,
+                "{q:?} {}: nothing was quantized",
+                c.output
+            );
+            assert_eq!(
+                c.pass,
+                c.rel_rms <= quantized_tolerance(q),
+                "{q:?} {}",
+                c.output
+            );
+        }
+    }
+    let err = run_fixture_quantized(
+        &fixture("scheduler_ltx2"),
+        &Device::Cpu,
+        Quantization::Fp8Cast,
+    )
+    .unwrap_err();
+    assert!(matches!(err, Error::NotQuantizable { .. }), "{err}");
+}

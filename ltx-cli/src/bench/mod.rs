@@ -85,6 +85,10 @@ pub struct CommonArgs {
     /// a stage's first step does (by default the runs after the first reuse it, as steps 2..N do).
     #[arg(long)]
     fresh_text_kv: bool,
+    /// `dit-block` / `step`: the Rust side's block linears narrowed (fp8-cast, q8_0, q4_k, …);
+    /// the reference runs unquantized, so the ratio is what the quantization costs or saves.
+    #[arg(long, value_name = "NAME", default_value = "none", value_parser = crate::args::parse_quantization)]
+    quantization: ltx_core::quantization::Quantization,
 }
 
 #[derive(clap::Args)]
@@ -170,6 +174,7 @@ pub(super) fn compare_sides(
     if common.fresh_text_kv {
         rust.arg("--fresh-text-kv");
     }
+    rust.args(["--quantization", &common.quantization.name()]);
     if common.threads > 0 {
         rust.env("RAYON_NUM_THREADS", common.threads.to_string());
     }

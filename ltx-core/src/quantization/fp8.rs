@@ -73,11 +73,12 @@ pub fn widen(t: &Tensor, dtype: DType) -> Result<Tensor> {
     if !t.device().is_cpu() {
         return t.to_dtype(DType::F32)?.to_dtype(dtype);
     }
+    use rayon::prelude::*;
     let table = table();
-    let values: Vec<f32> = t
-        .flatten_all()?
-        .to_vec1::<float8::F8E4M3>()?
-        .into_iter()
+    let stored = t.flatten_all()?.to_vec1::<float8::F8E4M3>()?;
+    let values: Vec<f32> = stored
+        .par_iter()
+        .with_min_len(1 << 16)
         .map(|v| table[v.to_bits() as usize])
         .collect();
     Tensor::from_vec(values, t.dims(), t.device())?.to_dtype(dtype)
