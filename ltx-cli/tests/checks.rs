@@ -5,6 +5,8 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+mod common;
+
 fn ltx(hf_cache: &Path) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_ltx"));
     c.env("RUST_BACKTRACE", "0")
@@ -285,17 +287,10 @@ fn stg_blocks_are_checked_against_the_model_and_a_missing_version_warns() {
 
 /// `ltx distilled --prompt "a cat"` at 64x64 on the tiny model, into `out`.
 fn tiny_command(dir: &Path, out: &Path) -> Command {
-    let cache = std::env::temp_dir().join("ltx-rs-test-cache");
-    let tiny = ltx_pipelines::tiny::ensure_tiny_model(&cache).unwrap();
     let mut c = ltx(&dir.join("hf"));
     c.args(["distilled", "--prompt", "a cat"])
-        .args(["--height", "64", "--width", "64"])
-        .arg("--checkpoint-path")
-        .arg(&tiny.checkpoint)
-        .arg("--gemma-root")
-        .arg(&tiny.gemma_root)
-        .arg("--spatial-upsampler-path")
-        .arg(&tiny.spatial_upsampler)
+        .args(["--height", "64", "--width", "64"]);
+    common::tiny_model_flags(&mut c, &common::tiny_model())
         .arg("--output-path")
         .arg(out);
     c

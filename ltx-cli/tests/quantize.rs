@@ -4,6 +4,8 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
+mod common;
+
 fn ltx() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_ltx"));
     c.env("RUST_BACKTRACE", "0").args(["--device", "cpu"]);
@@ -18,45 +20,44 @@ fn text(o: &Output) -> String {
     )
 }
 
-/// The tiny distilled pipeline (9 frames at 64x64) with `extra`, into `out`; the MP4's bytes.
-fn tiny_run(out: &Path, extra: &[&str]) -> Vec<u8> {
-    let cache = std::env::temp_dir().join("ltx-rs-test-cache");
-    let tiny = ltx_pipelines::tiny::ensure_tiny_model(&cache).unwrap();
-    let o = ltx()
-        .args(["distilled", "--prompt", "a cat", "--num-frames", "9"])
-        .args(["--height", "64", "--width", "64"])
-        .arg("--checkpoint-path")
-        .arg(&tiny.checkpoint)
-        .arg("--gemma-root")
-        .arg(&tiny.gemma_root)
-        .arg("--spatial-upsampler-path")
-        .arg(&tiny.spatial_upsampler)
+/// The tiny distilled pipeline (9 frames) with `extra`, into `out`.
+fn tiny_distilled(out: &Path, extra: &[&str]) -> Output {
+    let mut c = ltx();
+    c.args(["distilled", "--prompt", "a cat", "--num-frames", "9"]);
+    common::tiny_model_flags(&mut c, &common::tiny_model())
         .arg("--output-path")
         .arg(out)
         .args(extra)
         .output()
-        .unwrap();
+        .unwrap()
+}
+
+/// [`tiny_distilled`] at 64x64, which must succeed; the MP4's bytes.
+fn tiny_run(out: &Path, extra: &[&str]) -> Vec<u8> {
+    let o = tiny_distilled(out, &[&["--height", "64", "--width", "64"], extra].concat());
     assert!(o.status.success(), "{extra:?}: {}", text(&o));
     std::fs::read(out).unwrap()
+}
+
+/// `ltx quantize --input INPUT --output OUTPUT` with `extra`.
+fn quantize(input: &Path, output: &Path, extra: &[&str]) -> Output {
+    ltx()
+        .arg("quantize")
+        .arg("--input")
+        .arg(input)
+        .arg("--output")
+        .arg(output)
+        .args(extra)
+        .output()
+        .unwrap()
 }
 
 #[test]
 fn a_quantized_gguf_runs_like_quantizing_at_load() {
     let dir = tempfile::tempdir().unwrap();
-    let cache = std::env::temp_dir().join("ltx-rs-test-cache");
-    let tiny = ltx_pipelines::tiny::ensure_tiny_model(&cache).unwrap();
+    let tiny = common::tiny_model();
     let gguf = dir.path().join("ltx-tiny-Q8_0.gguf");
-    let quantize = |extra: &[&str]| {
-        ltx()
-            .arg("quantize")
-            .arg("--input")
-            .arg(&tiny.checkpoint)
-            .arg("--output")
-            .arg(&gguf)
-            .args(extra)
-            .output()
-            .unwrap()
-    };
+    let quantize = |extra: &[&str]| quantize(&tiny.checkpoint, &gguf, extra);
     let o = quantize(&["--type", "q8_0"]);
     assert!(o.status.success(), "{}", text(&o));
     assert!(text(&o).contains("in q8_0"), "{}", text(&o));
@@ -111,24 +112,9 @@ fn a_quantized_gguf_runs_like_quantizing_at_load() {
 #[test]
 fn bad_quantized_inputs_are_refused_before_any_work() {
     let dir = tempfile::tempdir().unwrap();
-    let cache = std::env::temp_dir().join("ltx-rs-test-cache");
-    let tiny = ltx_pipelines::tiny::ensure_tiny_model(&cache).unwrap();
+    let tiny = common::tiny_model();
     let out = dir.path().join("out.mp4");
-    let run = |extra: &[&str]| {
-        ltx()
-            .args(["distilled", "--prompt", "a cat", "--num-frames", "9"])
-            .arg("--checkpoint-path")
-            .arg(&tiny.checkpoint)
-            .arg("--gemma-root")
-            .arg(&tiny.gemma_root)
-            .arg("--spatial-upsampler-path")
-            .arg(&tiny.spatial_upsampler)
-            .arg("--output-path")
-            .arg(&out)
-            .args(extra)
-            .output()
-            .unwrap()
-    };
+    let run = |extra: &[&str]| tiny_distilled(&out, extra);
     let o = run(&["--quantization", "int3"]);
     assert!(
         !o.status.success() && text(&o).contains("fp8-cast"),
@@ -137,15 +123,7 @@ fn bad_quantized_inputs_are_refused_before_any_work() {
     );
     // a truncated GGUF and a file that is GGUF in name only
     let gguf = dir.path().join("t.gguf");
-    let o = ltx()
-        .arg("quantize")
-        .arg("--input")
-        .arg(&tiny.checkpoint)
-        .arg("--output")
-        .arg(&gguf)
-        .args(["--type", "q8_0"])
-        .output()
-        .unwrap();
+    let o = quantize(&tiny.checkpoint, &gguf, &["--type", "q8_0"]);
     assert!(o.status.success(), "{}", text(&o));
     let bytes = std::fs::read(&gguf).unwrap();
     std::fs::write(&gguf, &bytes[..bytes.len() / 2]).unwrap();

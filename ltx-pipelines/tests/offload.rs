@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use candle_core::{DType, Device, Tensor};
 use ltx_core::model::transformer::Modality;
 use ltx_pipelines::utils::model_ledger::{LoraSpec, ModelLedger};
-use ltx_pipelines::utils::offload::{MemoryPolicy, Offload};
+use ltx_pipelines::utils::offload::{ComponentSize, MemoryPolicy, Offload};
 use ltx_pipelines::Error;
 
 fn ledger(dir: &std::path::Path, loras: Vec<LoraSpec>, memory: MemoryPolicy) -> ModelLedger {
@@ -63,6 +63,16 @@ fn write_lora(path: &std::path::Path) {
     ltx_core::loader::synthetic::save_safetensors(path, &tensors, Default::default()).unwrap();
 }
 
+/// The smallest budget that streams every block: what is outside the blocks, the block in use
+/// and the next one as stored (with `Offload::Cpu`, every block's stored copy too).
+fn streaming_floor(size: &ComponentSize, offload: Offload) -> u64 {
+    let stored: u64 = size.blocks_stored.iter().sum();
+    size.resident
+        + size.blocks.iter().max().unwrap()
+        + size.blocks_stored.iter().max().unwrap()
+        + if offload == Offload::Cpu { stored } else { 0 }
+}
+
 fn forward(l: &ModelLedger) -> Vec<Vec<f32>> {
     let model = l.transformer().unwrap();
     let (video, audio) = (modality(6, 128, 3, 1), modality(4, 128, 1, 2));
@@ -107,12 +117,7 @@ fn streamed_blocks_equal_resident_ones_bit_for_bit() {
     // every block streamed: the budget holds what is outside the blocks and the block in use and the next one as stored
     let size = l.transformer_size().unwrap();
     assert_eq!(size.blocks.len(), 2);
-    let max_block = *size.blocks.iter().max().unwrap();
-    let max_stored = *size.blocks_stored.iter().max().unwrap();
-    let floor = |offload| {
-        let stored: u64 = size.blocks_stored.iter().sum();
-        size.resident + max_block + max_stored + if offload == Offload::Cpu { stored } else { 0 }
-    };
+    let floor = |offload| streaming_floor(&size, offload);
     for offload in [Offload::Disk, Offload::Cpu] {
         let l = ledger(
             dir.path(),
@@ -258,12 +263,7 @@ fn quantized_blocks_stream_like_resident_ones() {
             .unwrap();
         assert!(size.blocks[0] < wide_size.blocks[0], "{quantization:?}");
         for offload in [Offload::Disk, Offload::Cpu] {
-            // every block streamed: what is outside the blocks, the block in use and the next
-            let stored: u64 = size.blocks_stored.iter().sum();
-            let floor = size.resident
-                + size.blocks.iter().max().unwrap()
-                + size.blocks_stored.iter().max().unwrap()
-                + if offload == Offload::Cpu { stored } else { 0 };
+            let floor = streaming_floor(&size, offload);
             let l = ledger(dir.path(), loras.clone(), policy(offload, Some(floor)));
             assert_eq!(l.check_memory().unwrap(), Some(0), "{offload:?}");
             assert_eq!(forward(&l), narrow, "{quantization:?} {offload:?}");

@@ -1,6 +1,28 @@
-//! Input files the CLI tests write: a LoRA and a PNG.
+//! What the CLI tests share: the tiny model's flags and the input files they write (a LoRA, a
+//! PNG). Each test crate uses a part of it.
+#![allow(dead_code)]
 
 use std::path::Path;
+use std::process::Command;
+
+/// The built-in tiny model, in the test cache.
+pub fn tiny_model() -> ltx_pipelines::tiny::TinyModel {
+    let cache = std::env::temp_dir().join("ltx-rs-test-cache");
+    ltx_pipelines::tiny::ensure_tiny_model(&cache).unwrap()
+}
+
+/// `c` with the tiny model's `--checkpoint-path`, `--gemma-root` and `--spatial-upsampler-path`.
+pub fn tiny_model_flags<'c>(
+    c: &'c mut Command,
+    tiny: &ltx_pipelines::tiny::TinyModel,
+) -> &'c mut Command {
+    c.arg("--checkpoint-path")
+        .arg(&tiny.checkpoint)
+        .arg("--gemma-root")
+        .arg(&tiny.gemma_root)
+        .arg("--spatial-upsampler-path")
+        .arg(&tiny.spatial_upsampler)
+}
 
 /// A rank-2 LoRA on `diffusion_model.<module>` (`out_f` x `in_f`), in the stored layout of the
 /// released LoRAs.
