@@ -133,8 +133,10 @@ impl StateDict {
         let t = source.load(key, device)?;
         match (self.form_of(key, source), source.block_type()) {
             (StoredForm::Fp8, _) => fp8::narrow(&t),
+            // blocks are made on the CPU (Candle quantizes there), then moved
             (StoredForm::Blocks(b), None) => {
-                QTensor::quantize(&t.to_dtype(DType::F32)?, b)?.dequantize(device)
+                let cpu = t.to_device(&Device::Cpu)?.to_dtype(DType::F32)?;
+                QTensor::quantize(&cpu, b)?.dequantize(device)
             }
             _ => Ok(t),
         }
@@ -248,7 +250,7 @@ impl StateDict {
         for (k, t) in tensors {
             let source = match self.entries.get(&k).and_then(TensorSource::block_type) {
                 Some(b) => TensorSource::Quantized(Arc::new(QTensor::quantize(
-                    &t.to_dtype(DType::F32)?,
+                    &t.to_device(&Device::Cpu)?.to_dtype(DType::F32)?,
                     b,
                 )?)),
                 None => TensorSource::Memory(t),
