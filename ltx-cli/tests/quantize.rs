@@ -133,6 +133,25 @@ fn bad_quantized_inputs_are_refused_before_any_work() {
         "{}",
         text(&o)
     );
+    // a GGUF holds a transformer only: as a whole checkpoint it is refused up front
+    std::fs::write(&gguf, &bytes).unwrap();
+    let o = ltx()
+        .args(["distilled", "--prompt", "a cat", "--num-frames", "9"])
+        .arg("--checkpoint-path")
+        .arg(&gguf)
+        .arg("--gemma-root")
+        .arg(&tiny.gemma_root)
+        .arg("--spatial-upsampler-path")
+        .arg(&tiny.spatial_upsampler)
+        .arg("--output-path")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(
+        !o.status.success() && text(&o).contains("holds a transformer only"),
+        "{}",
+        text(&o)
+    );
     let fake = dir.path().join("fake.gguf");
     std::fs::write(&fake, b"GGUF\x03\x00\x00\x00garbage").unwrap();
     let o = ltx().arg("info").arg(&fake).output().unwrap();

@@ -209,9 +209,20 @@ impl ModelPaths {
             .filter_map(|c| self.get(c).ok().map(|p| (c, p)))
     }
 
-    /// Checks that every given path exists: files, and for the text encoder a file or a folder.
+    /// Checks that every given path exists: files, and for the text encoder a file or a folder;
+    /// and that a GGUF file serves only as the transformer (GGUF files hold no VAE, vocoder or
+    /// duration head).
     pub fn check_exist(&self) -> Result<()> {
         for (c, p) in self.given() {
+            if c != Component::Transformer && p.is_file() && ltx_core::loader::gguf::is_gguf(p) {
+                return Err(Error::InvalidArgument(format!(
+                    "`{}` is a GGUF file, which holds a transformer only, not the {}: pass it as \
+                     --transformer-path (with --checkpoint-path or the split flags for the other \
+                     parts)",
+                    p.display(),
+                    c.name()
+                )));
+            }
             let ok = match c {
                 Component::TextEncoder => p.is_file() || p.is_dir(),
                 _ => p.is_file(),
