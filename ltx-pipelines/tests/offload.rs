@@ -73,6 +73,16 @@ fn streaming_floor(size: &ComponentSize, offload: Offload) -> u64 {
         + if offload == Offload::Cpu { stored } else { 0 }
 }
 
+/// [`write_lora`] into `dir`, at strength 0.8.
+fn lora_at_0_8(dir: &std::path::Path) -> Vec<LoraSpec> {
+    let path = dir.join("lora.safetensors");
+    write_lora(&path);
+    vec![LoraSpec {
+        path,
+        strength: 0.8,
+    }]
+}
+
 fn forward(l: &ModelLedger) -> Vec<Vec<f32>> {
     let model = l.transformer().unwrap();
     let (video, audio) = (modality(6, 128, 3, 1), modality(4, 128, 1, 2));
@@ -86,12 +96,7 @@ fn forward(l: &ModelLedger) -> Vec<Vec<f32>> {
 #[test]
 fn streamed_blocks_equal_resident_ones_bit_for_bit() {
     let dir = tempfile::tempdir().unwrap();
-    let lora = dir.path().join("lora.safetensors");
-    write_lora(&lora);
-    let loras = vec![LoraSpec {
-        path: lora,
-        strength: 0.8,
-    }];
+    let loras = lora_at_0_8(dir.path());
     let policy = |offload, max_memory| MemoryPolicy {
         offload,
         max_memory,
@@ -239,12 +244,7 @@ fn quantized_blocks_stream_like_resident_ones() {
     use ltx_pipelines::utils::model_paths::{ModelPaths, PathFlags};
 
     let dir = tempfile::tempdir().unwrap();
-    let lora = dir.path().join("lora.safetensors");
-    write_lora(&lora);
-    let loras = vec![LoraSpec {
-        path: lora,
-        strength: 0.8,
-    }];
+    let loras = lora_at_0_8(dir.path());
     let wide = forward(&ledger(dir.path(), loras.clone(), MemoryPolicy::default()));
     let tiny = ltx_pipelines::tiny::ensure_tiny_model(&dir.path().join("tiny")).unwrap();
     for quantization in [Quantization::Fp8Cast, Quantization::Gguf(GgmlDType::Q8_0)] {
