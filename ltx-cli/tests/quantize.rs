@@ -135,14 +135,14 @@ fn bad_quantized_inputs_are_refused_before_any_work() {
     );
     // a GGUF holds a transformer only: as a whole checkpoint it is refused up front
     std::fs::write(&gguf, &bytes).unwrap();
-    let o = ltx()
-        .args(["distilled", "--prompt", "a cat", "--num-frames", "9"])
-        .arg("--checkpoint-path")
-        .arg(&gguf)
-        .arg("--gemma-root")
-        .arg(&tiny.gemma_root)
-        .arg("--spatial-upsampler-path")
-        .arg(&tiny.spatial_upsampler)
+    let as_checkpoint = ltx_pipelines::tiny::TinyModel {
+        checkpoint: gguf.clone(),
+        spatial_upsampler: tiny.spatial_upsampler.clone(),
+        gemma_root: tiny.gemma_root.clone(),
+    };
+    let mut c = ltx();
+    c.args(["distilled", "--prompt", "a cat", "--num-frames", "9"]);
+    let o = common::tiny_model_flags(&mut c, &as_checkpoint)
         .arg("--output-path")
         .arg(&out)
         .output()
