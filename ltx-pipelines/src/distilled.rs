@@ -49,7 +49,7 @@ impl DistilledPipeline {
         )
     }
 
-    /// Runs the pipeline; decoded video chunks (`[f, H, W, 3]` u8) go to `sink` as they are
+    /// Runs the pipeline; decoded video chunks (`[f, H, W, 3]` f32 in [0, 1]) go to `sink` as they are
     /// produced, the audio is returned.
     pub fn run(&self, req: &GenerationRequest, io: RunIo) -> Result<Audio> {
         let RunIo { progress, sink } = io;

@@ -147,7 +147,7 @@ impl RetakePipeline {
         Self { ledger }
     }
 
-    /// Runs the retake; decoded video chunks (`[f, H, W, 3]` u8, the source's size) go to `sink`,
+    /// Runs the retake; decoded video chunks (`[f, H, W, 3]` f32 in [0, 1], the source's size) go to `sink`,
     /// the audio is returned with the source's facts.
     pub fn run(&self, req: &RetakeRequest, mode: &RetakeMode, io: RunIo) -> Result<Retaken> {
         let RunIo { progress, sink } = io;

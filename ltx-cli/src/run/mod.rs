@@ -13,6 +13,7 @@ use std::time::Instant;
 use anyhow::Result;
 use candle_core::{DType, Device, Tensor};
 use ltx_core::device::DTypeChoice;
+use ltx_core::model::video_vae::decoder::rgb_frames_to_uint8;
 use ltx_core::model::video_vae::TilingConfig;
 use ltx_core::types::Audio;
 use ltx_pipelines::media::video::Mp4Writer;
@@ -130,7 +131,7 @@ impl Output {
         let mut progress = |e| bars.event(e);
         let mut sink = |chunk: Tensor| {
             *frames += chunk.dim(0)?;
-            writer.write_frames(&chunk)
+            writer.write_frames(&rgb_frames_to_uint8(&chunk)?)
         };
         Ok(f(RunIo {
             progress: &mut progress,

@@ -25,7 +25,7 @@ mod ltx25;
 pub use ltx25::{ensure_tiny_ltx25, TinyLtx25};
 
 /// Bumped whenever the generated files change, so stale caches are not reused.
-const VERSION: &str = "tiny-v3";
+const VERSION: &str = "tiny-v4";
 
 /// The tiny checkpoint's `model_version` metadata (an LTX-2 layout: the LTX-2 presets apply).
 pub const TINY_MODEL_VERSION: &str = "tiny-ltx-2";
@@ -62,87 +62,30 @@ fn res_x(n: usize, decoder: bool) -> Value {
     }
 }
 
+/// The tiny model's architecture (`tiny_model.json`, shared with the reference fixture generator,
+/// which builds the same model for the `pipeline` fixtures).
+const TINY_MODEL_JSON: &str = include_str!("tiny_model.json");
+
+fn tiny_model_entry(key: &str) -> Value {
+    let doc: Value = serde_json::from_str(TINY_MODEL_JSON).expect("tiny_model.json is valid JSON");
+    doc.get(key)
+        .cloned()
+        .unwrap_or_else(|| panic!("tiny_model.json has no `{key}`"))
+}
+
 /// The `config` metadata of the tiny checkpoint: the 19B layout (split RoPE, caption projection in
 /// the transformer, FeatureExtractorV1 connectors, HiFi-GAN vocoder) at tiny widths, with the
 /// pipelines' fixed latent sizes (128 video channels, 8x16 audio features, 8x32x32 compression;
 /// the audio VAE's base width must equal the 128 audio latent features: the reference sizes the
 /// latent statistics by it).
 pub fn tiny_config() -> Value {
-    let transformer = json!({
-            "dropout": 0.0, "attention_bias": true, "num_vector_embeds": null,
-            "activation_fn": "gelu-approximate", "num_embeds_ada_norm": 1000,
-            "use_linear_projection": false, "only_cross_attention": false,
-            "cross_attention_norm": true, "double_self_attention": false, "upcast_attention": false,
-            "standardization_norm": "rms_norm", "norm_elementwise_affine": false,
-            "qk_norm": "rms_norm", "positional_embedding_type": "rope",
-            "use_audio_video_cross_attention": true, "share_ff": false, "av_cross_ada_norm": true,
-            "use_middle_indices_grid": true,
-            "num_attention_heads": 2, "attention_head_dim": 16, "in_channels": 128,
-            "out_channels": 128, "num_layers": 2, "cross_attention_dim": 32,
-            "caption_channels": 24, "audio_num_attention_heads": 2, "audio_attention_head_dim": 8,
-            "audio_in_channels": 128, "audio_out_channels": 128, "audio_cross_attention_dim": 16,
-            "positional_embedding_theta": 10000.0,
-            "positional_embedding_max_pos": [20, 2048, 2048],
-            "audio_positional_embedding_max_pos": [20], "timestep_scale_multiplier": 1000,
-            "av_ca_timestep_scale_multiplier": 1000.0, "rope_type": "split",
-            "frequencies_precision": "float64", "norm_eps": 1e-6,
-            "connector_num_attention_heads": 2, "connector_attention_head_dim": 12,
-            "connector_num_layers": 2, "connector_positional_embedding_max_pos": [4096]
-    });
-    let vae = json!({
-            "dims": 3, "in_channels": 3, "out_channels": 3, "latent_channels": 128,
-            "patch_size": 4, "norm_layer": "pixel_norm", "latent_log_var": "uniform",
-            "causal_decoder": false, "timestep_conditioning": false, "decoder_base_channels": 4,
-            "encoder_blocks": [
-                res_x(1, false), ["compress_space_res", {"multiplier": 1}], res_x(1, false),
-                ["compress_time_res", {"multiplier": 1}], res_x(1, false),
-                ["compress_all_res", {"multiplier": 1}], res_x(1, false),
-                ["compress_all_res", {"multiplier": 2}], res_x(1, false)
-            ],
-            "decoder_blocks": [
-                res_x(1, true), ["compress_all", {"residual": true, "multiplier": 2}],
-                res_x(1, true), ["compress_all", {"residual": true, "multiplier": 1}],
-                res_x(1, true), ["compress_all", {"residual": true, "multiplier": 2}],
-                res_x(1, true)
-            ]
-    });
-    let audio_vae = json!({
-            "model": {"params": {"sampling_rate": 16000, "ddconfig": {
-                "ch": 128, "out_ch": 2, "in_channels": 2, "ch_mult": [1, 1, 1],
-                "num_res_blocks": 1, "attn_resolutions": [], "resolution": 256,
-                "z_channels": 8, "double_z": true, "norm_type": "pixel",
-                "causality_axis": "height", "dropout": 0.0, "mid_block_add_attention": false,
-                "mel_bins": 64
-            }}},
-            "preprocessing": {
-                "stft": {"hop_length": 160, "filter_length": 1024, "causal": true},
-                "mel": {"n_mel_channels": 64}
-            }
-    });
-    let vocoder = json!({
-            "resblock": "1", "stereo": true, "upsample_initial_channel": 32,
-            "upsample_rates": [6, 5, 2, 2, 2], "upsample_kernel_sizes": [12, 11, 4, 4, 4],
-            "resblock_kernel_sizes": [3], "resblock_dilation_sizes": [[1, 3, 5]],
-            "output_sampling_rate": 24000
-    });
-    json!({"transformer": transformer, "vae": vae, "audio_vae": audio_vae, "vocoder": vocoder})
+    tiny_model_entry("checkpoint_config")
 }
 
 /// The tiny spatial x2 upsampler's flat config.
 pub fn tiny_upsampler_config() -> Value {
-    json!({"in_channels": 128, "mid_channels": 32, "num_blocks_per_stage": 1, "dims": 3,
-        "spatial_upsample": true, "temporal_upsample": false, "spatial_scale": 2.0,
-        "rational_resampler": false})
+    tiny_model_entry("spatial_upsampler_config")
 }
-
-/// Words of the built-in tokenizer (anything else is `<unk>`).
-const WORDS: &str = "a an the of and in on at with to from by for is are was it its this that \
-    cat dog bird fish horse person man woman child people car tree flower sky sun moon sea ocean \
-    river mountain city street house room forest field beach snow rain light night day morning \
-    red green blue yellow white black golden dark bright small big tall slow fast \
-    walks runs flies swims jumps dances sings talks looks sits stands moves turns smiles \
-    camera shot close up wide view slowly gently video scene sound music voice wind waves \
-    , . ! ?";
 
 /// A word-level `tokenizer.json` for the tiny Gemma (`<pad>` 0, `<eos>` 1, `<bos>` 2,
 /// `<unk>` 3), lower-casing, splitting on whitespace and punctuation, `<bos>` prepended.
@@ -157,7 +100,13 @@ fn word_tokenizer_json(bos_template: bool) -> (String, usize) {
     for (i, t) in ["<pad>", "<eos>", "<bos>", "<unk>"].iter().enumerate() {
         vocab.insert(t.to_string(), json!(i));
     }
-    for w in WORDS.split_whitespace() {
+    let words = tiny_model_entry("tokenizer_words");
+    for w in words
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+    {
         if !vocab.contains_key(w) {
             let id = vocab.len();
             vocab.insert(w.to_string(), json!(id));
@@ -191,9 +140,9 @@ fn word_tokenizer_json(bos_template: bool) -> (String, usize) {
 }
 
 fn tiny_gemma_config(vocab: usize) -> Value {
-    json!({"text_config": {"vocab_size": vocab, "hidden_size": 24, "intermediate_size": 48,
-        "num_hidden_layers": 3, "num_attention_heads": 2, "num_key_value_heads": 1,
-        "head_dim": 12, "query_pre_attn_scalar": 12, "sliding_window": 16}})
+    let mut text = tiny_model_entry("gemma_text_config");
+    text["vocab_size"] = json!(vocab);
+    json!({ "text_config": text })
 }
 
 /// Renames module-side keys to checkpoint keys with `map` (`None`: drop the key).

@@ -6,7 +6,7 @@
 use candle_core::{DType, Tensor};
 use ltx_core::conditioning::ConditioningItem;
 use ltx_core::model::audio_vae::decode_audio;
-use ltx_core::model::video_vae::decoder::to_uint8_frames;
+use ltx_core::model::video_vae::decoder::to_rgb_frames;
 use ltx_core::model::video_vae::{DecodeInputs, TilingConfig, VideoEncoder};
 use ltx_core::text_encoders::gemma::GemmaLayers::Resident;
 use ltx_core::text_encoders::gemma::{GemmaAssets, GemmaTextEncoder, PaddingSide};
@@ -217,7 +217,8 @@ impl<'a> ConditioningEncoder<'a> {
     }
 }
 
-/// Decodes a video latent `[1, 128, F', H', W']` into `[f, H, W, 3]` u8 chunks handed to `sink`.
+/// Decodes a video latent `[1, 128, F', H', W']` into `[f, H, W, 3]` f32 chunks in [0, 1] handed
+/// to `sink` (1.2.0's `decode_video`).
 pub fn decode_video_chunks(
     ledger: &ModelLedger,
     latent: &Tensor,
@@ -238,7 +239,7 @@ pub fn decode_video_chunks(
             total: 1,
         });
         let video = backend.0.decode(&latent.to_dtype(DType::F32)?)?;
-        sink(to_uint8_frames(&video)?)?;
+        sink(to_rgb_frames(&video)?)?;
         progress(ProgressEvent::Step { done: 1, total: 1 });
         return Ok(());
     }
@@ -258,7 +259,7 @@ pub fn decode_video_chunks(
                 .tiled_decode(&latent, cfg, None, None, |chunk| {
                     done += 1;
                     progress(ProgressEvent::Step { done, total });
-                    match to_uint8_frames(&chunk)
+                    match to_rgb_frames(&chunk)
                         .map_err(Error::from)
                         .and_then(&mut *sink)
                     {
@@ -277,7 +278,7 @@ pub fn decode_video_chunks(
                 total: 1,
             });
             let video = decoder.forward(&latent, DecodeInputs::default())?;
-            sink(to_uint8_frames(&video)?)?;
+            sink(to_rgb_frames(&video)?)?;
             progress(ProgressEvent::Step { done: 1, total: 1 });
         }
     }

@@ -21,7 +21,10 @@ pub enum ProgressEvent {
 }
 
 /// Where a running pipeline reports: its progress events, and the decoded video as `[f, H, W, 3]`
-/// u8 chunks in order.
+/// f32 chunks in [0, 1], in order (1.2.0's `decode_video`; [`rgb_frames_to_uint8`] makes the
+/// 8-bit frames).
+///
+/// [`rgb_frames_to_uint8`]: ltx_core::model::video_vae::decoder::rgb_frames_to_uint8
 pub struct RunIo<'a> {
     pub progress: &'a mut dyn FnMut(ProgressEvent),
     pub sink: &'a mut dyn FnMut(Tensor) -> Result<()>,

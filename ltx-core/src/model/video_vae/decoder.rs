@@ -280,11 +280,23 @@ impl VideoDecoder {
     }
 }
 
-/// `decode_video`'s pixel mapping: `[B=1, 3, F, H, W]` in [-1, 1] → `[F, H, W, 3]` u8, computed
-/// as `((x + 1) / 2).clamp(0, 1) · 255` truncated, like the reference.
-pub fn to_uint8_frames(video: &Tensor) -> Result<Tensor> {
+/// `decode_video`'s pixel mapping: `[B=1, 3, F, H, W]` in [-1, 1] → `[F, H, W, 3]` f32 in
+/// [0, 1], computed as `((x + 1) · 0.5).clamp(0, 1)` like the reference's chunks.
+pub fn to_rgb_frames(video: &Tensor) -> Result<Tensor> {
     let x = video.get(0)?.to_dtype(DType::F32)?;
-    let x = ((x + 1.0)? / 2.0)?.clamp(0f32, 1f32)? * 255.0;
+    ((x + 1.0)? * 0.5)?
+        .clamp(0f32, 1f32)?
+        .permute((1, 2, 3, 0))?
+        .contiguous()
+}
+
+/// `[F, H, W, 3]` floats in [0, 1] → u8 as `x · 255` truncated (torch's `.to(torch.uint8)`).
+pub fn rgb_frames_to_uint8(frames: &Tensor) -> Result<Tensor> {
     // `to_dtype(U8)` on candle truncates toward zero for non-negative values, like torch.
-    x?.permute((1, 2, 3, 0))?.contiguous()?.to_dtype(DType::U8)
+    (frames.to_dtype(DType::F32)? * 255.0)?.to_dtype(DType::U8)
+}
+
+/// [`to_rgb_frames`] then [`rgb_frames_to_uint8`]: `[B=1, 3, F, H, W]` → `[F, H, W, 3]` u8.
+pub fn to_uint8_frames(video: &Tensor) -> Result<Tensor> {
+    rgb_frames_to_uint8(&to_rgb_frames(video)?)
 }
