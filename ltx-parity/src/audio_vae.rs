@@ -51,10 +51,14 @@ pub(super) fn run_vocoder(
     let mel = fx.input(inputs, "mel", device)?;
     // `call.generator_only`: one generator built straight from the flat `vocoder` section (the
     // BigVGAN variants the configurator only reaches inside the BWE model)
-    let waveform = if fx.call.get("generator_only").is_some() {
-        let apply_final = fx.call["generator_only"]["apply_final_activation"]
-            .as_bool()
-            .unwrap_or(true);
+    let waveform = if let Some(g) = fx.call_value("generator_only") {
+        fx.check_keys(g, "call.generator_only", &["apply_final_activation"])?;
+        let apply_final = match g.get("apply_final_activation") {
+            None => true,
+            Some(v) => v.as_bool().ok_or_else(|| {
+                fx.bad("call.generator_only.apply_final_activation must be a boolean")
+            })?,
+        };
         let cfg = VocoderConfig::from_section(&fx.config["vocoder"], "vocoder", apply_final, None)?;
         let vocoder = Vocoder::new(&cfg, vb)?;
         sd.report_unused("vocoder");

@@ -29,12 +29,15 @@ pub(super) fn run(fx: &Fixture, inputs: &Arc<StateDict>, device: &Device) -> Res
 
 type Item = Box<dyn ConditioningItem + Send + Sync>;
 
+/// The item `spec` (at `what`, e.g. `call.items[0]`), its keys checked for its `type`.
 fn build_item(
     fx: &Fixture,
     spec: &Value,
+    what: &str,
     inputs: &Arc<StateDict>,
     device: &Device,
 ) -> Result<Item> {
+    let keys = |known: &[&str]| fx.check_keys(spec, what, known);
     let latent = || -> Result<Tensor> {
         let name = spec["latent"]
             .as_str()
@@ -53,22 +56,32 @@ fn build_item(
             .ok_or_else(|| fx.bad(format!("item.{k} must be an integer")))
     };
     Ok(match spec["type"].as_str().unwrap_or_default() {
-        "latent_index" => Box::new(VideoConditionByLatentIndex::new(
-            latent()?,
-            num("strength")?,
-            int("latent_idx")?,
-        )?),
-        "keyframe" => Box::new(VideoConditionByKeyframeIndex::new(
-            latent()?,
-            int("frame_idx")?,
-            num("strength")?,
-        )?),
-        "reference" => Box::new(VideoConditionByReferenceLatent::new(
-            latent()?,
-            int("downscale_factor")?,
-            num("strength")?,
-        )?),
+        "latent_index" => {
+            keys(&["type", "latent", "strength", "latent_idx"])?;
+            Box::new(VideoConditionByLatentIndex::new(
+                latent()?,
+                num("strength")?,
+                int("latent_idx")?,
+            )?)
+        }
+        "keyframe" => {
+            keys(&["type", "latent", "frame_idx", "strength"])?;
+            Box::new(VideoConditionByKeyframeIndex::new(
+                latent()?,
+                int("frame_idx")?,
+                num("strength")?,
+            )?)
+        }
+        "reference" => {
+            keys(&["type", "latent", "downscale_factor", "strength"])?;
+            Box::new(VideoConditionByReferenceLatent::new(
+                latent()?,
+                int("downscale_factor")?,
+                num("strength")?,
+            )?)
+        }
         "wrapper" => {
+            keys(&["type", "attention_mask", "inner"])?;
             let mask = match &spec["attention_mask"] {
                 Value::String(name) => AttentionStrength::Tensor(inputs.raw_tensor(name, device)?),
                 v => AttentionStrength::Scalar(
@@ -76,7 +89,7 @@ fn build_item(
                         .ok_or_else(|| fx.bad("attention_mask must be a number or a name"))?,
                 ),
             };
-            let inner = build_item(fx, &spec["inner"], inputs, device)?;
+            let inner = build_item(fx, &spec["inner"], &format!("{what}.inner"), inputs, device)?;
             Box::new(ConditioningItemAttentionStrengthWrapper::new(inner, mask))
         }
         other => return Err(fx.bad(format!("unknown conditioning item `{other}`"))),
@@ -94,24 +107,21 @@ fn push_state(out: &mut Outputs, prefix: &str, st: &LatentState) {
 }
 
 fn items(fx: &Fixture, inputs: &Arc<StateDict>, device: &Device) -> Result<Outputs> {
-    let shape = VideoLatentShape::from_dims(&usizes(fx, &fx.call["target"], "call.target")?)?;
+    let target = fx.call_value("target").unwrap_or(&Value::Null);
+    let shape = VideoLatentShape::from_dims(&usizes(fx, target, "call.target")?)?;
     let fps = fx.call_f64("fps")?;
     let mut tools = VideoLatentTools::new(VideoLatentPatchifier::new(1)?, shape, fps);
-    tools.causal_fix = fx.call["causal_fix"].as_bool().unwrap_or(true);
+    tools.causal_fix = fx.call_bool_or("causal_fix", true)?;
     let dtype = dtype_of(fx, fx.call_str("dtype")?)?;
     let initial = inputs.raw_tensor("initial", device)?;
     let mut state = tools.create_initial_state(device, dtype, Some(&initial))?;
-    for spec in fx.call_array("items")? {
-        state = build_item(fx, spec, inputs, device)?.apply_to(&state, &tools)?;
+    for (i, spec) in fx.call_array("items")?.iter().enumerate() {
+        let item = build_item(fx, spec, &format!("call.items[{i}]"), inputs, device)?;
+        state = item.apply_to(&state, &tools)?;
     }
     let mut out = Vec::new();
     push_state(&mut out, "", &state);
-    if fx
-        .call
-        .get("clear")
-        .and_then(Value::as_bool)
-        .unwrap_or(false)
-    {
+    if fx.call_bool_or("clear", false)? {
         push_state(&mut out, "cleared_", &tools.clear_conditioning(&state)?);
     }
     Ok(out)

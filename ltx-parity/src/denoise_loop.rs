@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use candle_core::{DType, Device, Tensor};
 use ltx_core::components::diffusion_steps::EulerAncestralDiffusionStep;
-use ltx_core::components::guiders::{CfgGuider, MultiModalGuiderFactory, MultiModalGuiderParams};
+use ltx_core::components::guiders::{CfgGuider, MultiModalGuiderFactory};
 use ltx_core::conditioning::{ConditioningItem, VideoConditionByLatentIndex};
 use ltx_core::loader::StateDict;
 use ltx_core::model::transformer::{
@@ -23,34 +23,16 @@ use ltx_pipelines::utils::samplers::{
 use ltx_pipelines::utils::types::{NoiseSource, ReplayNoise};
 use serde_json::Value;
 
+use super::guider::multimodal_params;
 use super::{Fixture, Outputs};
 use crate::Result;
 
-fn guider_params(fx: &Fixture, v: &Value) -> Result<MultiModalGuiderParams> {
-    let f = |k: &str| {
-        v.get(k)
-            .and_then(Value::as_f64)
-            .ok_or_else(|| fx.bad(format!("guidance param `{k}` missing")))
-    };
-    let blocks = match v.get("stg_blocks") {
-        None | Some(Value::Null) => None,
-        Some(b) => Some(
-            serde_json::from_value::<Vec<usize>>(b.clone())
-                .map_err(|e| fx.bad(format!("stg_blocks: {e}")))?,
-        ),
-    };
-    Ok(MultiModalGuiderParams {
-        cfg_scale: f("cfg_scale")?,
-        stg_scale: f("stg_scale")?,
-        stg_blocks: blocks,
-        rescale_scale: f("rescale_scale")?,
-        modality_scale: f("modality_scale")?,
-        skip_step: f("skip_step")? as usize,
-    })
-}
-
 pub(super) fn run(fx: &Fixture, inputs: &Arc<StateDict>, device: &Device) -> Result<Outputs> {
-    let kind = LtxModelType::AudioVideo;
+    // the loop denoises both streams (`StageAudio::FRESH`): only an audio-video model runs it
+    let kind = super::transformer::model_type(fx)?;
+    if kind != LtxModelType::AudioVideo {
+        return Err(fx.bad("denoise_loop fixtures run an audio_video transformer"));
+    }
     let cfg = LtxModelConfig::from_checkpoint_config(&fx.config, kind)?;
     let sd = fx.weights(&ltxv_model_comfy_renaming_map())?;
     let x0 = X0Model {
@@ -60,7 +42,8 @@ pub(super) fn run(fx: &Fixture, inputs: &Arc<StateDict>, device: &Device) -> Res
     let mut outputs = run_with_model(fx, inputs, &x0, DType::F32, device, None)?;
     // the guidance passes batched in one call, as the GPU runs them, checked against the same
     // reference outputs
-    if fx.call["guidance"]["kind"].as_str() == Some("multimodal") {
+    let guidance = fx.call_value("guidance").unwrap_or(&Value::Null);
+    if guidance["kind"].as_str() == Some("multimodal") {
         let batched = run_with_model(fx, inputs, &x0, DType::F32, device, Some(true))?;
         outputs.extend(
             batched
@@ -123,10 +106,15 @@ pub fn run_with_model(
             0,
         )?));
     }
-    let guidance = &fx.call["guidance"];
+    let guidance = fx.call_value("guidance").unwrap_or(&Value::Null);
+    let keys = |known: &[&str]| fx.check_keys(guidance, "call.guidance", known);
     let mut denoiser: Box<dyn DenoisingFunc> = match guidance["kind"].as_str() {
-        Some("simple") => Box::new(SimpleDenoiser::new(x0, (vc.clone(), ac.clone()))),
+        Some("simple") => {
+            keys(&["kind"])?;
+            Box::new(SimpleDenoiser::new(x0, (vc.clone(), ac.clone())))
+        }
         Some("cfg") => {
+            keys(&["kind", "cfg_scale"])?;
             let (vn, an) = negatives()?;
             Box::new(GuiderDenoiser {
                 transformer: x0,
@@ -140,15 +128,15 @@ pub fn run_with_model(
             })
         }
         Some("multimodal") => {
+            keys(&["kind", "video", "audio"])?;
             let (vn, an) = negatives()?;
+            let params =
+                |m: &str| multimodal_params(fx, &guidance[m], &format!("call.guidance.{m}"));
             let mut denoiser = MultiModalDenoiser::new(
                 x0,
-                MultiModalGuiderFactory::constant(
-                    guider_params(fx, &guidance["video"])?,
-                    Some(vn),
-                )?,
+                MultiModalGuiderFactory::constant(params("video")?, Some(vn))?,
                 Some(MultiModalGuiderFactory::constant(
-                    guider_params(fx, &guidance["audio"])?,
+                    params("audio")?,
                     Some(an),
                 )?),
                 (vc, ac),
@@ -174,11 +162,12 @@ pub fn run_with_model(
         "res2s" => Loop::Res2s,
         other => return Err(fx.bad(format!("unknown loop `{other}`"))),
     };
-    let noise_scale = fx
-        .call
-        .get("noise_scale")
-        .and_then(Value::as_f64)
-        .unwrap_or(1.0);
+    let noise_scale = match fx.call_value("noise_scale") {
+        None => 1.0,
+        Some(v) => v
+            .as_f64()
+            .ok_or_else(|| fx.bad("call.noise_scale must be a number"))?,
+    };
     // the res_2s loop draws its SDE noise from the same recorded sequence, after the two initial
     // draws of the noiser
     let mut run_loop = |v, a, noise: &mut dyn NoiseSource| match &lp {

@@ -142,7 +142,8 @@ fn euler(inp: &Inputs) -> Result<Outputs> {
 /// with the stored per-index noise.
 fn euler_ancestral(inp: &Inputs) -> Result<Outputs> {
     let fx = inp.fx;
-    let params: Vec<(f64, f64)> = serde_json::from_value(fx.call["params"].clone())
+    let params = fx.call_value("params").cloned().unwrap_or_default();
+    let params: Vec<(f64, f64)> = serde_json::from_value(params)
         .map_err(|e| fx.bad(format!("call.params must be [[eta, s_noise], ...]: {e}")))?;
     let sigmas = inp.f32_list("sigmas")?;
     let (x, d) = (inp.get("sample")?, inp.get("denoised")?);

@@ -39,11 +39,11 @@ pub(super) fn run(fx: &Fixture, inputs: &Arc<StateDict>, device: &Device) -> Res
     };
     let out = match fx.call_str("op")? {
         "head" => {
-            check_keys(fx, &fx.call, "call", &["op", "forwards", "predict"])?;
+            fx.call_only(&["op", "forwards", "predict"])?;
             head(&reader)?
         }
         "frames" => {
-            check_keys(fx, &fx.call, "call", &["op"])?;
+            fx.call_only(&["op"])?;
             frames(&reader)?
         }
         other => return Err(fx.bad(format!("unknown duration_head op `{other}`"))),
@@ -58,17 +58,6 @@ pub(super) fn run(fx: &Fixture, inputs: &Arc<StateDict>, device: &Device) -> Res
         return Err(fx.bad(format!("inputs no call reads: {unread:?}")));
     }
     Ok(out)
-}
-
-/// `value` must be an object whose keys are all in `known`.
-fn check_keys(fx: &Fixture, value: &Value, what: &str, known: &[&str]) -> Result<()> {
-    let obj = value
-        .as_object()
-        .ok_or_else(|| fx.bad(format!("{what} must be an object")))?;
-    match obj.keys().find(|k| !known.contains(&k.as_str())) {
-        Some(k) => Err(fx.bad(format!("unknown key `{what}.{k}` (known: {known:?})"))),
-        None => Ok(()),
-    }
 }
 
 /// The stored inputs, recording which ones were read.
@@ -127,8 +116,7 @@ fn head(inp: &Inputs) -> Result<Outputs> {
     let predictor = DurationPredictor::new(head);
     let mut out = Outputs::new();
     let forwards = fx
-        .call
-        .get("forwards")
+        .call_value("forwards")
         .and_then(Value::as_object)
         .ok_or_else(|| fx.bad("call.forwards must be an object"))?;
     for (name, pair) in forwards {
@@ -143,8 +131,8 @@ fn head(inp: &Inputs) -> Result<Outputs> {
         let seconds = predictor.head().forward(v.as_ref(), a.as_ref())?;
         out.push((name.clone(), seconds));
     }
-    if let Some(p) = fx.call.get("predict") {
-        check_keys(fx, p, "call.predict", &["output", "video", "audio", "args"])?;
+    if let Some(p) = fx.call_value("predict") {
+        fx.check_keys(p, "call.predict", &["output", "video", "audio", "args"])?;
         let field = |k: &str| -> Result<&Value> {
             p.get(k)
                 .ok_or_else(|| fx.bad(format!("call.predict.{k} is missing")))

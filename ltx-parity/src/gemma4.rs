@@ -7,7 +7,6 @@ use std::sync::Arc;
 use candle_core::{DType, Device};
 use ltx_core::loader::StateDict;
 use ltx_core::text_encoders::gemma::{gemma4_llm_key_ops, Gemma4TextConfig, Gemma4TextModel};
-use serde_json::Value;
 
 use super::{Fixture, Outputs};
 use crate::Result;
@@ -15,11 +14,8 @@ use crate::Result;
 const INPUTS: [&str; 2] = ["input_ids", "attention_mask"];
 
 pub(super) fn run(fx: &Fixture, inputs: &Arc<StateDict>, device: &Device) -> Result<Outputs> {
-    match &fx.call {
-        Value::Null => {}
-        Value::Object(m) if m.is_empty() => {}
-        other => return Err(fx.bad(format!("call takes no arguments, got {other}"))),
-    }
+    // the call takes no arguments
+    fx.call_only(&[])?;
     let extra: Vec<String> = inputs
         .keys()
         .into_iter()

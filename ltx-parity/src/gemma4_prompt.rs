@@ -14,7 +14,6 @@ use ltx_core::text_encoders::gemma::{
     embeddings_processor_key_ops, EmbeddingsProcessor, Gemma3TextModel, Gemma4TextModel,
     GemmaAssets, GemmaLayers, GemmaTextConfig, GemmaTextEncoder, LtxvGemmaTokenizer, PaddingSide,
 };
-use serde_json::Value;
 
 use super::{Fixture, Outputs};
 use crate::Result;
@@ -61,10 +60,7 @@ fn check_fixture(
     if !unknown.is_empty() {
         return Err(fx.bad(format!("unknown metadata {unknown:?}")));
     }
-    match &fx.call {
-        Value::Object(m) if m.keys().all(|k| call_keys.contains(&k.as_str())) => {}
-        other => return Err(fx.bad(format!("call takes {call_keys:?}, got {other}"))),
-    }
+    fx.call_only(call_keys)?;
     let foreign: Vec<String> = fx
         .files()
         .keys()

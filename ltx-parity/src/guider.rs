@@ -14,6 +14,7 @@ use ltx_core::guidance::perturbations::{
 use ltx_core::loader::StateDict;
 use serde_json::Value;
 
+use super::patchifier::usizes;
 use super::{Fixture, Outputs};
 use crate::Result;
 
@@ -39,10 +40,19 @@ fn flag(b: bool, device: &Device) -> Result<Tensor> {
 
 fn guiders(fx: &Fixture, inputs: &Arc<StateDict>, device: &Device) -> Result<Outputs> {
     let mut out = Vec::new();
-    for spec in fx.call_array("guiders")? {
+    for (i, spec) in fx.call_array("guiders")?.iter().enumerate() {
+        let kind = spec["kind"].as_str().unwrap_or_default();
+        // APG's own two parameters; the other guiders take the scale alone
+        let extra: &[&str] = if kind == "apg" {
+            &["eta", "norm_threshold"]
+        } else {
+            &[]
+        };
+        let known = [&["name", "kind", "scale", "inputs"][..], extra].concat();
+        fx.check_keys(spec, &format!("call.guiders[{i}]"), &known)?;
         let name = spec["name"].as_str().unwrap_or_default();
         let scale = num(fx, spec, "scale")?;
-        let mut g: Box<dyn Guider> = match spec["kind"].as_str().unwrap_or_default() {
+        let mut g: Box<dyn Guider> = match kind {
             "cfg" => Box::new(CfgGuider::new(scale)?),
             "cfg_star" => Box::new(CfgStarRescalingGuider::new(scale)?),
             "stg" => Box::new(StgGuider::new(scale)?),
@@ -74,7 +84,12 @@ fn guiders(fx: &Fixture, inputs: &Arc<StateDict>, device: &Device) -> Result<Out
 
 fn legacy_apg(fx: &Fixture, inputs: &Arc<StateDict>, device: &Device) -> Result<Outputs> {
     let mut out = Vec::new();
-    for spec in fx.call_array("guiders")? {
+    for (i, spec) in fx.call_array("guiders")?.iter().enumerate() {
+        fx.check_keys(
+            spec,
+            &format!("call.guiders[{i}]"),
+            &["name", "scale", "eta", "norm_threshold", "momentum"],
+        )?;
         let name = spec["name"].as_str().unwrap_or_default();
         let mut g = LegacyStatefulApgGuider::new(
             num(fx, spec, "scale")?,
@@ -91,17 +106,31 @@ fn legacy_apg(fx: &Fixture, inputs: &Arc<StateDict>, device: &Device) -> Result<
     Ok(out)
 }
 
-fn params(fx: &Fixture, v: &Value) -> Result<MultiModalGuiderParams> {
+/// [`MultiModalGuiderParams`] from the object `v` (at `what`): every field required, `stg_blocks`
+/// may be `null`.
+pub(super) fn multimodal_params(
+    fx: &Fixture,
+    v: &Value,
+    what: &str,
+) -> Result<MultiModalGuiderParams> {
+    fx.check_keys(
+        v,
+        what,
+        &[
+            "cfg_scale",
+            "stg_scale",
+            "stg_blocks",
+            "rescale_scale",
+            "modality_scale",
+            "skip_step",
+        ],
+    )?;
     Ok(MultiModalGuiderParams {
         cfg_scale: num(fx, v, "cfg_scale")?,
         stg_scale: num(fx, v, "stg_scale")?,
         stg_blocks: match &v["stg_blocks"] {
             Value::Null => None,
-            b => Some(
-                b.as_array()
-                    .and_then(|a| a.iter().map(|x| x.as_u64().map(|x| x as usize)).collect())
-                    .ok_or_else(|| fx.bad("stg_blocks"))?,
-            ),
+            b => Some(usizes(fx, b, &format!("{what}.stg_blocks"))?),
         },
         rescale_scale: num(fx, v, "rescale_scale")?,
         modality_scale: num(fx, v, "modality_scale")?,
@@ -109,11 +138,24 @@ fn params(fx: &Fixture, v: &Value) -> Result<MultiModalGuiderParams> {
     })
 }
 
+/// One perturbation `{"type", "blocks"}` (at `what`; `blocks` `null`: every block).
+pub(super) fn perturbation(fx: &Fixture, p: &Value, what: &str) -> Result<Perturbation> {
+    fx.check_keys(p, what, &["type", "blocks"])?;
+    Ok(Perturbation {
+        kind: PerturbationType::parse(p["type"].as_str().unwrap_or_default())?,
+        blocks: match &p["blocks"] {
+            Value::Null => None,
+            b => Some(usizes(fx, b, &format!("{what}.blocks"))?),
+        },
+    })
+}
+
 fn multimodal(fx: &Fixture, inputs: &Arc<StateDict>, device: &Device) -> Result<Outputs> {
     let all: Vec<MultiModalGuiderParams> = fx
         .call_array("params")?
         .iter()
-        .map(|p| params(fx, p))
+        .enumerate()
+        .map(|(i, p)| multimodal_params(fx, p, &format!("call.params[{i}]")))
         .collect::<Result<_>>()?;
     let cond = fx.input(inputs, "cond", device)?;
     let unconds: Vec<Tensor> = ["text", "perturbed", "modality"]
@@ -122,6 +164,11 @@ fn multimodal(fx: &Fixture, inputs: &Arc<StateDict>, device: &Device) -> Result<
         .collect::<Result<_>>()?;
     let mut out = Vec::new();
     for (i, call) in fx.call_array("calls")?.iter().enumerate() {
+        fx.check_keys(
+            call,
+            &format!("call.calls[{i}]"),
+            &["params", "text", "perturbed", "modality"],
+        )?;
         let p = all
             .get(num(fx, call, "params")? as usize)
             .ok_or_else(|| fx.bad("call params index out of range"))?;
@@ -191,22 +238,14 @@ fn multimodal(fx: &Fixture, inputs: &Arc<StateDict>, device: &Device) -> Result<
 
 fn perturbations(fx: &Fixture, device: &Device) -> Result<Outputs> {
     let mut configs = Vec::new();
-    for sample in fx.call_array("perturbations")? {
-        let mut list = Vec::new();
-        for p in sample.as_array().ok_or_else(|| fx.bad("perturbations"))? {
-            let blocks = match &p["blocks"] {
-                Value::Null => None,
-                b => Some(
-                    b.as_array()
-                        .and_then(|a| a.iter().map(|x| x.as_u64().map(|x| x as usize)).collect())
-                        .ok_or_else(|| fx.bad("blocks"))?,
-                ),
-            };
-            list.push(Perturbation {
-                kind: PerturbationType::parse(p["type"].as_str().unwrap_or_default())?,
-                blocks,
-            });
-        }
+    for (i, sample) in fx.call_array("perturbations")?.iter().enumerate() {
+        let list = sample
+            .as_array()
+            .ok_or_else(|| fx.bad(format!("call.perturbations[{i}] must be a list")))?
+            .iter()
+            .enumerate()
+            .map(|(j, p)| perturbation(fx, p, &format!("call.perturbations[{i}][{j}]")))
+            .collect::<Result<_>>()?;
         configs.push(PerturbationConfig::new(list));
     }
     let cfg = BatchedPerturbationConfig::new(configs);

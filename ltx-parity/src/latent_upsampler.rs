@@ -9,7 +9,6 @@ use ltx_core::model::upsampler::{
     latent_upsampler_keys, upsample_video, LatentUpsampler, LatentUpsamplerConfig,
 };
 use ltx_core::model::video_vae::ops::PerChannelStatistics;
-use serde_json::Value;
 
 use super::{Fixture, Outputs};
 use crate::Result;
@@ -20,12 +19,13 @@ pub(super) fn run(fx: &Fixture, inputs: &Arc<StateDict>, device: &Device) -> Res
     let model = LatentUpsampler::new(&cfg, sd.var_builder(DType::F32, device))?;
     sd.report_unused("latent_upsampler");
     let latent = fx.input(inputs, "latent", device)?;
-    let out = match fx
-        .call
-        .get("op")
-        .and_then(Value::as_str)
-        .unwrap_or("forward")
-    {
+    let op = match fx.call_value("op") {
+        None => "forward",
+        Some(v) => v
+            .as_str()
+            .ok_or_else(|| fx.bad("call.op must be a string"))?,
+    };
+    let out = match op {
         "forward" => model.forward(&latent)?,
         "upsample_video" => {
             let stats = StateDict::from_tensors(

@@ -5,6 +5,8 @@
 //! `call` (JSON of non-tensor arguments), `atol`, `rtol`; tensors: weights under real checkpoint
 //! keys, inputs `input.<name>`, expected outputs `output.<name>` (see `docs/parity.md`).
 
+use std::cell::RefCell;
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -12,7 +14,7 @@ use candle_core::{DType, Device, Tensor};
 use ltx_core::loader::{SDOps, SafetensorsFiles, StateDict};
 use ltx_core::model::video_vae::TilingConfig;
 use ltx_core::quantization::Quantization;
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 mod error;
 pub use error::{Error, Result};
@@ -36,6 +38,7 @@ mod lora_fuse;
 mod media_resize;
 mod noise;
 mod patchifier;
+mod pipeline;
 mod pipeline_masks;
 mod pipeline_params;
 mod quantization;
@@ -79,7 +82,11 @@ pub struct Fixture {
     pub path: PathBuf,
     pub component: String,
     pub config: Value,
-    pub call: Value,
+    /// The `call` metadata (absent or `null` reads as `{}`), private: runners read it through the
+    /// `call_*` accessors, which record each top-level key read in `call_read`, and
+    /// [`run_fixture_quantized`] refuses a key no accessor asked for.
+    call: Map<String, Value>,
+    call_read: RefCell<BTreeSet<String>>,
     pub atol: f64,
     pub rtol: f64,
     /// How the transformer's block linears are narrowed (`ltx parity --quantization`).
@@ -105,7 +112,11 @@ impl Fixture {
         )
         .map_err(bad)?;
         let config = files.config()?;
-        let call = files.metadata_json("call")?.unwrap_or(Value::Null);
+        let call = match files.metadata_json("call")? {
+            None | Some(Value::Null) => Map::new(),
+            Some(Value::Object(m)) => m,
+            Some(other) => return Err(bad(format!("`call` must be a JSON object, got {other}"))),
+        };
         let tol = |key: &str, default: f64| -> Result<f64> {
             match files.metadata_entry(key) {
                 None => Ok(default),
@@ -122,6 +133,7 @@ impl Fixture {
             atol: tol("atol", 1e-4)?,
             rtol: tol("rtol", 1e-4)?,
             call,
+            call_read: RefCell::default(),
             quantization: Quantization::None,
             files,
         })
@@ -186,26 +198,29 @@ impl Fixture {
             .expect("required tensors are present"))
     }
 
+    /// `call[key]` (`None` when absent), recording the key as read.
+    pub(crate) fn call_value(&self, key: &str) -> Option<&Value> {
+        self.call_read.borrow_mut().insert(key.to_string());
+        self.call.get(key)
+    }
+
     /// `call[key]` as a string.
     pub(crate) fn call_str(&self, key: &str) -> Result<&str> {
-        self.call
-            .get(key)
+        self.call_value(key)
             .and_then(Value::as_str)
             .ok_or_else(|| self.bad(format!("call.{key} must be a string")))
     }
 
     /// `call[key]` as a number.
     pub(crate) fn call_f64(&self, key: &str) -> Result<f64> {
-        self.call
-            .get(key)
+        self.call_value(key)
             .and_then(Value::as_f64)
             .ok_or_else(|| self.bad(format!("call.{key} must be a number")))
     }
 
     /// `call[key]` as a non-negative integer.
     pub(crate) fn call_usize(&self, key: &str) -> Result<usize> {
-        self.call
-            .get(key)
+        self.call_value(key)
             .and_then(Value::as_u64)
             .map(|v| v as usize)
             .ok_or_else(|| self.bad(format!("call.{key} must be a non-negative integer")))
@@ -213,10 +228,66 @@ impl Fixture {
 
     /// `call[key]` as a list.
     pub(crate) fn call_array(&self, key: &str) -> Result<&Vec<Value>> {
-        self.call
-            .get(key)
+        self.call_value(key)
             .and_then(Value::as_array)
             .ok_or_else(|| self.bad(format!("call.{key} must be a list")))
+    }
+
+    /// `call[key]` as a boolean, `default` when absent or `null`.
+    pub(crate) fn call_bool_or(&self, key: &str, default: bool) -> Result<bool> {
+        match self.call_value(key) {
+            None | Some(Value::Null) => Ok(default),
+            Some(v) => v
+                .as_bool()
+                .ok_or_else(|| self.bad(format!("call.{key} must be a boolean, got {v}"))),
+        }
+    }
+
+    /// For a runner that takes `call` as one argument list: every key must be in `known`, and all
+    /// of them count as read.
+    pub(crate) fn call_only(&self, known: &[&str]) -> Result<()> {
+        self.check_object_keys(&self.call, "call", known)?;
+        self.call_read
+            .borrow_mut()
+            .extend(self.call.keys().cloned());
+        Ok(())
+    }
+
+    /// The top-level `call` keys no accessor read.
+    fn unread_call_keys(&self) -> Vec<String> {
+        let read = self.call_read.borrow();
+        self.call
+            .keys()
+            .filter(|k| !read.contains(*k))
+            .cloned()
+            .collect()
+    }
+
+    /// `value` (the nested `call` object `what`, read by hand or through a struct ltx-parity does
+    /// not own) must be an object whose keys are all in `known`.
+    pub(crate) fn check_keys(&self, value: &Value, what: &str, known: &[&str]) -> Result<()> {
+        let obj = value
+            .as_object()
+            .ok_or_else(|| self.bad(format!("{what} must be an object, got {value}")))?;
+        self.check_object_keys(obj, what, known)
+    }
+
+    fn check_object_keys(
+        &self,
+        obj: &Map<String, Value>,
+        what: &str,
+        known: &[&str],
+    ) -> Result<()> {
+        let unknown: Vec<String> = obj
+            .keys()
+            .filter(|k| !known.contains(&k.as_str()))
+            .map(|k| format!("{what}.{k}"))
+            .collect();
+        if unknown.is_empty() {
+            Ok(())
+        } else {
+            Err(self.bad(format!("unknown key(s) {unknown:?} (known: {known:?})")))
+        }
     }
 
     /// The fixture file itself (its metadata stands in for a checkpoint's).
@@ -224,13 +295,29 @@ impl Fixture {
         &self.files
     }
 
+    /// `call.tiling` (absent or `null`: untiled), its keys and those of its `spatial` / `temporal`
+    /// parts checked (`TilingConfig` is ltx-core's and accepts unknown fields).
     pub(crate) fn tiling(&self) -> Result<Option<TilingConfig>> {
-        match self.call.get("tiling") {
-            None | Some(Value::Null) => Ok(None),
-            Some(v) => serde_json::from_value(v.clone())
-                .map(Some)
-                .map_err(|e| self.bad(format!("call.tiling: {e}"))),
+        let v = match self.call_value("tiling") {
+            None | Some(Value::Null) => return Ok(None),
+            Some(v) => v,
+        };
+        self.check_keys(v, "call.tiling", &["spatial", "temporal"])?;
+        for (part, known) in [
+            ("spatial", ["tile_size_in_pixels", "tile_overlap_in_pixels"]),
+            (
+                "temporal",
+                ["tile_size_in_frames", "tile_overlap_in_frames"],
+            ),
+        ] {
+            match v.get(part) {
+                None | Some(Value::Null) => {}
+                Some(p) => self.check_keys(p, &format!("call.tiling.{part}"), &known)?,
+            }
         }
+        serde_json::from_value(v.clone())
+            .map(Some)
+            .map_err(|e| self.bad(format!("call.tiling: {e}")))
     }
 }
 
@@ -396,6 +483,8 @@ pub fn run_fixture_quantized(
         "gemma_tokenizer" => gemma_tokenizer::run(&fx, device)?,
         "gemma_generate" => gemma_generate::run(&fx, &inputs, device)?,
         "transformer_manifest" => transformer::run_manifest(&fx, device)?,
+        "pipeline" => pipeline::run(&fx, device)?,
+        "pipeline_model" => pipeline::run_model(&fx, device)?,
         other => {
             return Err(Error::UnknownComponent {
                 path: path.to_path_buf(),
@@ -403,6 +492,14 @@ pub fn run_fixture_quantized(
             })
         }
     };
+    // a `call` argument the runner never read would be silently ignored: refuse it
+    let unread = fx.unread_call_keys();
+    if !unread.is_empty() {
+        return Err(fx.bad(format!(
+            "call key(s) {unread:?} not read by the {} runner",
+            fx.component
+        )));
+    }
     // every stored output must be reproduced: one the port does not produce is a failure
     let produced: std::collections::HashSet<&str> =
         outputs.iter().map(|(n, _)| n.as_str()).collect();

@@ -11,6 +11,9 @@ use super::{Fixture, Outputs};
 use crate::Result;
 
 pub(super) fn run(fx: &Fixture, _inputs: &Arc<StateDict>, device: &Device) -> Result<Outputs> {
+    // `call.model_type` told the reference which transformer drew the weights; fusing works on
+    // the stored keys alone, so it is only checked to be a model type
+    super::transformer::model_type(fx)?;
     let model = fx.weights(&ltxv_model_comfy_renaming_map())?;
     let strengths: Vec<f64> = fx
         .call_array("strengths")?

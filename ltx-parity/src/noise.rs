@@ -27,6 +27,7 @@ pub(super) fn run(fx: &Fixture, device: &Device) -> Result<Outputs> {
     };
     let mut out = Vec::new();
     for (j, gen) in fx.call_array("generators")?.iter().enumerate() {
+        fx.check_keys(gen, &format!("call.generators[{j}]"), &["seed", "draws"])?;
         let seed = gen
             .get("seed")
             .and_then(|s| s.as_i64().map(|v| v as u64).or_else(|| s.as_u64()))

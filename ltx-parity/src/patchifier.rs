@@ -44,13 +44,14 @@ pub(super) fn usizes(fx: &Fixture, v: &Value, what: &str) -> Result<Vec<usize>> 
 fn video(fx: &Fixture, inputs: &Arc<StateDict>, device: &Device) -> Result<Outputs> {
     let latent = fx.input(inputs, "latent", device)?;
     let shape = VideoLatentShape::from_dims(latent.dims())?;
+    // `call.scales`: named factor triples (the names make the output names)
     let scales = fx
-        .call
-        .get("scales")
+        .call_value("scales")
         .and_then(Value::as_object)
         .ok_or_else(|| fx.bad("call.scales must be an object"))?;
+    let patch_sizes = fx.call_value("patch_sizes").unwrap_or(&Value::Null);
     let mut out = Vec::new();
-    for p in usizes(fx, &fx.call["patch_sizes"], "call.patch_sizes")? {
+    for p in usizes(fx, patch_sizes, "call.patch_sizes")? {
         let pf = VideoLatentPatchifier::new(p)?;
         let tokens = pf.patchify(&latent)?;
         out.push((
@@ -88,6 +89,18 @@ fn audio(fx: &Fixture, inputs: &Arc<StateDict>, device: &Device) -> Result<Outpu
     let shape = AudioLatentShape::from_dims(latent.dims())?;
     let mut out = Vec::new();
     for (i, v) in fx.call_array("variants")?.iter().enumerate() {
+        fx.check_keys(
+            v,
+            &format!("call.variants[{i}]"),
+            &[
+                "patch_size",
+                "sample_rate",
+                "hop_length",
+                "audio_latent_downsample_factor",
+                "shift",
+                "is_causal",
+            ],
+        )?;
         let int = |k: &str| v.get(k).and_then(Value::as_u64).map(|x| x as usize);
         let mut pf = AudioPatchifier::new(int("patch_size").unwrap_or(1));
         pf.sample_rate = int("sample_rate").unwrap_or(pf.sample_rate);
@@ -116,13 +129,22 @@ fn latent_tools(fx: &Fixture, inputs: &Arc<StateDict>, device: &Device) -> Resul
         out.push((format!("{prefix}_positions"), st.positions.clone()));
     };
     for (i, spec) in fx.call_array("video")?.iter().enumerate() {
+        let what = format!("call.video[{i}]");
+        let known = ["target", "patch", "fps", "causal_fix", "dtype", "initial"];
+        fx.check_keys(spec, &what, &known)?;
         let shape = VideoLatentShape::from_dims(&usizes(fx, &spec["target"], "target")?)?;
         let patch = spec.get("patch").and_then(Value::as_u64).unwrap_or(1) as usize;
         let fps = spec["fps"].as_f64().ok_or_else(|| fx.bad("fps"))?;
         let mut tools = VideoLatentTools::new(VideoLatentPatchifier::new(patch)?, shape, fps);
         tools.causal_fix = spec["causal_fix"].as_bool().unwrap_or(true);
         let dtype = dtype_of(fx, spec["dtype"].as_str().unwrap_or("float32"))?;
+        // `initial`: whether the reference drew a stored initial latent
         let name = format!("video_initial_{i}");
+        if spec["initial"].as_bool() != Some(inputs.contains(&name)) {
+            return Err(fx.bad(format!(
+                "{what}.initial must be a boolean saying whether `input.{name}` is stored"
+            )));
+        }
         let initial = if inputs.contains(&name) {
             Some(inputs.raw_tensor(&name, device)?)
         } else {
@@ -135,6 +157,12 @@ fn latent_tools(fx: &Fixture, inputs: &Arc<StateDict>, device: &Device) -> Resul
         push_state(&mut out, &format!("video_{i}"), &st);
     }
     for (i, spec) in fx.call_array("audio")?.iter().enumerate() {
+        let what = format!("call.audio[{i}]");
+        fx.check_keys(spec, &what, &["target", "dtype", "initial"])?;
+        // the reference always draws the audio initial latent
+        if spec["initial"].as_bool() != Some(true) {
+            return Err(fx.bad(format!("{what}.initial must be true")));
+        }
         let shape = AudioLatentShape::from_dims(&usizes(fx, &spec["target"], "target")?)?;
         let tools = AudioLatentTools {
             patchifier: AudioPatchifier::new(1),

@@ -59,7 +59,7 @@ fn guider_values(g: &MultiModalGuiderParams, device: &Device) -> Result<Tensor> 
 
 pub(super) fn run(fx: &Fixture, device: &Device) -> Result<Outputs> {
     let expect = |key: &str, want: f64| -> Result<()> {
-        match fx.call.get(key).and_then(Value::as_f64) {
+        match fx.call_value(key).and_then(Value::as_f64) {
             Some(v) if v == want => Ok(()),
             other => Err(fx.bad(format!("call.{key} = {other:?}, ltx-rs has {want}"))),
         }
@@ -67,6 +67,15 @@ pub(super) fn run(fx: &Fixture, device: &Device) -> Result<Outputs> {
     expect("default_lora_strength", DEFAULT_LORA_STRENGTH)?;
     expect("default_image_crf", DEFAULT_IMAGE_CRF as f64)?;
     expect("video_latent_channels", VIDEO_LATENT_CHANNELS as f64)?;
+    // `call.model_version`: the `model_version` metadata the reference's `detect_params` saw,
+    // which is this file's own (read below through `fx.files()`)
+    let stated = fx.call_value("model_version").and_then(Value::as_str);
+    let stored = fx.files().metadata_entry("model_version");
+    if stated != stored {
+        return Err(fx.bad(format!(
+            "call.model_version {stated:?} is not the file's `model_version` metadata {stored:?}"
+        )));
+    }
     let mut out = Vec::new();
     params_outputs(&mut out, "ltx_2", &PipelineParams::ltx_2(), device)?;
     params_outputs(&mut out, "ltx_2_3", &PipelineParams::ltx_2_3(), device)?;

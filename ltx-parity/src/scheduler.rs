@@ -12,11 +12,7 @@ pub(super) fn run(fx: &Fixture, device: &Device) -> Result<Outputs> {
     use ltx_core::components::schedulers::{
         beta_ppf, beta_sigma_table, BetaScheduler, LinearQuadraticScheduler, Ltx2Scheduler,
     };
-    let kind = fx
-        .call
-        .get("scheduler")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
+    let kind = fx.call_str("scheduler")?;
     let vec1 = |v: &[f32]| Tensor::from_slice(v, v.len(), device);
     if kind == "constants" {
         use ltx_pipelines::utils::constants::{
@@ -48,18 +44,23 @@ pub(super) fn run(fx: &Fixture, device: &Device) -> Result<Outputs> {
             ("ppf".to_string(), Tensor::from_vec(ppf, n, device)?),
         ]);
     }
-    let cases = fx
-        .call
-        .get("cases")
-        .and_then(Value::as_array)
-        .ok_or_else(|| fx.bad("call.cases must be a list"))?;
+    let cases = fx.call_array("cases")?;
     let num = |case: &Value, key: &str| case.get(key).and_then(Value::as_f64);
     let int = |case: &Value, key: &str| case.get(key).and_then(Value::as_u64).map(|v| v as usize);
     let mut out = Vec::new();
     for (i, case) in cases.iter().enumerate() {
+        let keys = |known: &[&str]| fx.check_keys(case, &format!("call.cases[{i}]"), known);
         let steps = int(case, "steps").ok_or_else(|| fx.bad(format!("case {i}: missing steps")))?;
         let sigmas = match kind {
             "ltx2" => {
+                keys(&[
+                    "steps",
+                    "max_shift",
+                    "base_shift",
+                    "stretch",
+                    "terminal",
+                    "tokens",
+                ])?;
                 let d = Ltx2Scheduler::default();
                 let s = Ltx2Scheduler {
                     max_shift: num(case, "max_shift").unwrap_or(d.max_shift),
@@ -74,6 +75,7 @@ pub(super) fn run(fx: &Fixture, device: &Device) -> Result<Outputs> {
                 s.sigmas(steps, int(case, "tokens"))?
             }
             "linear_quadratic" => {
+                keys(&["steps", "threshold_noise", "linear_steps"])?;
                 let d = LinearQuadraticScheduler::default();
                 LinearQuadraticScheduler {
                     threshold_noise: num(case, "threshold_noise").unwrap_or(d.threshold_noise),
@@ -82,6 +84,7 @@ pub(super) fn run(fx: &Fixture, device: &Device) -> Result<Outputs> {
                 .sigmas(steps)?
             }
             "beta" => {
+                keys(&["steps", "alpha", "beta"])?;
                 let d = BetaScheduler::default();
                 BetaScheduler {
                     alpha: num(case, "alpha").unwrap_or(d.alpha),

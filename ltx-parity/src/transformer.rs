@@ -5,9 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use candle_core::{DType, Device, Tensor};
-use ltx_core::guidance::perturbations::{
-    BatchedPerturbationConfig, Perturbation, PerturbationConfig, PerturbationType,
-};
+use ltx_core::guidance::perturbations::{BatchedPerturbationConfig, PerturbationConfig};
 use ltx_core::loader::StateDict;
 use ltx_core::model::transformer::{
     ltxv_model_comfy_renaming_map, shape_only_var_builder, LegacyX0Model, LtxModel, LtxModelConfig,
@@ -15,10 +13,12 @@ use ltx_core::model::transformer::{
 };
 use serde_json::Value;
 
+use super::guider::perturbation;
 use super::{Fixture, Outputs};
 use crate::Result;
 
-fn model_type(fx: &Fixture) -> Result<LtxModelType> {
+/// `call.model_type`.
+pub(super) fn model_type(fx: &Fixture) -> Result<LtxModelType> {
     match fx.call_str("model_type")? {
         "audio_video" => Ok(LtxModelType::AudioVideo),
         "video_only" => Ok(LtxModelType::VideoOnly),
@@ -28,8 +28,11 @@ fn model_type(fx: &Fixture) -> Result<LtxModelType> {
 }
 
 fn perturbations(fx: &Fixture, batch: usize) -> Result<Option<BatchedPerturbationConfig>> {
-    let Some(spec) = fx.call.get("perturbations").and_then(Value::as_array) else {
-        return Ok(None);
+    let spec = match fx.call_value("perturbations") {
+        None | Some(Value::Null) => return Ok(None),
+        Some(v) => v
+            .as_array()
+            .ok_or_else(|| fx.bad("call.perturbations must be a list"))?,
     };
     if spec.len() != batch {
         return Err(fx.bad(format!(
@@ -38,29 +41,14 @@ fn perturbations(fx: &Fixture, batch: usize) -> Result<Option<BatchedPerturbatio
         )));
     }
     let mut configs = Vec::with_capacity(batch);
-    for sample in spec {
-        let mut list = Vec::new();
-        for p in sample
+    for (i, sample) in spec.iter().enumerate() {
+        let list = sample
             .as_array()
-            .ok_or_else(|| fx.bad("perturbations entry must be a list"))?
-        {
-            let kind = match p["type"].as_str().unwrap_or_default() {
-                "skip_a2v_cross_attn" => PerturbationType::SkipA2vCrossAttn,
-                "skip_v2a_cross_attn" => PerturbationType::SkipV2aCrossAttn,
-                "skip_video_self_attn" => PerturbationType::SkipVideoSelfAttn,
-                "skip_audio_self_attn" => PerturbationType::SkipAudioSelfAttn,
-                other => return Err(fx.bad(format!("unknown perturbation `{other}`"))),
-            };
-            let blocks = match &p["blocks"] {
-                Value::Null => None,
-                v => Some(
-                    v.as_array()
-                        .and_then(|a| a.iter().map(|b| b.as_u64().map(|b| b as usize)).collect())
-                        .ok_or_else(|| fx.bad("perturbation blocks must be integers"))?,
-                ),
-            };
-            list.push(Perturbation { kind, blocks });
-        }
+            .ok_or_else(|| fx.bad(format!("call.perturbations[{i}] must be a list")))?
+            .iter()
+            .enumerate()
+            .map(|(j, p)| perturbation(fx, p, &format!("call.perturbations[{i}][{j}]")))
+            .collect::<Result<_>>()?;
         configs.push(PerturbationConfig {
             perturbations: Some(list),
         });
@@ -126,10 +114,13 @@ pub fn modality_from(
 pub(super) fn run(fx: &Fixture, inputs: &Arc<StateDict>, device: &Device) -> Result<Outputs> {
     let kind = model_type(fx)?;
     let cfg = LtxModelConfig::from_checkpoint_config(&fx.config, kind)?;
-    let dtype = match fx.call.get("dtype").and_then(Value::as_str) {
-        None | Some("float32") => DType::F32,
-        Some("bfloat16") => DType::BF16,
-        Some(other) => return Err(fx.bad(format!("unknown dtype `{other}`"))),
+    let dtype = match fx.call_value("dtype") {
+        None => DType::F32,
+        Some(v) => match v.as_str() {
+            Some("float32") => DType::F32,
+            Some("bfloat16") => DType::BF16,
+            _ => return Err(fx.bad(format!("call.dtype {v} is not float32 or bfloat16"))),
+        },
     };
     let sd = fx.quantized_weights(&ltxv_model_comfy_renaming_map())?;
     let model = LtxModel::load(&cfg, kind, &sd, dtype, device)?;
@@ -149,12 +140,7 @@ pub(super) fn run(fx: &Fixture, inputs: &Arc<StateDict>, device: &Device) -> Res
     };
     let (vd, ad) = x0.forward(video.as_ref(), audio.as_ref(), perturbations.as_ref())?;
     let (mut vl, mut al) = (None, None);
-    if fx
-        .call
-        .get("legacy_x0")
-        .and_then(Value::as_bool)
-        .unwrap_or(false)
-    {
+    if fx.call_bool_or("legacy_x0", false)? {
         let sigma = video
             .as_ref()
             .or(audio.as_ref())

@@ -61,7 +61,7 @@ fn decode(fx: &Fixture, inputs: &Arc<StateDict>, device: &Device) -> Result<Tens
     if decoder.has_timestep_conditioning() && noise.is_none() {
         return Err(fx.bad("timestep-conditioned decoder fixture needs `input.noise`"));
     }
-    let timestep = match fx.call.get("timestep") {
+    let timestep = match fx.call_value("timestep") {
         None | Some(Value::Null) => None,
         Some(v) => {
             let t = v

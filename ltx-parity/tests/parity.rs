@@ -86,6 +86,8 @@ fn every_committed_fixture_matches_the_reference() {
         "gemma_generate",
         "noise",
         "duration_head",
+        "pipeline",
+        "pipeline_model",
     ] {
         assert!(components.contains(needed), "no fixture covers {needed}");
     }
@@ -315,4 +317,141 @@ fn quantized_runs_report_their_error_and_skip_what_they_cannot_quantize() {
     )
     .unwrap_err();
     assert!(matches!(err, Error::NotQuantizable { .. }), "{err}");
+}
+
+/// Copies a fixture with its `call` metadata edited by `edit` (tensors kept).
+fn with_call(dir: &Path, name: &str, edit: impl FnOnce(&mut serde_json::Value)) -> PathBuf {
+    let src = fixture(name);
+    let mut meta = SafetensorsFiles::open(&[&src]).unwrap().metadata();
+    let mut call: serde_json::Value = serde_json::from_str(&meta["call"]).unwrap();
+    edit(&mut call);
+    meta.insert("call".into(), call.to_string());
+    let tensors = candle_core::safetensors::load(&src, &Device::Cpu).unwrap();
+    let out = dir.join(format!("{name}.safetensors"));
+    save_safetensors(&out, &tensors, meta.clone()).unwrap();
+    // a pipeline fixture reads the model bundle beside it
+    if let Some(model) = meta.get("model_file") {
+        std::fs::copy(fixtures_dir().join(model), dir.join(model)).unwrap();
+    }
+    out
+}
+
+/// The reason of a `BadFixture` error.
+fn bad_fixture_reason(path: &Path) -> String {
+    match run_fixture(path, &Device::Cpu) {
+        Err(Error::BadFixture { reason, .. }) => reason,
+        Err(other) => panic!("expected a fixture error, got {other}"),
+        Ok(_) => panic!("{} ran", path.display()),
+    }
+}
+
+#[test]
+fn a_call_key_the_runner_does_not_read_is_an_error_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    // `upsample_video: true` is not the `op` the runner reads: it must not run `forward` silently
+    let upsampler = with_call(dir.path(), "latent_upsampler_spatial", |c| {
+        c["upsample_video"] = true.into();
+    });
+    let reason = bad_fixture_reason(&upsampler);
+    assert!(
+        reason.contains("\"upsample_video\"") && reason.contains("latent_upsampler runner"),
+        "{reason}"
+    );
+    // a key that only another branch of the runner reads
+    let scheduler = with_call(dir.path(), "scheduler_constants", |c| {
+        c["cases"] = serde_json::json!([{"steps": 8}]);
+    });
+    let reason = bad_fixture_reason(&scheduler);
+    assert!(
+        reason.contains("\"cases\"") && reason.contains("scheduler runner"),
+        "{reason}"
+    );
+    // a runner that takes the whole call as its argument list
+    let gemma4 = with_call(dir.path(), "gemma4_tokenizer", |c| {
+        c["padding_side"] = "right".into();
+    });
+    let reason = bad_fixture_reason(&gemma4);
+    assert!(reason.contains("call.padding_side"), "{reason}");
+}
+
+/// Every runner, on every committed fixture: an added `call` key is refused by name.
+#[test]
+fn every_runner_refuses_a_call_key_it_does_not_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut accepted = Vec::new();
+    for f in collect_fixtures(&[fixtures_dir()]).unwrap() {
+        let name = f.file_stem().unwrap().to_string_lossy().into_owned();
+        let extra = with_call(dir.path(), &name, |c| c["zz_unread"] = 1.into());
+        match run_fixture(&extra, &Device::Cpu) {
+            Err(Error::BadFixture { reason, .. }) if reason.contains("zz_unread") => {}
+            other => accepted.push(format!("{name}: {:?}", other.map(|c| c.len()))),
+        }
+    }
+    assert!(accepted.is_empty(), "not refused:\n{}", accepted.join("\n"));
+}
+
+#[test]
+fn an_unknown_nested_call_key_or_a_non_object_call_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let tiled = with_call(dir.path(), "video_encoder_tiled", |c| {
+        c["tiling"]["spatial"]["tile_stride_in_pixels"] = 32.into();
+    });
+    let reason = bad_fixture_reason(&tiled);
+    assert!(
+        reason.contains("call.tiling.spatial.tile_stride_in_pixels"),
+        "{reason}"
+    );
+    let guided = with_call(dir.path(), "denoise_loop_euler_cfg", |c| {
+        c["guidance"]["rescale_scale"] = 0.7.into();
+    });
+    let reason = bad_fixture_reason(&guided);
+    assert!(reason.contains("call.guidance.rescale_scale"), "{reason}");
+    let listed = with_call(dir.path(), "scheduler_constants", |c| {
+        *c = serde_json::json!(["constants"]);
+    });
+    let reason = bad_fixture_reason(&listed);
+    assert!(reason.contains("must be a JSON object"), "{reason}");
+}
+
+/// A pipeline fixture runs on the model bundle it was made with, and nothing else.
+#[test]
+fn a_pipeline_fixture_refuses_a_missing_or_foreign_model_bundle() {
+    let dir = tempfile::tempdir().unwrap();
+    let name = "pipeline_distilled";
+    let meta = SafetensorsFiles::open(&[&fixture(name)])
+        .unwrap()
+        .metadata();
+    let tensors = candle_core::safetensors::load(fixture(name), &Device::Cpu).unwrap();
+    let write = |edit: &dyn Fn(&mut HashMap<String, String>)| {
+        let mut m = meta.clone();
+        edit(&mut m);
+        let out = dir.path().join(format!("{name}.safetensors"));
+        save_safetensors(&out, &tensors, m).unwrap();
+        out
+    };
+    // no bundle beside it
+    let alone = write(&|_| {});
+    assert!(run_fixture(&alone, &Device::Cpu).is_err());
+    std::fs::copy(
+        fixture("pipeline_model"),
+        dir.path().join("pipeline_model.safetensors"),
+    )
+    .unwrap();
+    let foreign = write(&|m| {
+        m.insert("model_id".into(), "0".repeat(64));
+    });
+    let reason = bad_fixture_reason(&foreign);
+    assert!(reason.contains("model_id"), "{reason}");
+    let escaping = write(&|m| {
+        m.insert("model_file".into(), "../pipeline_model.safetensors".into());
+    });
+    let reason = bad_fixture_reason(&escaping);
+    assert!(reason.contains("not a file name"), "{reason}");
+    let unknown = write(&|m| {
+        let mut call: serde_json::Value = serde_json::from_str(&m["call"]).unwrap();
+        call["pipeline"] = "dfr".into();
+        m.insert("call".into(), call.to_string());
+    });
+    let reason = bad_fixture_reason(&unknown);
+    assert!(reason.contains("\"dfr\""), "{reason}");
 }

@@ -55,5 +55,7 @@ class Case:
     description: str
     build: Callable[[CaseContext], FixtureResult]
     full_size: bool = False
+    # cases whose files this one's reads (written whenever this one is)
+    requires: tuple[str, ...] = ()
 
 

@@ -64,6 +64,7 @@ from ltx_core.model.upsampler import LatentUpsamplerConfigurator
 from ltx_core.text_encoders.gemma.encoders.encoder_configurator import EMBEDDINGS_PROCESSOR_KEY_OPS
 
 import math_cases
+import pipeline_cases
 import ref_compat
 from fixture_common import STREAM_INPUT, STREAM_NOISE, STREAM_WEIGHTS, Case, CaseContext, FixtureResult
 
@@ -2709,7 +2710,7 @@ LTX25_CASES: list[Case] = [
 
 CASES: list[Case] = (
     VAE_CASES + TRANSFORMER_CASES + UPSAMPLER_CASES + TEXT_CASES + AUDIO_CASES + DENOISE_CASES + LORA_CASES
-    + LTX25_CASES + math_cases.all_cases()
+    + LTX25_CASES + math_cases.all_cases() + pipeline_cases.CASES
 )
 
 
@@ -2750,6 +2751,8 @@ def select_cases(only: list[str] | None, full_size: bool) -> list[Case]:
         if unknown:
             raise SystemExit(f"unknown component/case for --only: {unknown}; known: {sorted(known)}")
         cases = [c for c in cases if c.component in only or c.name in only]
+        required = {r for c in cases for r in c.requires}
+        cases = [c for c in CASES if c in cases or c.name in required]
     return cases
 
 
