@@ -21,7 +21,8 @@ impl TI2VidTwoStagesPipeline {
 }
 
 impl GuidedTwoStages for TI2VidTwoStagesPipeline {
-    const FLOW: TwoStageFlow = TwoStageFlow::new(Sampler::Euler, ImageConditioningMode::Combined);
+    const FLOW: TwoStageFlow =
+        TwoStageFlow::new(Sampler::Euler, ImageConditioningMode::Combined).with_stage_1_audio();
 
     fn ledgers(&self) -> &TwoStageLedgers {
         &self.ledgers

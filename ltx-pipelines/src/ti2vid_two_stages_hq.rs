@@ -45,7 +45,8 @@ impl TI2VidTwoStagesHQPipeline {
 }
 
 impl GuidedTwoStages for TI2VidTwoStagesHQPipeline {
-    const FLOW: TwoStageFlow = TwoStageFlow::new(Sampler::Res2s, ImageConditioningMode::Combined);
+    const FLOW: TwoStageFlow =
+        TwoStageFlow::new(Sampler::Res2s, ImageConditioningMode::Combined).with_stage_1_audio();
 
     fn ledgers(&self) -> &TwoStageLedgers {
         &self.ledgers

@@ -362,8 +362,9 @@ impl DenoisingFunc for MultiModalDenoiser<'_> {
             .map(|kind| Perturbation { kind, blocks: None })
             .to_vec()
         });
-        // cond, negative, perturbed and isolated passes, in this order; the negative pass runs
-        // both modalities, the others leave a skipped modality out
+        // cond, negative, perturbed and isolated passes, in this order, each leaving a skipped
+        // modality out (1.2.0 batches them with `enabled = not skip`; 1.0.0 ran the negative pass
+        // on both)
         let some = (!skip_v, !skip_a);
         let mut specs = vec![PassSpec {
             contexts: positive,
@@ -375,7 +376,7 @@ impl DenoisingFunc for MultiModalDenoiser<'_> {
             negative.map(|contexts| PassSpec {
                 contexts,
                 perturbations: None,
-                enabled: (true, true),
+                enabled: some,
             }),
         );
         let ptb_at = push_pass(

@@ -292,11 +292,26 @@ impl TwoStageLedgers {
 pub struct TwoStageFlow {
     pub sampler: Sampler,
     pub mode: ImageConditioningMode,
+    /// Decode stage 1's audio and discard what stage 2 made of it (1.2.0's two-stage and HQ
+    /// pipelines: stage 2 "refines video only"); else stage 2's audio is decoded.
+    pub stage_1_audio: bool,
 }
 
 impl TwoStageFlow {
     pub const fn new(sampler: Sampler, mode: ImageConditioningMode) -> Self {
-        Self { sampler, mode }
+        Self {
+            sampler,
+            mode,
+            stage_1_audio: false,
+        }
+    }
+
+    /// This flow decoding stage 1's audio.
+    pub const fn with_stage_1_audio(self) -> Self {
+        Self {
+            stage_1_audio: true,
+            ..self
+        }
     }
 }
 
@@ -405,8 +420,14 @@ impl StageTwo<'_> {
     ) -> Result<Audio> {
         let refine = (false, transformer.as_ref());
         let (video, audio) = self.refine(&stage_1, refine, noise, progress)?;
-        drop((stage_1, transformer));
-        let latents = (&video.latent, &audio.latent);
+        drop(transformer);
+        // stage 2 always denoises the audio too (the video attends to it, and its noise is drawn)
+        let audio = if self.flow.stage_1_audio {
+            stage_1.audio
+        } else {
+            audio.latent
+        };
+        let latents = (&video.latent, &audio);
         decode_outputs(
             self.ledgers.1,
             latents,
