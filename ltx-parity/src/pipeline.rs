@@ -14,27 +14,39 @@ use candle_core::{DType, Device, Tensor};
 use ltx_core::components::noisers::NoiseKind;
 use ltx_core::loader::synthetic::save_safetensors;
 use ltx_core::loader::SDOps;
-use ltx_pipelines::distilled::{DistilledPipeline, GenerationRequest, RunIo};
+use ltx_pipelines::distilled::{
+    DistilledPipeline, GenerationRequest, ImageConditioningInput, RunIo,
+};
+use ltx_pipelines::ti2vid_one_stage::{GuidanceRequest, TI2VidOneStagePipeline};
+use ltx_pipelines::ti2vid_two_stages::{GuidedTwoStages, TI2VidTwoStagesPipeline};
 use ltx_pipelines::utils::blocks::encode_prompts;
-use ltx_pipelines::utils::model_ledger::ModelLedger;
+use ltx_pipelines::utils::model_ledger::{LoraSpec, ModelLedger};
 
+use crate::guider::multimodal_params;
 use crate::{Fixture, Outputs, Result};
 
 const UPSAMPLER_PREFIX: &str = "spatial_upsampler.";
 const GEMMA_PREFIX: &str = "gemma.";
 const GEMMA_FILE_PREFIX: &str = "gemma_file:";
+const LORA_PREFIX: &str = "distilled_lora.";
 /// What a bundle's Gemma root must hold besides its weights.
 const GEMMA_FILES: [&str; 2] = ["config.json", "tokenizer.json"];
 
 /// A bundle written out as the files a user has: checkpoint, upsampler, Gemma root.
 struct Materialized {
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
     checkpoint: PathBuf,
     upsampler: PathBuf,
     gemma_root: PathBuf,
+    distilled_lora: PathBuf,
 }
 
 impl Materialized {
+    /// The folder the files are in (extra inputs go beside them).
+    fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
     fn ledger(&self, device: &Device) -> Result<ModelLedger> {
         Ok(ModelLedger::new(
             DType::F32,
@@ -56,20 +68,28 @@ fn materialize(model: &Fixture) -> Result<Materialized> {
     let dir = tempfile::tempdir().map_err(|e| model.bad(format!("a temporary folder: {e}")))?;
     let files = model.files();
     let sd = files.state_dict(&SDOps::identity())?;
-    let (mut checkpoint, mut upsampler, mut gemma) =
-        (HashMap::new(), HashMap::new(), HashMap::new());
+    let (mut checkpoint, mut upsampler, mut gemma, mut lora) = (
+        HashMap::new(),
+        HashMap::new(),
+        HashMap::new(),
+        HashMap::new(),
+    );
     for key in sd.keys() {
         let t = sd.raw_tensor(&key, &Device::Cpu)?;
         if let Some(k) = key.strip_prefix(UPSAMPLER_PREFIX) {
             upsampler.insert(k.to_string(), t);
         } else if let Some(k) = key.strip_prefix(GEMMA_PREFIX) {
             gemma.insert(k.to_string(), t);
+        } else if let Some(k) = key.strip_prefix(LORA_PREFIX) {
+            lora.insert(k.to_string(), t);
         } else if !key.starts_with("output.") {
             checkpoint.insert(key, t);
         }
     }
-    if upsampler.is_empty() || gemma.is_empty() {
-        return Err(model.bad("the bundle has no spatial upsampler or no Gemma weights"));
+    if upsampler.is_empty() || gemma.is_empty() || lora.is_empty() {
+        return Err(model.bad(
+            "the bundle lacks the spatial upsampler, the Gemma weights or the distilled LoRA",
+        ));
     }
     let metadata = files.metadata();
     let config = |key: &str| -> Result<String> {
@@ -82,8 +102,10 @@ fn materialize(model: &Fixture) -> Result<Materialized> {
         checkpoint: dir.path().join("checkpoint.safetensors"),
         upsampler: dir.path().join("upsampler.safetensors"),
         gemma_root: dir.path().join("gemma"),
-        _dir: dir,
+        distilled_lora: dir.path().join("distilled_lora.safetensors"),
+        dir,
     };
+    save_safetensors(&m.distilled_lora, &lora, HashMap::new())?;
     save_safetensors(
         &m.checkpoint,
         &checkpoint,
@@ -172,9 +194,79 @@ fn noise_kind(fx: &Fixture) -> Result<NoiseKind> {
     }
 }
 
+/// The guided pipelines' arguments: negative prompt, step count, both guiders.
+fn guidance(fx: &Fixture) -> Result<GuidanceRequest> {
+    let guider = |key: &str| -> Result<_> {
+        let v = fx
+            .call_value(key)
+            .ok_or_else(|| fx.bad(format!("no call.{key}")))?;
+        multimodal_params(fx, v, &format!("call.{key}"))
+    };
+    Ok(GuidanceRequest {
+        negative_prompt: fx.call_str("negative_prompt")?.to_string(),
+        num_inference_steps: fx.call_usize("num_inference_steps")?,
+        video_guider: guider("video_guider")?,
+        audio_guider: guider("audio_guider")?,
+    })
+}
+
+/// `call.images` (absent: none): each `{size, frame_idx, strength, crf}` with its pixels stored as
+/// `input.image<i>` (`[H, W, 3]` u8, `size` = `[H, W]`), written as PNG into `dir`.
+fn images(fx: &Fixture, dir: &Path) -> Result<Vec<ImageConditioningInput>> {
+    let Some(list) = fx.call_value("images") else {
+        return Ok(Vec::new());
+    };
+    let list = list
+        .as_array()
+        .ok_or_else(|| fx.bad("call.images must be a list"))?;
+    let inputs = fx.io("input.", &Device::Cpu)?;
+    let mut out = Vec::with_capacity(list.len());
+    for (i, img) in list.iter().enumerate() {
+        let what = format!("call.images[{i}]");
+        fx.check_keys(img, &what, &["size", "frame_idx", "strength", "crf"])?;
+        let field = |key: &str| {
+            img.get(key)
+                .ok_or_else(|| fx.bad(format!("{what}.{key} is missing")))
+        };
+        let uint = |key: &str| {
+            field(key)?
+                .as_u64()
+                .ok_or_else(|| fx.bad(format!("{what}.{key} must be a non-negative integer")))
+        };
+        let pixels = fx.input(&inputs, &format!("image{i}"), &Device::Cpu)?;
+        let size: Vec<u64> = serde_json::from_value(field("size")?.clone())
+            .map_err(|e| fx.bad(format!("{what}.size: {e}")))?;
+        let (h, w) = match (pixels.dims(), size.as_slice()) {
+            (&[h, w, 3], &[sh, sw]) if (h as u64, w as u64) == (sh, sw) => (h, w),
+            (dims, _) => {
+                return Err(fx.bad(format!(
+                    "input.image{i} has shape {dims:?}, {what}.size says {size:?} (x3)"
+                )))
+            }
+        };
+        let data = pixels.to_dtype(DType::U8)?.flatten_all()?.to_vec1::<u8>()?;
+        let png = image::RgbImage::from_raw(w as u32, h as u32, data)
+            .ok_or_else(|| fx.bad(format!("input.image{i}: not an RGB image")))?;
+        let path = dir.join(format!("image{i}.png"));
+        png.save(&path)
+            .map_err(|e| fx.bad(format!("writing {}: {e}", path.display())))?;
+        out.push(ImageConditioningInput {
+            path,
+            frame_idx: uint("frame_idx")? as usize,
+            strength: field("strength")?
+                .as_f64()
+                .ok_or_else(|| fx.bad(format!("{what}.strength must be a number")))?,
+            crf: Some(uint("crf")? as u32),
+        });
+    }
+    Ok(out)
+}
+
 /// `pipeline`: the pipeline named by `call.pipeline` on the bundle, its float frames and audio.
 pub fn run(fx: &Fixture, device: &Device) -> Result<Outputs> {
     let pipeline = fx.call_str("pipeline")?.to_string();
+    let model = open_model(fx)?;
+    let files = materialize(&model)?;
     let req = GenerationRequest {
         prompt: fx.call_str("prompt")?.to_string(),
         seed: fx.call_usize("seed")? as u64,
@@ -183,13 +275,11 @@ pub fn run(fx: &Fixture, device: &Device) -> Result<Outputs> {
         width: fx.call_usize("width")?,
         num_frames: fx.call_usize("num_frames")?,
         frame_rate: fx.call_f64("frame_rate")?,
-        images: vec![],
+        images: images(fx, files.dir())?,
         tiling: None,
         enhance_prompt: None,
         auto_duration: None,
     };
-    let model = open_model(fx)?;
-    let files = materialize(&model)?;
     let ledger = files.ledger(device)?;
     let mut chunks = Vec::new();
     let mut sink = |chunk: Tensor| {
@@ -202,9 +292,17 @@ pub fn run(fx: &Fixture, device: &Device) -> Result<Outputs> {
     };
     let audio = match pipeline.as_str() {
         "distilled" => DistilledPipeline::new(ledger).run(&req, io)?,
+        "one_stage" => TI2VidOneStagePipeline::new(ledger).run((&req, &guidance(fx)?), io)?,
+        "two_stages" => {
+            let lora = LoraSpec {
+                path: files.distilled_lora.clone(),
+                strength: fx.call_f64("distilled_lora_strength")?,
+            };
+            TI2VidTwoStagesPipeline::new(ledger, &[lora])?.run((&req, &guidance(fx)?), io)?
+        }
         other => {
             return Err(fx.bad(format!(
-                "call.pipeline {other:?} is not one the harness runs (distilled)"
+                "call.pipeline {other:?} is not one the harness runs (distilled, one_stage, two_stages)"
             )))
         }
     };

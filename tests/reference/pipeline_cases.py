@@ -52,6 +52,7 @@ STREAMS = {
     "embeddings_processor": 6,
     "latent_upsampler": 7,
     "gemma": 8,
+    "distilled_lora": 9,
 }
 
 # the reference's vision tower is never run (no image is given to Gemma), but the root must hold one
@@ -191,6 +192,30 @@ def gemma_tensors(ctx: CaseContext, config: dict) -> dict[str, torch.Tensor]:
     return out
 
 
+LORA_PREFIX = "distilled_lora."
+# the modules the tiny distilled LoRA adapts (rank 2): video and audio attention and feed-forwards of both blocks
+LORA_MODULES = [
+    f"transformer_blocks.{b}.{m}"
+    for b in range(2)
+    for m in ("attn1.to_q", "attn1.to_v", "attn2.to_k", "ff.net.2", "audio_attn1.to_out.0", "audio_ff.net.0.proj")
+]
+LORA_RANK = 2
+
+
+def distilled_lora_tensors(ctx: CaseContext, checkpoint: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A rank-2 LoRA (bf16, ComfyUI `diffusion_model.*` keys, like the released distilled LoRAs) standing in for the
+    distilled LoRA the two-stage pipelines fuse into stage 2."""
+    gen = ctx.generator(STREAMS["distilled_lora"])
+    out = {}
+    for module in LORA_MODULES:
+        out_f, in_f = checkpoint[f"model.diffusion_model.{module}.weight"].shape
+        a = torch.randn(LORA_RANK, in_f, generator=gen) / in_f**0.5
+        b = 0.5 * torch.randn(out_f, LORA_RANK, generator=gen)
+        out[f"diffusion_model.{module}.lora_A.weight"] = a.bfloat16()
+        out[f"diffusion_model.{module}.lora_B.weight"] = b.bfloat16()
+    return out
+
+
 class _Float32Torch(ModuleType):
     """`torch` as the pipeline modules see it during a fixture run: `torch.bfloat16` is float32."""
 
@@ -255,10 +280,12 @@ def tiny_bundle(ctx: CaseContext) -> SimpleNamespace:
         upsampler=_component_weights(ctx, "latent_upsampler", up_config, {}),
         gemma=gemma_tensors(ctx, gemma_config),
     )
+    bundle.distilled_lora = distilled_lora_tensors(ctx, bundle.checkpoint)
     bundle.tensors = {
         **bundle.checkpoint,
         **{UPSAMPLER_PREFIX + k: v for k, v in bundle.upsampler.items()},
         **{GEMMA_PREFIX + k: v for k, v in bundle.gemma.items()},
+        **{LORA_PREFIX + k: v for k, v in bundle.distilled_lora.items()},
     }
     digest = hashlib.sha256()
     for name in sorted(bundle.tensors):
@@ -298,7 +325,8 @@ def model_case(ctx: CaseContext, call: dict) -> FixtureResult:
 def write_model(root: Path, bundle: SimpleNamespace) -> SimpleNamespace:
     """The bundle as the files a user would have: checkpoint, upsampler, Gemma root."""
     paths = SimpleNamespace(checkpoint=root / "checkpoint.safetensors", upsampler=root / "upsampler.safetensors",
-                            gemma=root / "gemma")
+                            gemma=root / "gemma", distilled_lora=root / "distilled_lora.safetensors")
+    save_file(bundle.distilled_lora, str(paths.distilled_lora))
     save_file(bundle.checkpoint, str(paths.checkpoint), metadata={"config": json.dumps(bundle.config, sort_keys=True)})
     save_file(bundle.upsampler, str(paths.upsampler), metadata={"config": json.dumps(bundle.up_config, sort_keys=True)})
     paths.gemma.mkdir()
@@ -306,6 +334,38 @@ def write_model(root: Path, bundle: SimpleNamespace) -> SimpleNamespace:
         (paths.gemma / name).write_text(text)
     save_file(bundle.gemma, str(paths.gemma / "model.safetensors"))
     return paths
+
+
+def draw_images(ctx: CaseContext, call: dict) -> dict[str, torch.Tensor]:
+    """The conditioning images of `call.images` (`[H, W, 3]` uint8, smooth random pictures of the size each names),
+    stored as `input.image<i>` and written as PNG by both sides."""
+    gen = ctx.generator(1)
+    out = {}
+    for i, img in enumerate(call.get("images", [])):
+        h, w = img["size"]
+        coarse = torch.rand(1, 3, 4, 6, generator=gen)
+        smooth = torch.nn.functional.interpolate(coarse, size=(h, w), mode="bilinear", align_corners=False)
+        out[f"image{i}"] = (smooth[0].permute(1, 2, 0) * 255).round().clamp(0, 255).to(torch.uint8).contiguous()
+    return out
+
+
+def write_images(root: Path, images: dict[str, torch.Tensor]) -> dict[str, str]:
+    from PIL import Image
+
+    paths = {}
+    for name, pixels in images.items():
+        paths[name] = str(root / f"{name}.png")
+        Image.fromarray(pixels.numpy()).save(paths[name])
+    return paths
+
+
+def image_inputs(call: dict, paths: dict[str, str]) -> list:
+    from ltx_pipelines.utils.args import ImageConditioningInput
+
+    return [
+        ImageConditioningInput(paths[f"image{i}"], img["frame_idx"], img["strength"], img["crf"])
+        for i, img in enumerate(call.get("images", []))
+    ]
 
 
 def pipeline_result(bundle: SimpleNamespace, call: dict, frames: torch.Tensor, audio: Any) -> FixtureResult:
@@ -318,33 +378,114 @@ def pipeline_result(bundle: SimpleNamespace, call: dict, frames: torch.Tensor, a
     return FixtureResult("pipeline", bundle.config, call, PIPELINE_ATOL, "1e-4", tensors, extra)
 
 
-def distilled_case(ctx: CaseContext, call: dict) -> FixtureResult:
-    from ltx_pipelines import distilled
+def run_reference(ctx: CaseContext, call: dict, module: ModuleType, build: Any, run: Any) -> FixtureResult:
+    """`build(paths)` makes the reference pipeline of `module` on the bundle written out, `run(pipeline, paths)`
+    calls it (`paths.images`: the call's conditioning images); the decoded chunks and the audio become the fixture's outputs."""
     from ltx_pipelines.utils import blocks
     from ltx_pipelines.utils.model_paths import ModelPaths
 
     bundle = tiny_bundle(ctx)
-    with tempfile.TemporaryDirectory() as tmp, reference_run_patches(distilled, blocks):
+    inputs = draw_images(ctx, call)
+    with tempfile.TemporaryDirectory() as tmp, reference_run_patches(module, blocks):
         paths = write_model(Path(tmp), bundle)
-        pipeline = distilled.DistilledPipeline(
-            model_paths=ModelPaths.from_monolith(str(paths.checkpoint), str(paths.gemma)),
+        paths.model_paths = ModelPaths.from_monolith(str(paths.checkpoint), str(paths.gemma))
+        paths.images = image_inputs(call, write_images(Path(tmp), inputs))
+        pipeline = build(paths)
+        with torch.inference_mode():
+            video, audio, *_ = run(pipeline, paths)
+            frames = torch.cat([chunk.float() for chunk in video], dim=0)
+    result = pipeline_result(bundle, call, frames, audio)
+    result.tensors.update({"input." + k: v for k, v in inputs.items()})
+    return result
+
+
+def distilled_case(ctx: CaseContext, call: dict) -> FixtureResult:
+    from ltx_pipelines import distilled
+
+    return run_reference(
+        ctx,
+        call,
+        distilled,
+        lambda paths: distilled.DistilledPipeline(
+            model_paths=paths.model_paths,
             spatial_upsampler_path=str(paths.upsampler),
             loras=[],
             device=torch.device("cpu"),
-        )
-        with torch.inference_mode():
-            video, audio, _, _ = pipeline(
-                prompt=call["prompt"],
-                seed=call["seed"],
-                height=call["height"],
-                width=call["width"],
-                frame_rate=call["frame_rate"],
-                images=[],
-                num_frames=call["num_frames"],
-                tiling_config=None,
-            )
-            frames = torch.cat([chunk.float() for chunk in video], dim=0)
-    return pipeline_result(bundle, call, frames, audio)
+        ),
+        lambda pipeline, paths: pipeline(
+            prompt=call["prompt"],
+            seed=call["seed"],
+            height=call["height"],
+            width=call["width"],
+            frame_rate=call["frame_rate"],
+            images=paths.images,
+            num_frames=call["num_frames"],
+            tiling_config=None,
+        ),
+    )
+
+
+def one_stage_case(ctx: CaseContext, call: dict) -> FixtureResult:
+    from ltx_core.components.guiders import MultiModalGuiderParams
+    from ltx_pipelines import ti2vid_one_stage
+
+    return run_reference(
+        ctx,
+        call,
+        ti2vid_one_stage,
+        lambda paths: ti2vid_one_stage.TI2VidOneStagePipeline(
+            model_paths=paths.model_paths, loras=[], device=torch.device("cpu")
+        ),
+        lambda pipeline, paths: pipeline(
+            prompt=call["prompt"],
+            negative_prompt=call["negative_prompt"],
+            seed=call["seed"],
+            height=call["height"],
+            width=call["width"],
+            frame_rate=call["frame_rate"],
+            num_inference_steps=call["num_inference_steps"],
+            video_guider_params=MultiModalGuiderParams(**call["video_guider"]),
+            audio_guider_params=MultiModalGuiderParams(**call["audio_guider"]),
+            images=paths.images,
+            num_frames=call["num_frames"],
+            tiling_config=None,
+        ),
+    )
+
+
+def two_stages_case(ctx: CaseContext, call: dict) -> FixtureResult:
+    from ltx_core.components.guiders import MultiModalGuiderParams
+    from ltx_core.loader import LoraPathStrengthAndSDOps
+    from ltx_core.loader.sd_ops import LTXV_LORA_COMFY_RENAMING_MAP
+    from ltx_pipelines import ti2vid_two_stages
+
+    return run_reference(
+        ctx,
+        call,
+        ti2vid_two_stages,
+        lambda paths: ti2vid_two_stages.TI2VidTwoStagesPipeline(
+            model_paths=paths.model_paths,
+            distilled_lora=[LoraPathStrengthAndSDOps(str(paths.distilled_lora), call["distilled_lora_strength"],
+                                                     LTXV_LORA_COMFY_RENAMING_MAP)],
+            spatial_upsampler_path=str(paths.upsampler),
+            loras=[],
+            device=torch.device("cpu"),
+        ),
+        lambda pipeline, paths: pipeline(
+            prompt=call["prompt"],
+            negative_prompt=call["negative_prompt"],
+            seed=call["seed"],
+            height=call["height"],
+            width=call["width"],
+            frame_rate=call["frame_rate"],
+            num_inference_steps=call["num_inference_steps"],
+            video_guider_params=MultiModalGuiderParams(**call["video_guider"]),
+            audio_guider_params=MultiModalGuiderParams(**call["audio_guider"]),
+            images=paths.images,
+            num_frames=call["num_frames"],
+            tiling_config=None,
+        ),
+    )
 
 
 PROMPT = "a red car drives slowly on a wide street at night"
@@ -357,6 +498,43 @@ DISTILLED_CALL = {
     "num_frames": 9,
     "frame_rate": 25.0,
     "noise": "torch-cpu",
+}
+
+ONE_STAGE_CALL = {
+    "pipeline": "one_stage",
+    "prompt": PROMPT,
+    "negative_prompt": "dark night rain",
+    "height": 64,
+    "width": 96,
+    "num_frames": 9,
+    "frame_rate": 24.0,
+    "num_inference_steps": 4,
+    # CFG + STG (block 1) + modality guidance + rescale on video; CFG + modality on audio, STG every other step
+    "video_guider": {"cfg_scale": 3.0, "stg_scale": 1.0, "stg_blocks": [1], "rescale_scale": 0.7,
+                     "modality_scale": 3.0, "skip_step": 0},
+    "audio_guider": {"cfg_scale": 7.0, "stg_scale": 1.0, "stg_blocks": [0], "rescale_scale": 0.7,
+                     "modality_scale": 3.0, "skip_step": 1},
+    "noise": "torch-cpu",
+}
+
+TWO_STAGES_CALL = {
+    **ONE_STAGE_CALL,
+    "pipeline": "two_stages",
+    "height": 64,
+    "width": 128,
+    "num_frames": 9,
+    "num_inference_steps": 3,
+    "distilled_lora_strength": 0.8,
+}
+
+DISTILLED_IMAGES_CALL = {
+    **DISTILLED_CALL,
+    # the first frame replaced by an image (another aspect ratio: resized and center-cropped), a keyframe at pixel
+    # frame 8; CRF 0: no H.264 round trip (its encoder is not the reference's libx264)
+    "images": [
+        {"size": [40, 96], "frame_idx": 0, "strength": 0.9, "crf": 0},
+        {"size": [72, 120], "frame_idx": 8, "strength": 0.7, "crf": 0},
+    ],
 }
 
 CASES = [
@@ -375,6 +553,33 @@ CASES = [
         181,
         "DistilledPipeline end to end on the tiny model (64x128, 9 frames, 25 fps, no image, untiled), f32",
         lambda ctx: distilled_case(ctx, {**DISTILLED_CALL, "seed": 10 + ctx.seed}),
+        requires=("pipeline_model",),
+    ),
+    Case(
+        "pipeline_one_stage",
+        "pipeline",
+        182,
+        "TI2VidOneStagePipeline end to end on the tiny model (64x96, 9 frames, 24 fps, 4 steps, negative prompt, "
+        "video CFG 3 + STG 1 + modality 3 + rescale 0.7, audio CFG 7 + STG 1 every other step + modality 3), f32",
+        lambda ctx: one_stage_case(ctx, {**ONE_STAGE_CALL, "seed": 20 + ctx.seed}),
+        requires=("pipeline_model",),
+    ),
+    Case(
+        "pipeline_two_stages",
+        "pipeline",
+        183,
+        "TI2VidTwoStagesPipeline end to end on the tiny model (64x128, 9 frames, 3 guided stage-1 steps with the "
+        "one-stage guiders, x2 upsampler, stage 2 with a rank-2 distilled LoRA at 0.8), f32",
+        lambda ctx: two_stages_case(ctx, {**TWO_STAGES_CALL, "seed": 30 + ctx.seed}),
+        requires=("pipeline_model",),
+    ),
+    Case(
+        "pipeline_distilled_images",
+        "pipeline",
+        184,
+        "DistilledPipeline with images: frame 0 replaced (strength 0.9), a keyframe at pixel frame 8 (strength 0.7), "
+        "both resized and center-cropped from other aspect ratios, CRF 0; 64x128, 9 frames, f32",
+        lambda ctx: distilled_case(ctx, {**DISTILLED_IMAGES_CALL, "seed": 40 + ctx.seed}),
         requires=("pipeline_model",),
     ),
 ]
