@@ -45,6 +45,7 @@ pub trait LatentTools {
             positions: state.positions.narrow(2, 0, n)?,
             attention_mask: None,
             keyframes_mask: None,
+            frozen: state.frozen,
         })
     }
 }
@@ -63,6 +64,7 @@ fn map_state(
         attention_mask: state.attention_mask.clone(),
         // the marker shares the denoise mask's layout and converts with it
         keyframes_mask: state.keyframes_mask.as_ref().map(&mask_f).transpose()?,
+        frozen: state.frozen,
     })
 }
 
@@ -89,6 +91,7 @@ fn initial_state(
         positions,
         attention_mask: None,
         keyframes_mask: None,
+        frozen: false,
     })
 }
 

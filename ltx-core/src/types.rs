@@ -298,6 +298,10 @@ pub struct LatentState {
     pub clean_latent: Tensor,
     pub attention_mask: Option<Tensor>,
     pub keyframes_mask: Option<Tensor>,
+    /// The stream is held fixed (1.2.0's `frozen`: a kept soundtrack, a retake's untouched
+    /// modality): besides its zero denoise mask, the transformer sees its sigma as 0, which sets
+    /// its prompt AdaLN and the other stream's cross-modal gate.
+    pub frozen: bool,
 }
 
 impl LatentState {

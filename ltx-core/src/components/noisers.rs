@@ -268,6 +268,7 @@ mod tests {
             clean_latent: Tensor::ones((1, 3, 2), DType::F32, &dev)?,
             attention_mask: None,
             keyframes_mask: None,
+            frozen: false,
         };
         let noise = Tensor::zeros((1, 3, 2), DType::F32, &dev)?;
         let out = GaussianNoiser.apply(&state, &noise, 1.0)?;

@@ -110,6 +110,12 @@ pub fn modality_from_latent_state(
     sigma: &Tensor,
     enabled: bool,
 ) -> Result<Modality> {
+    // a frozen stream is shown sigma 0 (its tokens' timesteps are 0 through the mask already)
+    let sigma = if state.frozen {
+        &sigma.zeros_like()?
+    } else {
+        sigma
+    };
     Ok(Modality {
         latent: state.latent.clone(),
         sigma: sigma.clone(),
@@ -277,6 +283,7 @@ pub fn denoise_audio_video(
     )?;
     if let StageAudio::Keep(_) = inputs.audio {
         audio.denoise_mask = audio.denoise_mask.zeros_like()?;
+        audio.frozen = true;
     }
     let (video, audio) = denoising_loop.run(video, audio, noise)?;
     let video = vtools.unpatchify(&vtools.clear_conditioning(&video)?)?;

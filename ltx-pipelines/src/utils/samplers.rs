@@ -434,6 +434,7 @@ mod tests {
             clean_latent: latent.zeros_like().unwrap(),
             attention_mask: None,
             keyframes_mask: None,
+            frozen: false,
         }
     }
 

@@ -86,6 +86,7 @@ impl ConditioningItem for VideoConditionByLatentIndex {
             positions: state.positions.clone(),
             attention_mask: state.attention_mask.clone(),
             keyframes_mask: state.keyframes_mask.clone(),
+            frozen: state.frozen,
         })
     }
 }

@@ -71,6 +71,7 @@ fn append_tokens(
         attention_mask,
         // given-content tokens are never marked (`extend_keyframes_mask(marked=False)`)
         keyframes_mask: extend_keyframes_mask(latent_state, m, false)?,
+        frozen: latent_state.frozen,
     })
 }
 
