@@ -70,6 +70,7 @@ impl Inputs<'_> {
             clean_latent: clean.clone(),
             attention_mask: None,
             keyframes_mask: None,
+            frozen: false,
         })
     }
 }

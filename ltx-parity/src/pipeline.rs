@@ -11,14 +11,18 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor};
+use ltx_core::components::guiders::MultiModalGuiderParams;
 use ltx_core::components::noisers::NoiseKind;
 use ltx_core::loader::synthetic::save_safetensors;
 use ltx_core::loader::SDOps;
+use ltx_pipelines::a2vid_two_stage::{A2VidTwoStagePipeline, AudioInput};
 use ltx_pipelines::distilled::{
     DistilledPipeline, GenerationRequest, ImageConditioningInput, RunIo,
 };
+use ltx_pipelines::keyframe_interpolation::KeyframeInterpolationPipeline;
 use ltx_pipelines::ti2vid_one_stage::{GuidanceRequest, TI2VidOneStagePipeline};
 use ltx_pipelines::ti2vid_two_stages::{GuidedTwoStages, TI2VidTwoStagesPipeline};
+use ltx_pipelines::ti2vid_two_stages_hq::TI2VidTwoStagesHQPipeline;
 use ltx_pipelines::utils::blocks::encode_prompts;
 use ltx_pipelines::utils::model_ledger::{LoraSpec, ModelLedger};
 
@@ -194,8 +198,9 @@ fn noise_kind(fx: &Fixture) -> Result<NoiseKind> {
     }
 }
 
-/// The guided pipelines' arguments: negative prompt, step count, both guiders.
-fn guidance(fx: &Fixture) -> Result<GuidanceRequest> {
+/// The guided pipelines' arguments: negative prompt, step count, both guiders (`audio`: false for
+/// the A2V pipeline, which denoises no audio and takes no audio guider).
+fn guidance_of(fx: &Fixture, audio: bool) -> Result<GuidanceRequest> {
     let guider = |key: &str| -> Result<_> {
         let v = fx
             .call_value(key)
@@ -206,8 +211,16 @@ fn guidance(fx: &Fixture) -> Result<GuidanceRequest> {
         negative_prompt: fx.call_str("negative_prompt")?.to_string(),
         num_inference_steps: fx.call_usize("num_inference_steps")?,
         video_guider: guider("video_guider")?,
-        audio_guider: guider("audio_guider")?,
+        audio_guider: if audio {
+            guider("audio_guider")?
+        } else {
+            MultiModalGuiderParams::default()
+        },
     })
+}
+
+fn guidance(fx: &Fixture) -> Result<GuidanceRequest> {
+    guidance_of(fx, true)
 }
 
 /// `call.images` (absent: none): each `{size, frame_idx, strength, crf}` with its pixels stored as
@@ -262,6 +275,73 @@ fn images(fx: &Fixture, dir: &Path) -> Result<Vec<ImageConditioningInput>> {
     Ok(out)
 }
 
+/// `call.audio` (`{sample_rate, channels, seconds, start_time}`) with its samples stored as
+/// `input.audio` (`[channels, samples]`, PCM16 values), written as a WAV file into `dir`.
+fn audio_input(fx: &Fixture, dir: &Path) -> Result<AudioInput> {
+    let spec = fx
+        .call_value("audio")
+        .ok_or_else(|| fx.bad("no call.audio"))?;
+    fx.check_keys(
+        spec,
+        "call.audio",
+        &["sample_rate", "channels", "seconds", "start_time"],
+    )?;
+    let num = |key: &str| {
+        spec[key]
+            .as_f64()
+            .ok_or_else(|| fx.bad(format!("call.audio.{key} must be a number")))
+    };
+    let (rate, channels) = (num("sample_rate")? as u32, num("channels")? as usize);
+    let inputs = fx.io("input.", &Device::Cpu)?;
+    let samples = fx.input(&inputs, "audio", &Device::Cpu)?;
+    let expected = (num("seconds")? * f64::from(rate)) as usize;
+    if samples.dims() != [channels, expected] {
+        return Err(fx.bad(format!(
+            "input.audio has shape {:?}, call.audio says [{channels}, {expected}]",
+            samples.dims()
+        )));
+    }
+    let values = samples
+        .t()?
+        .flatten_all()?
+        .to_dtype(DType::I64)?
+        .to_vec1::<i64>()?;
+    let mut pcm = Vec::with_capacity(values.len() * 2);
+    for v in values {
+        let v =
+            i16::try_from(v).map_err(|_| fx.bad(format!("input.audio value {v} is not PCM16")))?;
+        pcm.extend_from_slice(&v.to_le_bytes());
+    }
+    let path = dir.join("audio.wav");
+    std::fs::write(&path, wav_pcm16(&pcm, channels as u16, rate))
+        .map_err(|e| io_error(fx, &path, e))?;
+    Ok(AudioInput {
+        path,
+        start_time: num("start_time")?,
+        max_duration: None,
+    })
+}
+
+/// A RIFF WAVE file of interleaved PCM16 `data`.
+fn wav_pcm16(data: &[u8], channels: u16, rate: u32) -> Vec<u8> {
+    let mut out = Vec::with_capacity(44 + data.len());
+    let block = channels * 2;
+    out.extend_from_slice(b"RIFF");
+    out.extend_from_slice(&(36 + data.len() as u32).to_le_bytes());
+    out.extend_from_slice(b"WAVEfmt ");
+    out.extend_from_slice(&16u32.to_le_bytes());
+    out.extend_from_slice(&1u16.to_le_bytes());
+    out.extend_from_slice(&channels.to_le_bytes());
+    out.extend_from_slice(&rate.to_le_bytes());
+    out.extend_from_slice(&(rate * u32::from(block)).to_le_bytes());
+    out.extend_from_slice(&block.to_le_bytes());
+    out.extend_from_slice(&16u16.to_le_bytes());
+    out.extend_from_slice(b"data");
+    out.extend_from_slice(&(data.len() as u32).to_le_bytes());
+    out.extend_from_slice(data);
+    out
+}
+
 /// `pipeline`: the pipeline named by `call.pipeline` on the bundle, its float frames and audio.
 pub fn run(fx: &Fixture, device: &Device) -> Result<Outputs> {
     let pipeline = fx.call_str("pipeline")?.to_string();
@@ -290,19 +370,44 @@ pub fn run(fx: &Fixture, device: &Device) -> Result<Outputs> {
         progress: &mut |_| {},
         sink: &mut sink,
     };
+    let lora = || -> Result<LoraSpec> {
+        Ok(LoraSpec {
+            path: files.distilled_lora.clone(),
+            strength: fx.call_f64("distilled_lora_strength")?,
+        })
+    };
     let audio = match pipeline.as_str() {
         "distilled" => DistilledPipeline::new(ledger).run(&req, io)?,
         "one_stage" => TI2VidOneStagePipeline::new(ledger).run((&req, &guidance(fx)?), io)?,
         "two_stages" => {
-            let lora = LoraSpec {
-                path: files.distilled_lora.clone(),
-                strength: fx.call_f64("distilled_lora_strength")?,
+            TI2VidTwoStagesPipeline::new(ledger, &[lora()?])?.run((&req, &guidance(fx)?), io)?
+        }
+        "keyframe_interpolation" => KeyframeInterpolationPipeline::new(ledger, &[lora()?])?
+            .run((&req, &guidance(fx)?), io)?,
+        "two_stages_hq" => {
+            let s: Vec<f64> = serde_json::from_value(
+                fx.call_value("distilled_lora_strengths")
+                    .cloned()
+                    .unwrap_or_default(),
+            )
+            .map_err(|e| fx.bad(format!("call.distilled_lora_strengths: {e}")))?;
+            let &[s1, s2] = s.as_slice() else {
+                return Err(fx.bad("call.distilled_lora_strengths must be two numbers"));
             };
-            TI2VidTwoStagesPipeline::new(ledger, &[lora])?.run((&req, &guidance(fx)?), io)?
+            TI2VidTwoStagesHQPipeline::new(ledger, Some(&files.distilled_lora), (s1, s2))?
+                .run((&req, &guidance(fx)?), io)?
+        }
+        "a2vid" => {
+            let input = audio_input(fx, files.dir())?;
+            A2VidTwoStagePipeline::new(ledger, &[lora()?])?.run(
+                (&req, &guidance_of(fx, false)?),
+                &input,
+                io,
+            )?
         }
         other => {
             return Err(fx.bad(format!(
-                "call.pipeline {other:?} is not one the harness runs (distilled, one_stage, two_stages)"
+                "call.pipeline {other:?} is not one the harness runs (distilled, one_stage, two_stages, two_stages_hq, keyframe_interpolation, a2vid)"
             )))
         }
     };

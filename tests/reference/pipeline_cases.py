@@ -12,7 +12,7 @@ concatenated) and the waveform `[2, N]`.
 
 What the generator changes in the reference's run (nothing else):
 - float32 instead of the pipelines' hard-coded bfloat16 (`torch.bfloat16` read as `torch.float32` inside the
-  pipeline modules), so the comparison is of the math, not of bf16 rounding;
+  pipeline modules, and the samplers' `model_dtype=torch.bfloat16` defaults float32), so the comparison is of the math, not of bf16 rounding;
 - the noiser's draws stay what the bf16 pipeline draws: `torch.randn` in bfloat16, cast to the float32 latent
   (ltx-rs does the same in float32 runs);
 - `torch.cuda.synchronize()` is a no-op (the pipelines call it unconditionally; there is no GPU).
@@ -230,8 +230,19 @@ class _Float32Torch(ModuleType):
 def reference_run_patches(*modules: ModuleType) -> Iterator[None]:
     """The three changes to the reference's run listed in the module docstring."""
     from ltx_core.components import noisers
+    from ltx_pipelines.utils import samplers
 
     originals = [(m, m.torch) for m in modules]
+    # the samplers' `model_dtype=torch.bfloat16` defaults (bound at import)
+    loops = [f for f in vars(samplers).values() if callable(f) and getattr(f, "__module__", "") == samplers.__name__]
+    defaults = [(f, f.__defaults__, f.__kwdefaults__) for f in loops if hasattr(f, "__defaults__")]
+
+    def f32(values: Any) -> Any:
+        if values is None:
+            return None
+        if isinstance(values, dict):
+            return {k: torch.float32 if v is torch.bfloat16 else v for k, v in values.items()}
+        return tuple(torch.float32 if v is torch.bfloat16 else v for v in values)
     sample = noisers.GaussianNoiser._sample_noise
     sync = torch.cuda.synchronize
 
@@ -245,8 +256,12 @@ def reference_run_patches(*modules: ModuleType) -> Iterator[None]:
             m.torch = _Float32Torch()
         noisers.GaussianNoiser._sample_noise = bf16_noise
         torch.cuda.synchronize = lambda *a, **k: None
+        for f, d, kd in defaults:
+            f.__defaults__, f.__kwdefaults__ = f32(d), f32(kd)
         yield
     finally:
+        for f, d, kd in defaults:
+            f.__defaults__, f.__kwdefaults__ = d, kd
         for m, t in originals:
             m.torch = t
         noisers.GaussianNoiser._sample_noise = sample
@@ -488,6 +503,122 @@ def two_stages_case(ctx: CaseContext, call: dict) -> FixtureResult:
     )
 
 
+def _guided_kwargs(call: dict, paths: SimpleNamespace, audio_guider: bool = True) -> dict:
+    from ltx_core.components.guiders import MultiModalGuiderParams
+
+    kw = dict(
+        prompt=call["prompt"],
+        negative_prompt=call["negative_prompt"],
+        seed=call["seed"],
+        height=call["height"],
+        width=call["width"],
+        frame_rate=call["frame_rate"],
+        num_inference_steps=call["num_inference_steps"],
+        video_guider_params=MultiModalGuiderParams(**call["video_guider"]),
+        images=paths.images,
+        num_frames=call["num_frames"],
+        tiling_config=None,
+    )
+    if audio_guider:
+        kw["audio_guider_params"] = MultiModalGuiderParams(**call["audio_guider"])
+    return kw
+
+
+def _distilled_lora(paths: SimpleNamespace, strength: float) -> list:
+    from ltx_core.loader import LoraPathStrengthAndSDOps
+    from ltx_core.loader.sd_ops import LTXV_LORA_COMFY_RENAMING_MAP
+
+    return [LoraPathStrengthAndSDOps(str(paths.distilled_lora), strength, LTXV_LORA_COMFY_RENAMING_MAP)]
+
+
+def keyframe_case(ctx: CaseContext, call: dict) -> FixtureResult:
+    from ltx_pipelines import keyframe_interpolation as ki
+
+    return run_reference(
+        ctx,
+        call,
+        ki,
+        lambda paths: ki.KeyframeInterpolationPipeline(
+            model_paths=paths.model_paths,
+            distilled_lora=_distilled_lora(paths, call["distilled_lora_strength"]),
+            spatial_upsampler_path=str(paths.upsampler),
+            loras=[],
+            device=torch.device("cpu"),
+        ),
+        lambda pipeline, paths: pipeline(**_guided_kwargs(call, paths)),
+    )
+
+
+def hq_case(ctx: CaseContext, call: dict) -> FixtureResult:
+    from ltx_pipelines import ti2vid_two_stages_hq as hq
+
+    strengths = call["distilled_lora_strengths"]
+    return run_reference(
+        ctx,
+        call,
+        hq,
+        lambda paths: hq.TI2VidTwoStagesHQPipeline(
+            model_paths=paths.model_paths,
+            distilled_lora=_distilled_lora(paths, 1.0),
+            distilled_lora_strength_stage_1=strengths[0],
+            distilled_lora_strength_stage_2=strengths[1],
+            spatial_upsampler_path=str(paths.upsampler),
+            loras=(),
+            device=torch.device("cpu"),
+        ),
+        lambda pipeline, paths: pipeline(**_guided_kwargs(call, paths)),
+    )
+
+
+def draw_audio(ctx: CaseContext, call: dict) -> torch.Tensor:
+    """`call.audio`'s soundtrack: `[channels, samples]` int16 (two detuned tones plus noise)."""
+    spec = call["audio"]
+    gen = ctx.generator(2)
+    n = int(spec["seconds"] * spec["sample_rate"])
+    t = torch.arange(n, dtype=torch.float64) / spec["sample_rate"]
+    tones = torch.stack([torch.sin(2 * torch.pi * 220 * t), torch.sin(2 * torch.pi * 331 * t)])
+    wave = 0.4 * tones + 0.05 * torch.randn(2, n, generator=gen, dtype=torch.float64)
+    return (wave.clamp(-1, 1) * 32767).round().to(torch.int16)[: spec["channels"]]
+
+
+def write_wav(path: Path, samples: torch.Tensor, rate: int) -> None:
+    import wave
+
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(samples.shape[0])
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(samples.t().contiguous().numpy().tobytes())
+
+
+def a2vid_case(ctx: CaseContext, call: dict) -> FixtureResult:
+    from ltx_pipelines import a2vid_two_stage as a2v
+
+    samples = draw_audio(ctx, call)
+
+    def run(pipeline: Any, paths: SimpleNamespace) -> Any:
+        wav = Path(paths.checkpoint).parent / "audio.wav"
+        write_wav(wav, samples, call["audio"]["sample_rate"])
+        return pipeline(**_guided_kwargs(call, paths, audio_guider=False), audio_path=str(wav),
+                        audio_start_time=call["audio"]["start_time"])
+
+    result = run_reference(
+        ctx,
+        call,
+        a2v,
+        lambda paths: a2v.A2VidPipelineTwoStage(
+            model_paths=paths.model_paths,
+            distilled_lora=_distilled_lora(paths, call["distilled_lora_strength"]),
+            spatial_upsampler_path=str(paths.upsampler),
+            loras=[],
+            device=torch.device("cpu"),
+        ),
+        run,
+    )
+    result.tensors["input.audio"] = samples.to(torch.int64).contiguous()
+    return result
+
+
 PROMPT = "a red car drives slowly on a wide street at night"
 
 DISTILLED_CALL = {
@@ -537,6 +668,32 @@ DISTILLED_IMAGES_CALL = {
     ],
 }
 
+KEYFRAME_CALL = {
+    **TWO_STAGES_CALL,
+    "pipeline": "keyframe_interpolation",
+    "num_frames": 17,
+    "images": [
+        {"size": [64, 128], "frame_idx": 0, "strength": 1.0, "crf": 0},
+        {"size": [48, 112], "frame_idx": 16, "strength": 0.8, "crf": 0},
+    ],
+}
+
+HQ_CALL = {
+    **TWO_STAGES_CALL,
+    "pipeline": "two_stages_hq",
+    "num_inference_steps": 2,
+    "distilled_lora_strengths": [0.25, 0.5],
+}
+del HQ_CALL["distilled_lora_strength"]
+
+A2VID_CALL = {
+    **TWO_STAGES_CALL,
+    "pipeline": "a2vid",
+    # a stereo 16 kHz WAV (PCM16), read from 0.1 s on: longer than the video, cut to its duration
+    "audio": {"sample_rate": 16000, "channels": 2, "seconds": 0.6, "start_time": 0.1},
+}
+del A2VID_CALL["audio_guider"]
+
 CASES = [
     Case(
         "pipeline_model",
@@ -580,6 +737,33 @@ CASES = [
         "DistilledPipeline with images: frame 0 replaced (strength 0.9), a keyframe at pixel frame 8 (strength 0.7), "
         "both resized and center-cropped from other aspect ratios, CRF 0; 64x128, 9 frames, f32",
         lambda ctx: distilled_case(ctx, {**DISTILLED_IMAGES_CALL, "seed": 40 + ctx.seed}),
+        requires=("pipeline_model",),
+    ),
+    Case(
+        "pipeline_keyframe_interpolation",
+        "pipeline",
+        185,
+        "KeyframeInterpolationPipeline: keyframes at pixel frames 0 (strength 1) and 16 (0.8, resized and cropped), "
+        "64x128, 17 frames, 3 guided steps, distilled LoRA 0.8 in stage 2, f32",
+        lambda ctx: keyframe_case(ctx, {**KEYFRAME_CALL, "seed": 50 + ctx.seed}),
+        requires=("pipeline_model",),
+    ),
+    Case(
+        "pipeline_two_stages_hq",
+        "pipeline",
+        186,
+        "TI2VidTwoStagesHQPipeline: res_2s, 2 guided stage-1 steps, the distilled LoRA at 0.25 in stage 1 and 0.5 in "
+        "stage 2, 64x128, 9 frames, f32",
+        lambda ctx: hq_case(ctx, {**HQ_CALL, "seed": 60 + ctx.seed}),
+        requires=("pipeline_model",),
+    ),
+    Case(
+        "pipeline_a2vid",
+        "pipeline",
+        187,
+        "A2VidPipelineTwoStage: video for a stereo 16 kHz WAV from 0.1 s on (stored as input.audio, PCM16 values as int64), video "
+        "guider only, 64x128, 9 frames, 3 guided steps, distilled LoRA 0.8, f32",
+        lambda ctx: a2vid_case(ctx, {**A2VID_CALL, "seed": 70 + ctx.seed}),
         requires=("pipeline_model",),
     ),
 ]
