@@ -236,18 +236,28 @@ fn multimodal(fx: &Fixture, inputs: &Arc<StateDict>, device: &Device) -> Result<
     Ok(out)
 }
 
+/// `call.perturbations` (`spec`): one list of [`perturbation`]s per sample.
+pub(super) fn perturbation_configs(
+    fx: &Fixture,
+    spec: &[Value],
+) -> Result<Vec<PerturbationConfig>> {
+    spec.iter()
+        .enumerate()
+        .map(|(i, sample)| {
+            let list = sample
+                .as_array()
+                .ok_or_else(|| fx.bad(format!("call.perturbations[{i}] must be a list")))?
+                .iter()
+                .enumerate()
+                .map(|(j, p)| perturbation(fx, p, &format!("call.perturbations[{i}][{j}]")))
+                .collect::<Result<_>>()?;
+            Ok(PerturbationConfig::new(list))
+        })
+        .collect()
+}
+
 fn perturbations(fx: &Fixture, device: &Device) -> Result<Outputs> {
-    let mut configs = Vec::new();
-    for (i, sample) in fx.call_array("perturbations")?.iter().enumerate() {
-        let list = sample
-            .as_array()
-            .ok_or_else(|| fx.bad(format!("call.perturbations[{i}] must be a list")))?
-            .iter()
-            .enumerate()
-            .map(|(j, p)| perturbation(fx, p, &format!("call.perturbations[{i}][{j}]")))
-            .collect::<Result<_>>()?;
-        configs.push(PerturbationConfig::new(list));
-    }
+    let configs = perturbation_configs(fx, fx.call_array("perturbations")?)?;
     let cfg = BatchedPerturbationConfig::new(configs);
     let values = Tensor::zeros((cfg.len(), 5, 2), DType::F32, device)?;
     let (mut masks, mut flags) = (Vec::new(), Vec::new());

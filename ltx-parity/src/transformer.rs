@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use candle_core::{DType, Device, Tensor};
-use ltx_core::guidance::perturbations::{BatchedPerturbationConfig, PerturbationConfig};
+use ltx_core::guidance::perturbations::BatchedPerturbationConfig;
 use ltx_core::loader::StateDict;
 use ltx_core::model::transformer::{
     ltxv_model_comfy_renaming_map, shape_only_var_builder, LegacyX0Model, LtxModel, LtxModelConfig,
@@ -13,7 +13,7 @@ use ltx_core::model::transformer::{
 };
 use serde_json::Value;
 
-use super::guider::perturbation;
+use super::guider::perturbation_configs;
 use super::{Fixture, Outputs};
 use crate::Result;
 
@@ -40,19 +40,7 @@ fn perturbations(fx: &Fixture, batch: usize) -> Result<Option<BatchedPerturbatio
             spec.len()
         )));
     }
-    let mut configs = Vec::with_capacity(batch);
-    for (i, sample) in spec.iter().enumerate() {
-        let list = sample
-            .as_array()
-            .ok_or_else(|| fx.bad(format!("call.perturbations[{i}] must be a list")))?
-            .iter()
-            .enumerate()
-            .map(|(j, p)| perturbation(fx, p, &format!("call.perturbations[{i}][{j}]")))
-            .collect::<Result<_>>()?;
-        configs.push(PerturbationConfig {
-            perturbations: Some(list),
-        });
-    }
+    let configs = perturbation_configs(fx, spec)?;
     Ok(Some(BatchedPerturbationConfig {
         perturbations: configs,
     }))
