@@ -356,7 +356,7 @@ pub fn run(fx: &Fixture, device: &Device) -> Result<Outputs> {
         num_frames: fx.call_usize("num_frames")?,
         frame_rate: fx.call_f64("frame_rate")?,
         images: images(fx, files.dir())?,
-        tiling: None,
+        tiling: fx.tiling()?,
         enhance_prompt: None,
         auto_duration: None,
     };

@@ -150,9 +150,19 @@ def distilled_case(ctx: CaseContext, call: dict) -> FixtureResult:
             frame_rate=call["frame_rate"],
             images=paths.images,
             num_frames=call["num_frames"],
-            tiling_config=None,
+            tiling_config=_tiling(call),
         ),
     )
+
+
+def _tiling(call: dict) -> Any:
+    """`call.tiling` (temporal tiles only: the spatial tile would need the latent's size) as 1.2.0's config."""
+    import ref_compat
+
+    tiling = call.get("tiling")
+    if tiling is not None and tiling.get("spatial") is not None:
+        raise ValueError("pipeline cases tile the decode in time only")
+    return ref_compat.decoder_tiling(tiling, None)
 
 
 def _guided_kwargs(call: dict, paths: SimpleNamespace, audio_guider: bool = True) -> dict:
@@ -169,7 +179,7 @@ def _guided_kwargs(call: dict, paths: SimpleNamespace, audio_guider: bool = True
         video_guider_params=MultiModalGuiderParams(**call["video_guider"]),
         images=paths.images,
         num_frames=call["num_frames"],
-        tiling_config=None,
+        tiling_config=_tiling(call),
     )
     if audio_guider:
         kw["audio_guider_params"] = MultiModalGuiderParams(**call["audio_guider"])
@@ -356,6 +366,8 @@ KEYFRAME_CALL = {
     **TWO_STAGES_CALL,
     "pipeline": "keyframe_interpolation",
     "num_frames": 17,
+    # the decode in temporal tiles of 16 frames overlapping by 8
+    "tiling": {"spatial": None, "temporal": {"tile_size_in_frames": 16, "tile_overlap_in_frames": 8}},
     "images": [
         {"size": [64, 128], "frame_idx": 0, "strength": 1.0, "crf": 0},
         {"size": [48, 112], "frame_idx": 16, "strength": 0.8, "crf": 0},
@@ -435,7 +447,7 @@ CASES = [
         "pipeline_keyframe_interpolation",
         185,
         "KeyframeInterpolationPipeline: keyframes at pixel frames 0 (strength 1) and 16 (0.8, resized and cropped), "
-        "64x128, 17 frames, 3 guided steps, distilled LoRA 0.8 in stage 2, f32",
+        "64x128, 17 frames, 3 guided steps, distilled LoRA 0.8 in stage 2, decoded in temporal tiles (16 / 8), f32",
         keyframe_case,
         {**KEYFRAME_CALL, "seed": 50},
     ),
