@@ -207,14 +207,16 @@ def one_stage_case(ctx: CaseContext, call: dict) -> FixtureResult:
     )
 
 
-def two_stages_case(ctx: CaseContext, call: dict) -> FixtureResult:
-    from ltx_pipelines import ti2vid_two_stages
+def _lora_two_stage_case(ctx: CaseContext, call: dict, module_name: str, class_name: str) -> FixtureResult:
+    """A guided two-stage pipeline with the distilled LoRA at `call.distilled_lora_strength` in stage 2."""
+    import importlib
 
+    module = importlib.import_module(f"ltx_pipelines.{module_name}")
     return run_reference(
         ctx,
         call,
-        ti2vid_two_stages,
-        lambda paths: ti2vid_two_stages.TI2VidTwoStagesPipeline(
+        module,
+        lambda paths: getattr(module, class_name)(
             model_paths=paths.model_paths,
             distilled_lora=_distilled_lora(paths, call["distilled_lora_strength"]),
             spatial_upsampler_path=str(paths.upsampler),
@@ -223,24 +225,14 @@ def two_stages_case(ctx: CaseContext, call: dict) -> FixtureResult:
         ),
         lambda pipeline, paths: pipeline(**_guided_kwargs(call, paths)),
     )
+
+
+def two_stages_case(ctx: CaseContext, call: dict) -> FixtureResult:
+    return _lora_two_stage_case(ctx, call, "ti2vid_two_stages", "TI2VidTwoStagesPipeline")
 
 
 def keyframe_case(ctx: CaseContext, call: dict) -> FixtureResult:
-    from ltx_pipelines import keyframe_interpolation as ki
-
-    return run_reference(
-        ctx,
-        call,
-        ki,
-        lambda paths: ki.KeyframeInterpolationPipeline(
-            model_paths=paths.model_paths,
-            distilled_lora=_distilled_lora(paths, call["distilled_lora_strength"]),
-            spatial_upsampler_path=str(paths.upsampler),
-            loras=[],
-            device=torch.device("cpu"),
-        ),
-        lambda pipeline, paths: pipeline(**_guided_kwargs(call, paths)),
-    )
+    return _lora_two_stage_case(ctx, call, "keyframe_interpolation", "KeyframeInterpolationPipeline")
 
 
 def hq_case(ctx: CaseContext, call: dict) -> FixtureResult:
